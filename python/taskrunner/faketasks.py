@@ -1,0 +1,74 @@
+"""The fake tasks of the original challenge, with an optional chosen wait.
+
+``FakeTaskBlocking`` sleeps inside ``run()``; ``FakeTaskPolling`` returns from
+``run()`` at once and answers ``None`` from ``get_output()`` until its wait has
+passed. Both produce ``2 * input``. As in the originals, the wait is a random
+whole number of seconds from 1 to 9; pass ``wait=`` (seconds, may be a
+fraction) to choose it, so that tests and demos can run in milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from random import random, randrange
+from typing import Any, Optional
+
+
+def _pick_wait(wait: Optional[float]) -> float:
+    if wait is None:
+        return randrange(1, 10, 1)
+    if not (isinstance(wait, (int, float)) and wait >= 0):
+        raise ValueError(f"wait must be a number of seconds >= 0, got {wait!r}")
+    return wait
+
+
+class FakeTask:
+    def run(self) -> Any:
+        pass
+
+    def get_output(self) -> Any:
+        pass
+
+
+class FakeTaskBlocking(FakeTask):
+    """Sleeps for ``time_wait`` seconds inside ``run()``, then returns ``2 * input``."""
+
+    def __init__(self, input: Any, wait: Optional[float] = None) -> None:
+        self.input = input
+        self.output = None
+        self.time_wait = _pick_wait(wait)
+
+    def run(self) -> Any:
+        time.sleep(self.time_wait)
+        self.output = 2 * self.input
+        return self.output
+
+    def get_output(self) -> Any:
+        return self.output
+
+
+class FakeTaskPolling(FakeTask):
+    """Returns from ``run()`` at once; ``get_output()`` is None until ``time_wait`` has passed."""
+
+    def __init__(self, input: Any, wait: Optional[float] = None) -> None:
+        self.input = input
+        self.output = None
+        self.time_start: Optional[float] = None
+        self.time_wait = _pick_wait(wait)
+
+    def run(self) -> None:
+        self.time_start = time.time()
+
+    def get_output(self) -> Any:
+        if self.time_start is None:
+            return None
+        if time.time() - self.time_start > self.time_wait:
+            self.output = 2 * self.input
+        return self.output
+
+
+def gen_task(input: Any, wait: Optional[float] = None) -> FakeTask:
+    """A blocking or a polling fake task, at random (even odds)."""
+    if random() > 0.5:
+        return FakeTaskBlocking(input, wait)
+    return FakeTaskPolling(input, wait)

@@ -1,0 +1,96 @@
+"""The core API: ``TaskRunner``, in the manner of ``concurrent.futures``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple, Optional, Union
+
+from taskrunner._core import Runner, TaskHandle
+
+FIRST_COMPLETED = "FIRST_COMPLETED"
+FIRST_EXCEPTION = "FIRST_EXCEPTION"
+ALL_COMPLETED = "ALL_COMPLETED"
+
+TaskRef = Union[int, TaskHandle]
+
+
+class DoneAndNotDone(NamedTuple):
+    done: set[int]
+    not_done: set[int]
+
+
+def _ids(tasks: Optional[Iterable[TaskRef]]) -> Optional[list[int]]:
+    if tasks is None:
+        return None
+    ids = []
+    for task in tasks:
+        if isinstance(task, TaskHandle):
+            ids.append(task.id)
+        elif isinstance(task, int) and not isinstance(task, bool):
+            ids.append(task)
+        else:
+            raise TypeError(f"expected a task id or TaskHandle, got {task!r}")
+    return ids
+
+
+class TaskRunner(Runner):
+    """Runs task objects (``run()`` / ``get_output()``) without blocking the caller.
+
+    Blocking tasks run on an elastic pool of Rust threads (at most
+    ``max_workers``, default 256, each leaving after ``keep_alive`` idle
+    seconds); polling tasks are polled by one Rust thread by the back-off
+    ``poll`` policy, with all polled tasks together kept under
+    ``max_poll_rate`` calls of ``get_output()`` per second.
+
+    Args:
+        max_workers: the most worker threads for blocking tasks.
+        poll: the default ``PollPolicy`` of polling tasks.
+        max_poll_rate: the poll budget, in ``get_output()`` calls per second.
+        keep_alive: seconds an idle worker waits for work before it exits.
+
+    Raises:
+        ValueError: for a parameter out of range.
+    """
+
+    def __enter__(self) -> TaskRunner:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.shutdown(wait=True)
+
+    def wait(
+        self,
+        ids: Optional[Iterable[TaskRef]] = None,
+        timeout: Optional[float] = None,
+        return_when: str = ALL_COMPLETED,
+    ) -> DoneAndNotDone:
+        """Waits for tasks (all tasks so far when ``ids`` is None).
+
+        Args:
+            ids: task ids or handles.
+            timeout: the most seconds to wait; None waits as long as needed.
+            return_when: ``FIRST_COMPLETED``, ``FIRST_EXCEPTION`` or ``ALL_COMPLETED``.
+
+        Returns:
+            ``(done, not_done)``: two sets of ids.
+
+        Raises:
+            KeyError: for an unknown id.
+        """
+        done, not_done = self._wait(_ids(ids), timeout, return_when)
+        return DoneAndNotDone(set(done), set(not_done))
+
+    def as_completed(
+        self, ids: Optional[Iterable[TaskRef]] = None, timeout: Optional[float] = None
+    ) -> Iterator[int]:
+        """Yields task ids as their tasks finish (those already done first).
+
+        Raises:
+            TimeoutError: if ``timeout`` seconds pass before all are done.
+            KeyError: for an unknown id.
+        """
+        return self._completions(_ids(ids), timeout)
+
+    def __repr__(self) -> str:
+        counts = {state: n for state, n in self.counts().items() if n}
+        return f"<TaskRunner max_workers={self.max_workers} closed={self.closed} tasks={counts}>"

@@ -1,0 +1,201 @@
+//! The elastic pool that runs blocking tasks.
+//!
+//! One queue and one condition variable. A worker is started when a job
+//! arrives and no worker is idle, up to `max_workers`; an idle worker leaves
+//! after `keep_alive`. A worker that finds more work after a job runs it
+//! under the same GIL acquisition, so a flood of short jobs pays for one
+//! attach, not one per job.
+
+use parking_lot::{Condvar, Mutex};
+use pyo3::prelude::*;
+use std::collections::VecDeque;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+struct PoolState<J> {
+    queue: VecDeque<J>,
+    threads: usize,
+    idle: usize,
+    /// Idle workers already woken for a job, so one job wakes one worker.
+    notified: usize,
+    busy: usize,
+    shutdown: bool,
+}
+
+pub struct Pool<J> {
+    state: Mutex<PoolState<J>>,
+    work_ready: Condvar,
+    all_exited: Condvar,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+    pub max_workers: usize,
+    pub keep_alive: Duration,
+}
+
+/// A snapshot for statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub threads: usize,
+    pub idle: usize,
+    pub busy: usize,
+    pub queued: usize,
+}
+
+impl<J> Pool<J> {
+    pub fn new(max_workers: usize, keep_alive: Duration) -> Self {
+        Pool {
+            state: Mutex::new(PoolState {
+                queue: VecDeque::new(),
+                threads: 0,
+                idle: 0,
+                notified: 0,
+                busy: 0,
+                shutdown: false,
+            }),
+            work_ready: Condvar::new(),
+            all_exited: Condvar::new(),
+            handles: Mutex::new(Vec::new()),
+            max_workers,
+            keep_alive,
+        }
+    }
+
+    /// Queues a job. Returns true when the caller must start a worker for it
+    /// (and report back with `spawned` or `spawn_failed`).
+    pub fn push(&self, job: J) -> bool {
+        let mut s = self.state.lock();
+        s.queue.push_back(job);
+        if s.idle > s.notified {
+            s.notified += 1;
+            self.work_ready.notify_one();
+            false
+        } else if s.threads < self.max_workers && !s.shutdown {
+            s.threads += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn spawned(&self, handle: JoinHandle<()>) {
+        let mut handles = self.handles.lock();
+        handles.retain(|h| !h.is_finished());
+        handles.push(handle);
+    }
+
+    /// Undoes the reservation `push` made; returns the jobs no worker will
+    /// ever take (when no worker is left at all).
+    pub fn spawn_failed(&self) -> Vec<J> {
+        let mut s = self.state.lock();
+        s.threads -= 1;
+        if s.threads == 0 {
+            self.all_exited.notify_all();
+            return s.queue.drain(..).collect();
+        }
+        Vec::new()
+    }
+
+    /// The body of a worker thread: runs jobs until shutdown or keep-alive expiry.
+    pub fn run_worker(&self, handle: impl Fn(Python<'_>, J)) {
+        while let Some(first) = self.next_job() {
+            Python::attach(|py| {
+                let mut job = first;
+                loop {
+                    handle(py, job);
+                    match self.finish_and_take_next() {
+                        Some(next) => job = next,
+                        None => break,
+                    }
+                }
+            });
+        }
+    }
+
+    /// Waits, detached, for a job; None when this worker should exit.
+    fn next_job(&self) -> Option<J> {
+        let mut s = self.state.lock();
+        loop {
+            if let Some(job) = s.queue.pop_front() {
+                s.busy += 1;
+                return Some(job);
+            }
+            if s.shutdown {
+                break;
+            }
+            s.idle += 1;
+            let timed_out = self.work_ready.wait_for(&mut s, self.keep_alive).timed_out();
+            s.idle -= 1;
+            if s.notified > 0 {
+                s.notified -= 1;
+            } else if timed_out && s.queue.is_empty() {
+                break;
+            }
+        }
+        s.threads -= 1;
+        if s.threads == 0 {
+            self.all_exited.notify_all();
+        }
+        None
+    }
+
+    /// Marks the current job done and takes the next one if any is queued.
+    fn finish_and_take_next(&self) -> Option<J> {
+        let mut s = self.state.lock();
+        s.busy -= 1;
+        let next = s.queue.pop_front();
+        if next.is_some() {
+            s.busy += 1;
+        }
+        next
+    }
+
+    /// Stops taking new work once the queue is drained; wakes idle workers.
+    pub fn shutdown(&self) {
+        self.state.lock().shutdown = true;
+        self.work_ready.notify_all();
+    }
+
+    pub fn is_shutdown(&self) -> bool {
+        self.state.lock().shutdown
+    }
+
+    /// Removes and returns every queued job.
+    pub fn drain(&self) -> Vec<J> {
+        self.state.lock().queue.drain(..).collect()
+    }
+
+    /// Waits up to `timeout` for every worker to exit; true when none is left.
+    pub fn wait_exited(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.state.lock();
+        while s.threads > 0 {
+            if self.all_exited.wait_until(&mut s, deadline).timed_out() {
+                return s.threads == 0;
+            }
+        }
+        drop(s);
+        for handle in self.handles.lock().drain(..) {
+            let _ = handle.join();
+        }
+        true
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let s = self.state.lock();
+        PoolStats {
+            threads: s.threads,
+            idle: s.idle,
+            busy: s.busy,
+            queued: s.queue.len(),
+        }
+    }
+
+    /// In a forked child no worker exists: forget them and their handles.
+    pub fn forget_workers(&self) {
+        let mut s = self.state.lock();
+        s.threads = 0;
+        s.idle = 0;
+        s.notified = 0;
+        s.busy = 0;
+        std::mem::forget(std::mem::take(&mut *self.handles.lock()));
+    }
+}

@@ -1,0 +1,44 @@
+//! A record as the status dict that the Python and HTTP APIs share.
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::record::{unix_now, Record};
+
+pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py, PyDict>> {
+    let p = record.progress.lock();
+    let (state, kind, started, finished, polls) = (p.state, p.kind, p.started_at, p.finished_at, p.polls);
+    let result = p.result.as_ref().map(|r| r.clone_ref(py));
+    let error = p
+        .error
+        .as_ref()
+        .map(|e| (e.type_name.clone(), e.message.clone(), e.traceback.clone()));
+    drop(p);
+
+    let runtime = started.map(|s| finished.unwrap_or_else(unix_now) - s);
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "id"), record.id)?;
+    d.set_item(intern!(py, "name"), record.name.bind(py))?;
+    d.set_item(intern!(py, "kind"), kind.map(|k| k.as_str()))?;
+    d.set_item(intern!(py, "state"), state.as_str())?;
+    d.set_item(intern!(py, "done"), state.is_final())?;
+    d.set_item(intern!(py, "result"), result)?;
+    let error = match error {
+        None => None,
+        Some((type_name, message, traceback)) => {
+            let e = PyDict::new(py);
+            e.set_item(intern!(py, "type"), type_name)?;
+            e.set_item(intern!(py, "message"), message)?;
+            e.set_item(intern!(py, "traceback"), traceback)?;
+            Some(e)
+        }
+    };
+    d.set_item(intern!(py, "error"), error)?;
+    d.set_item(intern!(py, "submitted_at"), record.submitted_at)?;
+    d.set_item(intern!(py, "started_at"), started)?;
+    d.set_item(intern!(py, "finished_at"), finished)?;
+    d.set_item(intern!(py, "runtime"), runtime)?;
+    d.set_item(intern!(py, "polls"), polls)?;
+    Ok(d)
+}

@@ -1,0 +1,95 @@
+//! The table of records: O(1) lookup by id, listing in submit order, and
+//! the count of tasks in each state.
+
+use parking_lot::RwLock;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::record::{Record, State};
+
+/// Ids are handed out in order, so a deque indexed by `id - first_id` finds a
+/// record in O(1); a forgotten record leaves a hole until the front catches up.
+struct Table {
+    first_id: u64,
+    slots: VecDeque<Option<Arc<Record>>>,
+}
+
+/// Tasks per state. Records update it under their own lock, so that the
+/// counts never see a task in two states or in none.
+#[derive(Default)]
+pub struct Counts([AtomicUsize; 6]);
+
+impl Counts {
+    pub fn transition(&self, from: State, to: State) {
+        self.0[from.index()].fetch_sub(1, Ordering::Relaxed);
+        self.0[to.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, state: State) -> usize {
+        self.0[state.index()].load(Ordering::Relaxed)
+    }
+}
+
+pub struct Store {
+    table: RwLock<Table>,
+    pub counts: Counts,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            table: RwLock::new(Table {
+                first_id: 1,
+                slots: VecDeque::new(),
+            }),
+            counts: Default::default(),
+        }
+    }
+}
+
+impl Store {
+    /// Assigns the next id and stores the record `make` builds for it.
+    pub fn insert(&self, make: impl FnOnce(u64) -> Record) -> Arc<Record> {
+        let mut table = self.table.write();
+        let id = table.first_id + table.slots.len() as u64;
+        let record = Arc::new(make(id));
+        table.slots.push_back(Some(record.clone()));
+        drop(table);
+        self.counts.0[State::Pending.index()].fetch_add(1, Ordering::Relaxed);
+        record
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<Record>> {
+        let table = self.table.read();
+        let index = id.checked_sub(table.first_id)?;
+        table.slots.get(index as usize)?.clone()
+    }
+
+    /// Removes a record; returns it so the caller can release it while attached.
+    pub fn remove(&self, id: u64) -> Option<Arc<Record>> {
+        let mut table = self.table.write();
+        let index = id.checked_sub(table.first_id)? as usize;
+        let record = table.slots.get_mut(index)?.take()?;
+        while let Some(None) = table.slots.front() {
+            table.slots.pop_front();
+            table.first_id += 1;
+        }
+        drop(table);
+        self.counts.0[record.state().index()].fetch_sub(1, Ordering::Relaxed);
+        Some(record)
+    }
+
+    /// Every record, in submit order.
+    pub fn all(&self) -> Vec<Arc<Record>> {
+        self.table.read().slots.iter().flatten().cloned().collect()
+    }
+
+    pub fn count(&self, state: State) -> usize {
+        self.counts.get(state)
+    }
+
+    pub fn unfinished(&self) -> usize {
+        self.count(State::Pending) + self.count(State::Running)
+    }
+}
