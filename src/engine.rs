@@ -2,14 +2,14 @@
 //! their states, and tells listeners. Everything here that calls into Python
 //! does so with no Rust lock held.
 
+use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
-use pyo3::intern;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use parking_lot::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -82,28 +82,46 @@ impl Engine {
 
     pub fn submit(self: &Arc<Self>, py: Python<'_>, sub: Submission<'_>) -> PyResult<Arc<Record>> {
         if self.is_closed() {
-            return Err(PyRuntimeError::new_err("cannot submit a task after shutdown"));
+            return Err(PyRuntimeError::new_err(
+                "cannot submit a task after shutdown",
+            ));
         }
         self.check_fork(py);
         let name = match sub.name {
             Some(name) => name.unbind(),
-            None => sub.task.get_type().name()?.cast_into::<PyString>()?.unbind(),
+            None => sub
+                .task
+                .get_type()
+                .name()?
+                .cast_into::<PyString>()?
+                .unbind(),
         };
         let deadline = sub.timeout.map(|t| Instant::now() + t);
         let policy = sub.policy.unwrap_or(self.policy);
-        let record = self.store.insert(|id| {
-            Record::new(id, name, sub.task.unbind(), sub.kind, deadline, policy)
+        let record = self
+            .store
+            .insert(|id| Record::new(id, name, sub.task.unbind(), sub.kind, deadline, policy));
+        self.events.publish(Event {
+            id: record.id,
+            state: State::Pending,
         });
-        self.events.publish(Event { id: record.id, state: State::Pending });
         let now = Instant::now();
         let mut timed: Vec<Due> = Vec::with_capacity(2);
         if sub.kind == Some(Kind::Polling) {
-            timed.push(Due { at: now, record: record.clone(), action: Action::Start });
+            timed.push(Due {
+                at: now,
+                record: record.clone(),
+                action: Action::Start,
+            });
         } else if self.pool.push(record.clone()) {
             self.spawn_worker(py);
         }
         if let Some(at) = deadline {
-            timed.push(Due { at, record: record.clone(), action: Action::Expire });
+            timed.push(Due {
+                at,
+                record: record.clone(),
+                action: Action::Expire,
+            });
         }
         self.schedule(py, timed);
         Ok(record)
@@ -114,13 +132,21 @@ impl Engine {
         let spawned = thread::Builder::new()
             .name("taskrunner-worker".into())
             .stack_size(WORKER_STACK)
-            .spawn(move || engine.pool.run_worker(|py, record| engine.run_blocking(py, record)));
+            .spawn(move || {
+                engine
+                    .pool
+                    .run_worker(|py, record| engine.run_blocking(py, record))
+            });
         match spawned {
             Ok(handle) => self.pool.spawned(handle),
             Err(err) => {
                 let message = format!("cannot start a worker thread: {err}");
                 for record in self.pool.spawn_failed() {
-                    self.complete(py, &record, failure(py, PyRuntimeError::new_err(message.clone())));
+                    self.complete(
+                        py,
+                        &record,
+                        failure(py, PyRuntimeError::new_err(message.clone())),
+                    );
                 }
             }
         }
@@ -138,7 +164,8 @@ impl Engine {
             Ok(handle) => self.poller.started(handle),
             Err(err) => {
                 self.poller.start_failed();
-                let error = PyRuntimeError::new_err(format!("cannot start the poller thread: {err}"));
+                let error =
+                    PyRuntimeError::new_err(format!("cannot start the poller thread: {err}"));
                 error.print(py);
             }
         }
@@ -148,7 +175,8 @@ impl Engine {
     fn run_blocking(self: &Arc<Self>, py: Python<'_>, record: Arc<Record>) {
         let ran = catch_unwind(AssertUnwindSafe(|| self.run_blocking_inner(py, &record)));
         if ran.is_err() {
-            let error = PyRuntimeError::new_err("taskrunner internal error (panic) while running the task");
+            let error =
+                PyRuntimeError::new_err("taskrunner internal error (panic) while running the task");
             self.complete(py, &record, failure(py, error));
         }
     }
@@ -181,7 +209,10 @@ impl Engine {
     /// Pending to running; None when the task ended before it could start.
     fn start(&self, py: Python<'_>, record: &Record, kind: Option<Kind>) -> Option<Py<PyAny>> {
         let task = record.start(py, kind, &self.store.counts)?;
-        self.events.publish(Event { id: record.id, state: State::Running });
+        self.events.publish(Event {
+            id: record.id,
+            state: State::Running,
+        });
         Some(task)
     }
 
@@ -199,12 +230,21 @@ impl Engine {
     fn begin_polling(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>, since: Instant) {
         self.poller.active.fetch_add(1, Ordering::Relaxed);
         let at = since + self.next_poll_interval(record, Duration::ZERO);
-        self.schedule(py, vec![Due { at, record: record.clone(), action: Action::Poll { since } }]);
+        self.schedule(
+            py,
+            vec![Due {
+                at,
+                record: record.clone(),
+                action: Action::Poll { since },
+            }],
+        );
     }
 
     fn next_poll_interval(&self, record: &Record, elapsed: Duration) -> Duration {
         let active = self.poller.active.load(Ordering::Relaxed);
-        record.policy.next_interval(elapsed, load_floor(active, self.max_poll_rate))
+        record
+            .policy
+            .next_interval(elapsed, load_floor(active, self.max_poll_rate))
     }
 
     /// The poller thread's body.
@@ -213,9 +253,12 @@ impl Engine {
             let mut again = Vec::new();
             Python::attach(|py| {
                 for due in batch {
-                    let handled = catch_unwind(AssertUnwindSafe(|| self.handle_due(py, &due, &mut again)));
+                    let handled =
+                        catch_unwind(AssertUnwindSafe(|| self.handle_due(py, &due, &mut again)));
                     if handled.is_err() {
-                        let error = PyRuntimeError::new_err("taskrunner internal error (panic) while polling");
+                        let error = PyRuntimeError::new_err(
+                            "taskrunner internal error (panic) while polling",
+                        );
                         self.complete(py, &due.record, failure(py, error));
                     }
                 }
@@ -248,7 +291,11 @@ impl Engine {
                     Ok(value) if value.is_none() => {
                         let now = Instant::now();
                         let at = now + self.next_poll_interval(record, now - since);
-                        again.push(Due { at, record: record.clone(), action: due.action });
+                        again.push(Due {
+                            at,
+                            record: record.clone(),
+                            action: due.action,
+                        });
                     }
                     Ok(value) => self.complete(py, record, Outcome::Succeeded(value.unbind())),
                     Err(err) => self.complete(py, record, failure(py, err)),
@@ -260,13 +307,23 @@ impl Engine {
     /// Moves a task to its final state (if it is not final yet), then tells
     /// listeners and runs its done callbacks on this thread.
     pub fn complete(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>, outcome: Outcome) {
-        let Some(Finished { from, to, kind, callbacks, task }) = record.finish(outcome, &self.store.counts) else {
+        let Some(Finished {
+            from,
+            to,
+            kind,
+            callbacks,
+            task,
+        }) = record.finish(outcome, &self.store.counts)
+        else {
             return;
         };
         if from == State::Running && kind == Some(Kind::Polling) {
             self.poller.active.fetch_sub(1, Ordering::Relaxed);
         }
-        self.events.publish(Event { id: record.id, state: to });
+        self.events.publish(Event {
+            id: record.id,
+            state: to,
+        });
         drop(task);
         if !callbacks.is_empty() {
             self.run_callbacks(py, record, callbacks);
@@ -276,7 +333,12 @@ impl Engine {
         }
     }
 
-    pub fn run_callbacks(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>, callbacks: Vec<Py<PyAny>>) {
+    pub fn run_callbacks(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        record: &Arc<Record>,
+        callbacks: Vec<Py<PyAny>>,
+    ) {
         let handle = match crate::runner::TaskHandle::new_py(py, self.clone(), record.clone()) {
             Ok(handle) => handle,
             Err(err) => return err.print(py),
@@ -368,26 +430,32 @@ impl Engine {
 
 /// The failure record of a Python exception: type, message, traceback.
 pub fn failure(py: Python<'_>, err: PyErr) -> Outcome {
-    let value = err.value(py);
+    // into_value attaches the traceback, so the exception re-raised later keeps it.
+    let value = err.into_value(py).into_bound(py);
     let type_name = value
         .get_type()
         .qualname()
         .map_or_else(|_| "<unknown>".to_string(), |n| n.to_string());
-    let message = value.str().map_or_else(|_| "<unprintable>".to_string(), |s| s.to_string());
-    let traceback = format_traceback(py, &err).unwrap_or_default();
+    let message = value
+        .str()
+        .map_or_else(|_| "<unprintable>".to_string(), |s| s.to_string());
+    let traceback = format_traceback(&value).unwrap_or_else(|_| format!("{type_name}: {message}"));
     Outcome::Failed(ErrorInfo {
         type_name,
         message,
         traceback,
-        exception: value.clone().into_any().unbind(),
+        exception: value.into_any().unbind(),
     })
 }
 
-fn format_traceback(py: Python<'_>, err: &PyErr) -> PyResult<String> {
+fn format_traceback(value: &Bound<'_, pyo3::exceptions::PyBaseException>) -> PyResult<String> {
+    let py = value.py();
     let lines = py
         .import(intern!(py, "traceback"))?
-        .call_method1(intern!(py, "format_exception"), (err.value(py),))?;
-    Ok(PyString::new(py, "").call_method1(intern!(py, "join"), (lines,))?.extract()?)
+        .call_method1(intern!(py, "format_exception"), (value,))?;
+    PyString::new(py, "")
+        .call_method1(intern!(py, "join"), (lines,))?
+        .extract()
 }
 
 /// Logs an exception raised by user code we call back (never raised further).
@@ -398,7 +466,11 @@ pub fn log_exception(py: Python<'_>, message: &str, err: PyErr) {
             .call_method1(intern!(py, "getLogger"), ("taskrunner",))?;
         let kwargs = pyo3::types::PyDict::new(py);
         kwargs.set_item("exc_info", err.value(py))?;
-        logger.call_method(intern!(py, "error"), PyTuple::new(py, [message])?, Some(&kwargs))?;
+        logger.call_method(
+            intern!(py, "error"),
+            PyTuple::new(py, [message])?,
+            Some(&kwargs),
+        )?;
         Ok(())
     })();
     if logged.is_err() {
@@ -410,9 +482,15 @@ pub fn log_exception(py: Python<'_>, message: &str, err: PyErr) {
 pub fn check_task_shape(task: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = task.py();
     for method in [intern!(py, "run"), intern!(py, "get_output")] {
-        let callable = task.getattr(method).map(|m| m.is_callable()).unwrap_or(false);
+        let callable = task
+            .getattr(method)
+            .map(|m| m.is_callable())
+            .unwrap_or(false);
         if !callable {
-            let type_name = task.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string());
+            let type_name = task
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string());
             return Err(PyTypeError::new_err(format!(
                 "a task needs callable run() and get_output() methods; {type_name} object has no callable {method}"
             )));

@@ -48,7 +48,11 @@ impl Drop for Subscription {
 
 impl Events {
     /// `capacity` None is unbounded; a full bounded listener drops events and is flagged lagged.
-    pub fn subscribe(self: &Arc<Self>, every_change: bool, capacity: Option<usize>) -> Subscription {
+    pub fn subscribe(
+        self: &Arc<Self>,
+        every_change: bool,
+        capacity: Option<usize>,
+    ) -> Subscription {
         let (tx, rx) = match capacity {
             Some(n) => crossbeam_channel::bounded(n),
             None => crossbeam_channel::unbounded(),
@@ -96,8 +100,14 @@ mod tests {
         let events = Arc::new(Events::default());
         let finals = events.subscribe(false, None);
         let all = events.subscribe(true, None);
-        events.publish(Event { id: 1, state: State::Running });
-        events.publish(Event { id: 1, state: State::Succeeded });
+        events.publish(Event {
+            id: 1,
+            state: State::Running,
+        });
+        events.publish(Event {
+            id: 1,
+            state: State::Succeeded,
+        });
         assert_eq!(finals.rx.try_iter().count(), 1);
         assert_eq!(all.rx.try_iter().count(), 2);
     }
@@ -106,8 +116,14 @@ mod tests {
     fn full_listener_is_flagged_lagged() {
         let events = Arc::new(Events::default());
         let sub = events.subscribe(true, Some(1));
-        events.publish(Event { id: 1, state: State::Running });
-        events.publish(Event { id: 2, state: State::Running });
+        events.publish(Event {
+            id: 1,
+            state: State::Running,
+        });
+        events.publish(Event {
+            id: 2,
+            state: State::Running,
+        });
         assert!(sub.lagged.load(Ordering::Relaxed));
         assert_eq!(sub.rx.try_iter().count(), 1);
     }

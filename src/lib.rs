@@ -20,7 +20,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<runner::Completions>()?;
     m.add_class::<runner::EventStream>()?;
     m.add_class::<policy::PollPolicy>()?;
-    m.add("TaskTimeoutError", m.py().get_type::<runner::TaskTimeoutError>())?;
+    m.add(
+        "TaskTimeoutError",
+        m.py().get_type::<runner::TaskTimeoutError>(),
+    )?;
     m.add_function(wrap_pyfunction!(runner::register_kind, m)?)?;
     m.add_function(wrap_pyfunction!(runner::registered_kind, m)?)?;
     m.add_function(wrap_pyfunction!(runner::_shutdown_all, m)?)?;

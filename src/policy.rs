@@ -28,7 +28,11 @@ impl PollPolicy {
     #[new]
     #[pyo3(signature = (min_interval=0.001, max_interval=1.0, ratio=0.03))]
     fn py_new(min_interval: f64, max_interval: f64, ratio: f64) -> PyResult<Self> {
-        let policy = PollPolicy { min_interval, max_interval, ratio };
+        let policy = PollPolicy {
+            min_interval,
+            max_interval,
+            ratio,
+        };
         policy.validate().map_err(PyValueError::new_err)?;
         Ok(policy)
     }
@@ -68,7 +72,10 @@ impl PollPolicy {
         positive("min_interval", self.min_interval)?;
         positive("max_interval", self.max_interval)?;
         if !(self.ratio.is_finite() && self.ratio >= 0.0) {
-            return Err(format!("ratio must be a finite number >= 0, got {}", self.ratio));
+            return Err(format!(
+                "ratio must be a finite number >= 0, got {}",
+                self.ratio
+            ));
         }
         if self.min_interval > self.max_interval {
             return Err(format!(
@@ -146,9 +153,16 @@ mod tests {
 
     #[test]
     fn validation_names_the_bad_field() {
-        let bad = PollPolicy { min_interval: -1.0, ..PollPolicy::default() };
+        let bad = PollPolicy {
+            min_interval: -1.0,
+            ..PollPolicy::default()
+        };
         assert!(bad.validate().unwrap_err().contains("min_interval"));
-        let inverted = PollPolicy { min_interval: 2.0, max_interval: 1.0, ratio: 0.1 };
+        let inverted = PollPolicy {
+            min_interval: 2.0,
+            max_interval: 1.0,
+            ratio: 0.1,
+        };
         assert!(inverted.validate().unwrap_err().contains("must not exceed"));
         assert!(PollPolicy::default().validate().is_ok());
     }

@@ -126,7 +126,8 @@ impl Poller {
             match s.heap.peek().map(|e| e.due.at) {
                 Some(at) if at <= now => {
                     let mut batch = Vec::new();
-                    while batch.len() < MAX_BATCH && s.heap.peek().is_some_and(|e| e.due.at <= now) {
+                    while batch.len() < MAX_BATCH && s.heap.peek().is_some_and(|e| e.due.at <= now)
+                    {
                         batch.push(s.heap.pop().expect("peeked").due);
                     }
                     return Some(batch);
@@ -151,7 +152,10 @@ impl Poller {
         let mut s = self.state.lock();
         s.stop = true;
         self.wake.notify_all();
-        std::mem::take(&mut s.heap).into_iter().map(|e| e.due).collect()
+        std::mem::take(&mut s.heap)
+            .into_iter()
+            .map(|e| e.due)
+            .collect()
     }
 
     /// Removes every entry without stopping; returns them for release.

@@ -122,7 +122,10 @@ impl<J> Pool<J> {
                 break;
             }
             s.idle += 1;
-            let timed_out = self.work_ready.wait_for(&mut s, self.keep_alive).timed_out();
+            let timed_out = self
+                .work_ready
+                .wait_for(&mut s, self.keep_alive)
+                .timed_out();
             s.idle -= 1;
             if s.notified > 0 {
                 s.notified -= 1;

@@ -33,12 +33,16 @@ fn seconds(what: &str, value: f64) -> PyResult<Duration> {
     if value.is_finite() && value >= 0.0 {
         Ok(Duration::from_secs_f64(value))
     } else {
-        Err(PyValueError::new_err(format!("{what} must be a finite number >= 0, got {value}")))
+        Err(PyValueError::new_err(format!(
+            "{what} must be a finite number >= 0, got {value}"
+        )))
     }
 }
 
 fn deadline_of(timeout: Option<f64>) -> PyResult<Option<Instant>> {
-    timeout.map(|t| Ok(Instant::now() + seconds("timeout", t)?)).transpose()
+    timeout
+        .map(|t| Ok(Instant::now() + seconds("timeout", t)?))
+        .transpose()
 }
 
 fn unknown(id: u64) -> PyErr {
@@ -48,7 +52,9 @@ fn unknown(id: u64) -> PyErr {
 fn parse_kind(kind: Option<&str>) -> PyResult<Option<Kind>> {
     kind.map(|k| {
         Kind::parse(k).ok_or_else(|| {
-            PyValueError::new_err(format!("kind must be 'blocking', 'polling' or None, got {k:?}"))
+            PyValueError::new_err(format!(
+                "kind must be 'blocking', 'polling' or None, got {k:?}"
+            ))
         })
     })
     .transpose()
@@ -57,7 +63,10 @@ fn parse_kind(kind: Option<&str>) -> PyResult<Option<Kind>> {
 pub fn parse_state(state: &str) -> PyResult<State> {
     State::parse(state).ok_or_else(|| {
         let names: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
-        PyValueError::new_err(format!("unknown state {state:?}; expected one of {}", names.join(", ")))
+        PyValueError::new_err(format!(
+            "unknown state {state:?}; expected one of {}",
+            names.join(", ")
+        ))
     })
 }
 
@@ -97,13 +106,24 @@ fn wait_until(
 }
 
 /// Waits for one record to be final; false on timeout.
-fn wait_record(py: Python<'_>, engine: &Engine, record: &Record, timeout: Option<f64>) -> PyResult<bool> {
+fn wait_record(
+    py: Python<'_>,
+    engine: &Engine,
+    record: &Record,
+    timeout: Option<f64>,
+) -> PyResult<bool> {
     let deadline = deadline_of(timeout)?;
     if record.state().is_final() {
         return Ok(true);
     }
     let sub = engine.events.subscribe(false, None);
-    wait_until(py, &sub, deadline, |id| id == record.id, || record.state().is_final())
+    wait_until(
+        py,
+        &sub,
+        deadline,
+        |id| id == record.id,
+        || record.state().is_final(),
+    )
 }
 
 /// The result of a final record, or the exception `result()` raises.
@@ -115,12 +135,19 @@ fn outcome(py: Python<'_>, record: &Record) -> PyResult<Py<PyAny>> {
     drop(p);
     match state {
         State::Succeeded => Ok(result.unwrap_or_else(|| py.None())),
-        State::Failed => Err(PyErr::from_value(exception.expect("failed has error").into_bound(py))),
+        State::Failed => Err(PyErr::from_value(
+            exception.expect("failed has error").into_bound(py),
+        )),
         State::Cancelled => {
             let cancelled = py.import("concurrent.futures")?.getattr("CancelledError")?;
-            Err(PyErr::from_value(cancelled.call1((format!("task {} was cancelled", record.id),))?))
+            Err(PyErr::from_value(
+                cancelled.call1((format!("task {} was cancelled", record.id),))?,
+            ))
         }
-        State::TimedOut => Err(TaskTimeoutError::new_err(format!("task {} timed out", record.id))),
+        State::TimedOut => Err(TaskTimeoutError::new_err(format!(
+            "task {} timed out",
+            record.id
+        ))),
         State::Pending | State::Running => unreachable!("outcome of an unfinished task"),
     }
 }
@@ -131,7 +158,13 @@ fn wait_timeout_error(id: u64) -> PyErr {
 
 /// Runs blocking tasks on an elastic thread pool and polling tasks on one
 /// poller thread, and keeps every task's status.
-#[pyclass(frozen, subclass, weakref, module = "taskrunner._core", name = "Runner")]
+#[pyclass(
+    frozen,
+    subclass,
+    weakref,
+    module = "taskrunner._core",
+    name = "Runner"
+)]
 pub struct Runner {
     engine: Arc<Engine>,
 }
@@ -165,7 +198,7 @@ impl Runner {
             Some(n) if n > 0 => n as usize,
             Some(_) => return Err(PyValueError::new_err("max_workers must be greater than 0")),
         };
-        if !(max_poll_rate > 0.0) {
+        if max_poll_rate.is_nan() || max_poll_rate <= 0.0 {
             return Err(PyValueError::new_err(format!(
                 "max_poll_rate must be > 0 (use float('inf') for no budget), got {max_poll_rate}"
             )));
@@ -176,7 +209,9 @@ impl Runner {
             policy: poll.unwrap_or_default(),
             max_poll_rate,
         };
-        Ok(Runner { engine: Engine::new(config) })
+        Ok(Runner {
+            engine: Engine::new(config),
+        })
     }
 
     /// Starts a task without waiting for it; returns its handle.
@@ -193,17 +228,33 @@ impl Runner {
         let kind = classify(&task, parse_kind(kind)?)?;
         let timeout = match timeout {
             Some(t) if t > 0.0 && t.is_finite() => Some(Duration::from_secs_f64(t)),
-            Some(t) => return Err(PyValueError::new_err(format!("timeout must be a positive finite number, got {t}"))),
+            Some(t) => {
+                return Err(PyValueError::new_err(format!(
+                    "timeout must be a positive finite number, got {t}"
+                )))
+            }
             None => None,
         };
-        let submission = Submission { task, kind, timeout, name, policy: poll };
+        let submission = Submission {
+            task,
+            kind,
+            timeout,
+            name,
+            policy: poll,
+        };
         let record = self.engine.submit(py, submission)?;
-        Ok(TaskHandle { engine: self.engine.clone(), record })
+        Ok(TaskHandle {
+            engine: self.engine.clone(),
+            record,
+        })
     }
 
     /// The handle of a task by id.
     fn handle(&self, id: u64) -> PyResult<TaskHandle> {
-        Ok(TaskHandle { engine: self.engine.clone(), record: self.record(id)? })
+        Ok(TaskHandle {
+            engine: self.engine.clone(),
+            record: self.record(id)?,
+        })
     }
 
     /// The status dict of one task.
@@ -226,7 +277,12 @@ impl Runner {
 
     /// Ids of tasks, newest first, below `before` (a paging cursor), at most `limit`.
     #[pyo3(signature = (state=None, limit=None, before=None))]
-    fn ids(&self, state: Option<&str>, limit: Option<usize>, before: Option<u64>) -> PyResult<Vec<u64>> {
+    fn ids(
+        &self,
+        state: Option<&str>,
+        limit: Option<usize>,
+        before: Option<u64>,
+    ) -> PyResult<Vec<u64>> {
         let wanted = state.map(parse_state).transpose()?;
         let limit = limit.unwrap_or(usize::MAX);
         Ok(self
@@ -266,7 +322,9 @@ impl Runner {
     fn forget(&self, id: u64) -> PyResult<()> {
         let record = self.record(id)?;
         if !record.state().is_final() {
-            return Err(PyValueError::new_err(format!("task {id} is not finished; only finished tasks can be forgotten")));
+            return Err(PyValueError::new_err(format!(
+                "task {id} is not finished; only finished tasks can be forgotten"
+            )));
         }
         drop(self.engine.store.remove(id));
         Ok(())
@@ -285,7 +343,8 @@ impl Runner {
         let records = self.records_of(ids)?;
         let deadline = deadline_of(timeout)?;
         let sub = self.engine.events.subscribe(false, None);
-        let (done, pending): (Vec<_>, Vec<_>) = records.into_iter().partition(|r| r.state().is_final());
+        let (done, pending): (Vec<_>, Vec<_>) =
+            records.into_iter().partition(|r| r.state().is_final());
         let failed = |r: &Arc<Record>| matches!(r.state(), State::Failed | State::TimedOut);
         let done = Mutex::new(done);
         let pending = Mutex::new(pending);
@@ -297,12 +356,18 @@ impl Runner {
                 _ => pending.is_empty(),
             }
         };
-        if !matches!(return_when, "FIRST_COMPLETED" | "FIRST_EXCEPTION" | "ALL_COMPLETED") {
-            return Err(PyValueError::new_err(format!("Invalid return condition: {return_when:?}")));
+        if !matches!(
+            return_when,
+            "FIRST_COMPLETED" | "FIRST_EXCEPTION" | "ALL_COMPLETED"
+        ) {
+            return Err(PyValueError::new_err(format!(
+                "Invalid return condition: {return_when:?}"
+            )));
         }
         let on_event = |_id: u64| {
             let mut pending = pending.lock();
-            let (now_done, still): (Vec<_>, Vec<_>) = pending.drain(..).partition(|r| r.state().is_final());
+            let (now_done, still): (Vec<_>, Vec<_>) =
+                pending.drain(..).partition(|r| r.state().is_final());
             *pending = still;
             drop(pending);
             done.lock().extend(now_done);
@@ -319,7 +384,8 @@ impl Runner {
         let sub = self.engine.events.subscribe(false, None);
         let records = self.records_of(ids)?;
         let total = records.len();
-        let (done, pending): (Vec<_>, Vec<_>) = records.into_iter().partition(|r| r.state().is_final());
+        let (done, pending): (Vec<_>, Vec<_>) =
+            records.into_iter().partition(|r| r.state().is_final());
         Ok(Completions {
             sub,
             ready: Mutex::new(done.iter().map(|r| r.id).collect()),
@@ -333,7 +399,9 @@ impl Runner {
     /// more than `capacity` events behind is flagged `lagged`.
     #[pyo3(signature = (capacity=4096))]
     fn events(&self, capacity: usize) -> EventStream {
-        EventStream { sub: self.engine.events.subscribe(true, Some(capacity.max(1))) }
+        EventStream {
+            sub: self.engine.events.subscribe(true, Some(capacity.max(1))),
+        }
     }
 
     /// Stops taking tasks; with `wait`, returns once every task is done and
@@ -402,7 +470,11 @@ pub struct TaskHandle {
 }
 
 impl TaskHandle {
-    pub fn new_py(py: Python<'_>, engine: Arc<Engine>, record: Arc<Record>) -> PyResult<Py<TaskHandle>> {
+    pub fn new_py(
+        py: Python<'_>,
+        engine: Arc<Engine>,
+        record: Arc<Record>,
+    ) -> PyResult<Py<TaskHandle>> {
         Py::new(py, TaskHandle { engine, record })
     }
 }
@@ -460,7 +532,9 @@ impl TaskHandle {
         }
         match outcome(py, &self.record) {
             Ok(_) => Ok(None),
-            Err(err) if self.record.state() == State::Failed => Ok(Some(err.value(py).clone().into_any().unbind())),
+            Err(err) if self.record.state() == State::Failed => {
+                Ok(Some(err.value(py).clone().into_any().unbind()))
+            }
             Err(err) => Err(err),
         }
     }
@@ -472,7 +546,9 @@ impl TaskHandle {
     /// Calls `fn(handle)` when the task is done (now, if it already is).
     fn add_done_callback(&self, py: Python<'_>, callback: Bound<'_, PyAny>) -> PyResult<()> {
         if !callback.is_callable() {
-            return Err(pyo3::exceptions::PyTypeError::new_err("the done callback must be callable"));
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "the done callback must be callable",
+            ));
         }
         {
             let mut p = self.record.progress.lock();
@@ -481,12 +557,17 @@ impl TaskHandle {
                 return Ok(());
             }
         }
-        self.engine.run_callbacks(py, &self.record, vec![callback.unbind()]);
+        self.engine
+            .run_callbacks(py, &self.record, vec![callback.unbind()]);
         Ok(())
     }
 
     fn __repr__(&self) -> String {
-        format!("<TaskHandle id={} state={}>", self.record.id, self.record.state().as_str())
+        format!(
+            "<TaskHandle id={} state={}>",
+            self.record.id,
+            self.record.state().as_str()
+        )
     }
 
     fn __hash__(&self) -> u64 {
@@ -531,9 +612,14 @@ impl Completions {
             }
             false
         };
-        if !wait_until(py, &self.sub, self.deadline, on_event, || !self.ready.lock().is_empty())? {
+        if !wait_until(py, &self.sub, self.deadline, on_event, || {
+            !self.ready.lock().is_empty()
+        })? {
             let left = self.pending.lock().len();
-            return Err(PyTimeoutError::new_err(format!("{left} (of {}) tasks unfinished", self.total)));
+            return Err(PyTimeoutError::new_err(format!(
+                "{left} (of {}) tasks unfinished",
+                self.total
+            )));
         }
         Ok(self.ready.lock().pop_front())
     }
@@ -549,12 +635,29 @@ pub struct EventStream {
 impl EventStream {
     /// Up to `max` pending events, waiting up to `timeout` seconds for the first.
     #[pyo3(signature = (timeout=None, max=1024))]
-    fn next_batch(&self, py: Python<'_>, timeout: Option<f64>, max: usize) -> PyResult<Vec<(u64, &'static str)>> {
+    fn next_batch(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        max: usize,
+    ) -> PyResult<Vec<(u64, &'static str)>> {
         let deadline = deadline_of(timeout)?;
         let mut out = Vec::new();
-        let first = wait_until(py, &self.sub, deadline, |_| true, || !self.sub.rx.is_empty())?;
+        let first = wait_until(
+            py,
+            &self.sub,
+            deadline,
+            |_| true,
+            || !self.sub.rx.is_empty(),
+        )?;
         if first {
-            out.extend(self.sub.rx.try_iter().take(max.max(1)).map(|e| (e.id, e.state.as_str())));
+            out.extend(
+                self.sub
+                    .rx
+                    .try_iter()
+                    .take(max.max(1))
+                    .map(|e| (e.id, e.state.as_str())),
+            );
         }
         Ok(out)
     }
@@ -567,7 +670,11 @@ impl EventStream {
 
 /// Declares the kind of a class's instances for automatic classification.
 #[pyfunction]
-pub fn register_kind(py: Python<'_>, cls: Bound<'_, pyo3::types::PyType>, kind: &str) -> PyResult<()> {
+pub fn register_kind(
+    py: Python<'_>,
+    cls: Bound<'_, pyo3::types::PyType>,
+    kind: &str,
+) -> PyResult<()> {
     let kind = parse_kind(Some(kind))?.expect("parsed");
     crate::classify::register(py, &cls, kind);
     Ok(())

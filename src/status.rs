@@ -8,7 +8,8 @@ use crate::record::{unix_now, Record};
 
 pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py, PyDict>> {
     let p = record.progress.lock();
-    let (state, kind, started, finished, polls) = (p.state, p.kind, p.started_at, p.finished_at, p.polls);
+    let (state, kind, started, finished, polls) =
+        (p.state, p.kind, p.started_at, p.finished_at, p.polls);
     let result = p.result.as_ref().map(|r| r.clone_ref(py));
     let error = p
         .error

@@ -1,0 +1,81 @@
+"""Shared fixtures and small task classes for the core tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import taskrunner
+
+
+@pytest.fixture
+def runner():
+    r = taskrunner.TaskRunner()
+    yield r
+    r.shutdown(wait=False, cancel_pending=True)
+    for status in r.tasks("running"):
+        r.cancel(status["id"])  # long polling tasks would otherwise be waited for
+    r.shutdown(wait=True)
+
+
+class Blocking:
+    """A plain (unregistered) blocking task: works in run(), returns its output."""
+
+    def __init__(self, value: Any = 1, wait: float = 0.0) -> None:
+        self.value, self.wait, self.output = value, wait, None
+
+    def run(self) -> Any:
+        time.sleep(self.wait)
+        self.output = self.value
+        return self.value
+
+    def get_output(self) -> Any:
+        return self.output
+
+
+class Polling:
+    """A plain (unregistered) polling task: done `wait` seconds after run()."""
+
+    def __init__(self, value: Any = 1, wait: float = 0.0) -> None:
+        self.value, self.wait, self.started = value, wait, None
+        self.polls = 0
+
+    def run(self) -> None:
+        self.started = time.monotonic()
+
+    def get_output(self) -> Any:
+        self.polls += 1
+        if self.started is not None and time.monotonic() - self.started >= self.wait:
+            return self.value
+        return None
+
+
+class Gate:
+    """A blocking task that holds a worker until released."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.ran = False
+
+    def run(self) -> str:
+        self.ran = True
+        self.entered.set()
+        self.release.wait(30)
+        return "released"
+
+    def get_output(self) -> None:
+        return None
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    """Polls a predicate for tests that observe a background change."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()

@@ -1,0 +1,194 @@
+"""Timeouts, cancellation, poll policy and shutdown."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import taskrunner
+from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling
+
+from conftest import Gate, Polling, wait_for
+
+
+def test_polling_task_times_out_and_is_no_longer_polled(runner):
+    task = Polling(1, wait=60)
+    h = runner.submit(task, kind="polling", timeout=0.2)
+    with pytest.raises(taskrunner.TaskTimeoutError):
+        h.result(timeout=10)
+    assert h.state == "timed_out"
+    polls = task.polls
+    time.sleep(0.2)
+    assert task.polls == polls
+    assert h.status()["polls"] == polls
+
+
+def test_blocking_task_times_out_and_its_late_result_is_discarded(runner):
+    task = FakeTaskBlocking(2, wait=0.5)
+    h = runner.submit(task, timeout=0.1)
+    with pytest.raises(taskrunner.TaskTimeoutError):
+        h.result(timeout=10)
+    assert wait_for(lambda: task.output == 4)
+    assert h.state == "timed_out" and h.status()["result"] is None
+
+
+def test_pending_task_times_out_without_running():
+    with taskrunner.TaskRunner(max_workers=1) as runner:
+        gate, late = Gate(), Gate()
+        runner.submit(gate)
+        assert gate.entered.wait(10)
+        h = runner.submit(late, timeout=0.1)
+        assert wait_for(h.done)
+        assert h.state == "timed_out"
+        gate.release.set()
+        runner.wait(timeout=10)
+        assert late.ran is False
+
+
+def test_task_finishing_before_its_timeout_succeeds(runner):
+    h = runner.submit(FakeTaskPolling(5, wait=0.05), timeout=5)
+    assert h.result(timeout=10) == 10
+    time.sleep(0.05)
+    assert h.state == "succeeded"
+
+
+def test_cancel_pending_task_never_runs():
+    with taskrunner.TaskRunner(max_workers=1) as runner:
+        gate, never = Gate(), Gate()
+        runner.submit(gate)
+        assert gate.entered.wait(10)
+        h = runner.submit(never)
+        assert h.cancel() is True
+        assert h.cancelled() and h.state == "cancelled" and h.done()
+        gate.release.set()
+        runner.wait(timeout=10)
+        assert never.ran is False
+        with pytest.raises(taskrunner.CancelledError):
+            h.result()
+
+
+def test_cancel_running_polling_task_stops_its_polls(runner):
+    task = Polling(1, wait=60)
+    h = runner.submit(task, kind="polling")
+    assert wait_for(lambda: task.polls >= 2)
+    assert runner.cancel(h.id) is True
+    polls = task.polls
+    time.sleep(0.2)
+    assert task.polls == polls and h.state == "cancelled"
+
+
+def test_cancel_running_blocking_task_returns_false(runner):
+    gate = Gate()
+    h = runner.submit(gate)
+    assert gate.entered.wait(10)
+    assert h.cancel() is False
+    gate.release.set()
+    assert h.result(timeout=10) == "released"
+    assert h.cancel() is False  # finished: too late
+
+
+def test_cancel_twice_is_true_both_times(runner):
+    h = runner.submit(FakeTaskPolling(1, wait=60))
+    assert h.cancel() and h.cancel()
+
+
+def test_poll_policy_per_runner_and_per_task():
+    slow = taskrunner.PollPolicy(min_interval=0.2, max_interval=0.2, ratio=0)
+    with taskrunner.TaskRunner(poll=slow) as runner:
+        assert runner.poll == slow
+        relaxed = Polling(1, wait=0.5)
+        eager = Polling(1, wait=0.5)
+        a = runner.submit(relaxed, kind="polling")
+        b = runner.submit(eager, kind="polling", poll=taskrunner.PollPolicy(0.01, 0.01, 0))
+        a.result(timeout=10)
+        b.result(timeout=10)
+        assert relaxed.polls <= 5
+        assert eager.polls >= 20
+
+
+def test_shutdown_waits_for_tasks_and_is_idempotent():
+    runner = taskrunner.TaskRunner()
+    handles = [runner.submit(FakeTaskPolling(i, wait=0.1)) for i in range(5)]
+    handles += [runner.submit(FakeTaskBlocking(i, wait=0.1)) for i in range(5)]
+    runner.shutdown(wait=True)
+    assert all(h.done() for h in handles)
+    runner.shutdown()
+    runner.shutdown(wait=False)
+    assert runner.closed
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        runner.submit(FakeTaskBlocking(1, wait=0))
+
+
+def test_shutdown_can_cancel_pending_tasks():
+    runner = taskrunner.TaskRunner(max_workers=1)
+    gate = Gate()
+    runner.submit(gate)
+    assert gate.entered.wait(10)
+    queued = [runner.submit(Gate()) for _ in range(3)]
+    runner.shutdown(wait=False, cancel_pending=True)
+    assert all(h.state == "cancelled" for h in queued)
+    gate.release.set()
+    runner.shutdown(wait=True)
+    assert runner.stats()["workers"] == 0
+
+
+def test_context_manager_shuts_down():
+    with taskrunner.TaskRunner() as runner:
+        h = runner.submit(FakeTaskPolling(1, wait=0.05))
+    assert h.done() and runner.closed
+
+
+def test_idle_workers_leave_after_keep_alive():
+    with taskrunner.TaskRunner(keep_alive=0.1) as runner:
+        runner.submit(FakeTaskBlocking(1, wait=0)).result(timeout=10)
+        assert wait_for(lambda: runner.stats()["workers"] == 0, timeout=5)
+        assert runner.submit(FakeTaskBlocking(2, wait=0)).result(timeout=10) == 4
+
+
+def test_tasks_beyond_the_cap_wait_in_fifo_order():
+    order = []
+
+    class Record:
+        def __init__(self, i):
+            self.i = i
+
+        def run(self):
+            order.append(self.i)
+            time.sleep(0.01)
+            return self.i
+
+        def get_output(self):
+            return None
+
+    with taskrunner.TaskRunner(max_workers=1) as runner:
+        for i in range(10):
+            runner.submit(Record(i))
+    assert order == list(range(10))
+
+
+def test_forget_releases_a_finished_task(runner):
+    import gc
+    import weakref
+
+    class Result:
+        pass
+
+    class Producer:
+        def run(self):
+            return Result()
+
+        def get_output(self):
+            return None
+
+    h = runner.submit(Producer())
+    ref = weakref.ref(h.result(timeout=10))
+    with pytest.raises(ValueError, match="not finished"):
+        runner.forget(runner.submit(FakeTaskPolling(1, wait=60)).id)
+    task_id = h.id
+    runner.forget(task_id)
+    del h  # a handle keeps its own task's record alive, as a Future does
+    gc.collect()
+    assert ref() is None
+    with pytest.raises(KeyError):
+        runner.status(task_id)

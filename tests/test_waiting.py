@@ -1,0 +1,165 @@
+"""result / exception / wait / as_completed / callbacks, and that waits release the GIL."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import taskrunner
+from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling
+
+from conftest import Gate, Polling
+
+
+def test_result_times_out_while_task_runs(runner):
+    h = runner.submit(FakeTaskPolling(1, wait=60))
+    with pytest.raises(TimeoutError, match="not done"):
+        h.result(timeout=0.05)
+    with pytest.raises(TimeoutError):
+        runner.result(h.id, timeout=0)
+    with pytest.raises(TimeoutError):
+        h.exception(timeout=0.01)
+
+
+def test_result_by_id_and_exception_none_on_success(runner):
+    h = runner.submit(FakeTaskBlocking(21, wait=0.01))
+    assert runner.result(h.id, timeout=10) == 42
+    assert h.exception() is None
+
+
+def test_wait_all_completed(runner):
+    handles = [runner.submit(FakeTaskPolling(i, wait=0.02 * i)) for i in range(10)]
+    done, not_done = runner.wait(handles, timeout=10)
+    assert done == {h.id for h in handles} and not_done == set()
+
+
+def test_wait_first_completed(runner):
+    fast = runner.submit(FakeTaskPolling(1, wait=0.01))
+    slow = runner.submit(FakeTaskPolling(1, wait=60))
+    done, not_done = runner.wait([fast, slow], timeout=10, return_when=taskrunner.FIRST_COMPLETED)
+    assert done == {fast.id} and not_done == {slow.id}
+
+
+def test_wait_first_exception(runner):
+    class Fails:
+        def run(self):
+            raise ValueError
+
+        def get_output(self):
+            return None
+
+    slow = runner.submit(FakeTaskPolling(1, wait=60))
+    ok = runner.submit(FakeTaskBlocking(1, wait=0))
+    ok.result(timeout=10)
+    bad = runner.submit(Fails())
+    done, not_done = runner.wait(timeout=10, return_when=taskrunner.FIRST_EXCEPTION)
+    assert bad.id in done and ok.id in done and not_done == {slow.id}
+
+
+def test_wait_timeout_returns_not_done(runner):
+    slow = runner.submit(FakeTaskPolling(1, wait=60))
+    started = time.monotonic()
+    done, not_done = runner.wait(timeout=0.1)
+    assert done == set() and not_done == {slow.id}
+    assert time.monotonic() - started < 5
+
+
+def test_wait_rejects_bad_return_when(runner):
+    with pytest.raises(ValueError, match="return condition"):
+        runner.wait(return_when="SOMETIMES")
+
+
+def test_as_completed_yields_in_completion_order(runner):
+    waits = [0.3, 0.1, 0.2]
+    handles = [runner.submit(FakeTaskPolling(i, wait=w)) for i, w in enumerate(waits)]
+    order = list(runner.as_completed(handles, timeout=10))
+    assert order == [handles[1].id, handles[2].id, handles[0].id]
+
+
+def test_as_completed_yields_finished_tasks_first_and_times_out(runner):
+    done = runner.submit(FakeTaskBlocking(1, wait=0))
+    done.result(timeout=10)
+    slow = runner.submit(FakeTaskPolling(1, wait=60))
+    it = runner.as_completed([slow.id, done.id], timeout=0.1)
+    assert next(it) == done.id
+    with pytest.raises(TimeoutError, match="1 \\(of 2\\)"):
+        next(it)
+
+
+def test_done_callback_called_once_with_the_handle(runner):
+    seen = []
+    called = threading.Event()
+
+    def callback(handle):
+        seen.append((handle.id, handle.state))
+        called.set()
+
+    h = runner.submit(FakeTaskPolling(1, wait=0.05))
+    h.add_done_callback(callback)
+    assert called.wait(10)
+    time.sleep(0.05)
+    assert seen == [(h.id, "succeeded")]
+
+
+def test_done_callback_on_finished_task_runs_at_once(runner):
+    h = runner.submit(FakeTaskBlocking(1, wait=0))
+    h.result(timeout=10)
+    seen = []
+    h.add_done_callback(lambda handle: seen.append(handle.result()))
+    assert seen == [2]
+    with pytest.raises(TypeError):
+        h.add_done_callback(42)
+
+
+def test_raising_callback_is_logged_and_others_still_run(runner, caplog):
+    gate = Gate()
+    h = runner.submit(gate)
+    seen = []
+
+    def bad(_):
+        raise RuntimeError("callback broke")
+
+    h.add_done_callback(bad)
+    h.add_done_callback(lambda handle: seen.append(handle.id))
+    gate.release.set()
+    h.result(timeout=10)
+    assert seen == [h.id]
+    assert any("done callback" in r.message for r in caplog.records)
+    assert any("callback broke" in (r.exc_text or str(r.exc_info)) for r in caplog.records)
+
+
+def test_callback_can_submit_another_task(runner):
+    chained = []
+    ready = threading.Event()
+
+    def resubmit(handle):
+        chained.append(runner.submit(FakeTaskBlocking(handle.result(), wait=0)))
+        ready.set()
+
+    runner.submit(FakeTaskBlocking(1, wait=0)).add_done_callback(resubmit)
+    assert ready.wait(10)
+    assert chained[0].result(timeout=10) == 4
+
+
+def test_waiting_releases_the_gil(runner):
+    counter = [0]
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            counter[0] += 1
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        h = runner.submit(Polling(1, wait=0.3), kind="polling")
+        before = counter[0]
+        h.result(timeout=10)
+        during = counter[0] - before
+    finally:
+        stop.set()
+        spinner.join()
+    # A waiter holding the GIL would have left the spinner near zero.
+    assert during > 10_000
