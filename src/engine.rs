@@ -23,6 +23,9 @@ use crate::store::Store;
 const WORKER_STACK: usize = 8 << 20;
 
 pub struct Config {
+    /// At interpreter exit, run queued tasks (as `ThreadPoolExecutor` does)
+    /// instead of cancelling them.
+    pub run_pending_at_exit: bool,
     pub max_workers: usize,
     pub keep_alive: Duration,
     pub policy: PollPolicy,
@@ -36,6 +39,7 @@ pub struct Engine {
     pub poller: Poller,
     pub policy: PollPolicy,
     pub max_poll_rate: f64,
+    pub run_pending_at_exit: bool,
     pub polls: AtomicU64,
     closed: AtomicBool,
     pid: AtomicU32,
@@ -68,6 +72,7 @@ impl Engine {
             poller: Poller::default(),
             policy: config.policy,
             max_poll_rate: config.max_poll_rate,
+            run_pending_at_exit: config.run_pending_at_exit,
             polls: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             pid: AtomicU32::new(std::process::id()),
@@ -394,6 +399,12 @@ impl Engine {
 
     /// Waits, detached and interruptible, until every thread has exited.
     pub fn join(&self, py: Python<'_>) -> PyResult<()> {
+        if self.pool.is_own_worker() || self.poller.is_current_thread() {
+            // A task or done callback cannot wait for the thread it runs on.
+            return Err(PyRuntimeError::new_err(
+                "cannot join current thread: shutdown(wait=True) called from one of the runner's own threads",
+            ));
+        }
         let step = Duration::from_millis(50);
         loop {
             let done = py.detach(|| self.pool.wait_exited(step) && self.poller.wait_stopped(step));

@@ -183,6 +183,12 @@ impl Poller {
         true
     }
 
+    /// True on the poller thread itself.
+    pub fn is_current_thread(&self) -> bool {
+        let current = std::thread::current().id();
+        self.thread.lock().as_ref().is_some_and(|h| h.thread().id() == current)
+    }
+
     pub fn queue_len(&self) -> usize {
         self.state.lock().heap.len()
     }

@@ -8,9 +8,15 @@
 
 use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+thread_local! {
+    /// The pool whose worker this thread is (its address), or 0.
+    static WORKER_OF: Cell<usize> = const { Cell::new(0) };
+}
 
 struct PoolState<J> {
     queue: VecDeque<J>,
@@ -96,6 +102,7 @@ impl<J> Pool<J> {
 
     /// The body of a worker thread: runs jobs until shutdown or keep-alive expiry.
     pub fn run_worker(&self, handle: impl Fn(Python<'_>, J)) {
+        WORKER_OF.with(|w| w.set(self as *const Self as usize));
         while let Some(first) = self.next_job() {
             Python::attach(|py| {
                 let mut job = first;
@@ -180,6 +187,11 @@ impl<J> Pool<J> {
             let _ = handle.join();
         }
         true
+    }
+
+    /// True on one of this pool's worker threads.
+    pub fn is_own_worker(&self) -> bool {
+        WORKER_OF.with(|w| w.get() == self as *const Self as usize)
     }
 
     pub fn stats(&self) -> PoolStats {

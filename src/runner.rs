@@ -186,12 +186,15 @@ impl Runner {
 #[pymethods]
 impl Runner {
     #[new]
-    #[pyo3(signature = (max_workers=None, *, poll=None, max_poll_rate=100_000.0, keep_alive=10.0))]
+    #[pyo3(signature = (
+        max_workers=None, *, poll=None, max_poll_rate=100_000.0, keep_alive=10.0, run_pending_at_exit=false
+    ))]
     fn new(
         max_workers: Option<i64>,
         poll: Option<PollPolicy>,
         max_poll_rate: f64,
         keep_alive: f64,
+        run_pending_at_exit: bool,
     ) -> PyResult<Self> {
         let max_workers = match max_workers {
             None => DEFAULT_MAX_WORKERS,
@@ -204,6 +207,7 @@ impl Runner {
             )));
         }
         let config = Config {
+            run_pending_at_exit,
             max_workers,
             keep_alive: seconds("keep_alive", keep_alive)?,
             policy: poll.unwrap_or_default(),
@@ -691,7 +695,7 @@ pub fn registered_kind(task: Bound<'_, PyAny>) -> PyResult<Option<&'static str>>
 #[pyfunction]
 pub fn _shutdown_all(py: Python<'_>) -> PyResult<()> {
     for engine in crate::engine::live_engines() {
-        engine.close(py, true, true);
+        engine.close(py, !engine.run_pending_at_exit, true);
         engine.join(py)?;
     }
     Ok(())
