@@ -186,7 +186,10 @@ impl Poller {
     /// True on the poller thread itself.
     pub fn is_current_thread(&self) -> bool {
         let current = std::thread::current().id();
-        self.thread.lock().as_ref().is_some_and(|h| h.thread().id() == current)
+        self.thread
+            .lock()
+            .as_ref()
+            .is_some_and(|h| h.thread().id() == current)
     }
 
     pub fn queue_len(&self) -> usize {

@@ -566,6 +566,20 @@ impl TaskHandle {
         Ok(())
     }
 
+    /// A `concurrent.futures.Future` that settles with this task.
+    fn future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        py.import("taskrunner.executor")?
+            .call_method1("future_of", (slf,))
+    }
+
+    /// Awaiting a handle in asyncio waits for the task without blocking the loop.
+    fn __await__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        py.import("taskrunner.aio")?
+            .call_method1("await_handle", (slf,))
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "<TaskHandle id={} state={}>",
