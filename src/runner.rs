@@ -6,7 +6,7 @@ use parking_lot::Mutex;
 use pyo3::exceptions::{PyKeyError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,36 +70,40 @@ pub fn parse_state(state: &str) -> PyResult<State> {
     })
 }
 
-/// Sleeps, detached, until `done()` holds or `deadline` passes, waking on
-/// each event of `sub`. Returns whether `done()` held.
+/// Sleeps, detached, until `done()` holds or `deadline` passes, handling
+/// each event of `sub` while still detached (a flood of completions costs no
+/// GIL traffic). Attaches every `WAIT_STEP` to let Ctrl-C through.
+/// Returns whether `done()` held.
 fn wait_until(
     py: Python<'_>,
     sub: &Subscription,
     deadline: Option<Instant>,
-    mut on_event: impl FnMut(u64) -> bool,
-    done: impl Fn() -> bool,
+    mut on_event: impl FnMut(u64) -> bool + Send,
+    done: impl Fn() -> bool + Sync,
 ) -> PyResult<bool> {
     loop {
-        if done() {
-            return Ok(true);
-        }
-        let step = match deadline {
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => left.min(WAIT_STEP),
-                _ => return Ok(false),
-            },
-            None => WAIT_STEP,
-        };
-        let received = py.detach(|| sub.rx.recv_timeout(step));
-        if let Ok(event) = received {
-            if on_event(event.id) {
-                return Ok(true);
-            }
-            for event in sub.rx.try_iter() {
-                if on_event(event.id) {
-                    return Ok(true);
+        let settled = py.detach(|| {
+            let now = Instant::now();
+            let stretch_end = deadline.map_or(now + WAIT_STEP, |d| d.min(now + WAIT_STEP));
+            loop {
+                if done() {
+                    return Some(true);
+                }
+                let Some(left) = stretch_end.checked_duration_since(Instant::now()) else {
+                    break;
+                };
+                if let Ok(event) = sub.rx.recv_timeout(left) {
+                    if on_event(event.id) {
+                        return Some(true);
+                    }
                 }
             }
+            deadline
+                .is_some_and(|d| Instant::now() >= d)
+                .then_some(false)
+        });
+        if let Some(result) = settled {
+            return Ok(result);
         }
         py.check_signals()?;
     }
@@ -154,6 +158,52 @@ fn outcome(py: Python<'_>, record: &Record) -> PyResult<Py<PyAny>> {
 
 fn wait_timeout_error(id: u64) -> PyErr {
     PyTimeoutError::new_err(format!("task {id} is not done yet"))
+}
+
+#[derive(Clone, Copy)]
+enum WaitFor {
+    First,
+    FirstException,
+    All,
+}
+
+/// The state of one `wait()`: O(1) per completion event.
+#[derive(Default)]
+struct WaitProgress {
+    done: Vec<u64>,
+    pending: HashMap<u64, Arc<Record>>,
+    failed: bool,
+}
+
+impl WaitProgress {
+    fn add(&mut self, record: Arc<Record>) {
+        let state = record.state();
+        if state.is_final() {
+            self.failed |= matches!(state, State::Failed | State::TimedOut);
+            self.done.push(record.id);
+        } else {
+            self.pending.insert(record.id, record);
+        }
+    }
+
+    /// Takes one completion event; the record is final by the time it is sent.
+    fn finished(&mut self, id: u64, condition: WaitFor) -> bool {
+        if let Some(record) = self.pending.remove(&id) {
+            self.add(record);
+        }
+        self.satisfied(condition)
+    }
+
+    fn satisfied(&mut self, condition: WaitFor) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        match condition {
+            WaitFor::First => !self.done.is_empty(),
+            WaitFor::FirstException => self.failed,
+            WaitFor::All => false,
+        }
+    }
 }
 
 /// Runs blocking tasks on an elastic thread pool and polling tasks on one
@@ -344,42 +394,28 @@ impl Runner {
         timeout: Option<f64>,
         return_when: &str,
     ) -> PyResult<(Vec<u64>, Vec<u64>)> {
-        let records = self.records_of(ids)?;
-        let deadline = deadline_of(timeout)?;
-        let sub = self.engine.events.subscribe(false, None);
-        let (done, pending): (Vec<_>, Vec<_>) =
-            records.into_iter().partition(|r| r.state().is_final());
-        let failed = |r: &Arc<Record>| matches!(r.state(), State::Failed | State::TimedOut);
-        let done = Mutex::new(done);
-        let pending = Mutex::new(pending);
-        let satisfied = || {
-            let (done, pending) = (done.lock(), pending.lock());
-            match return_when {
-                "FIRST_COMPLETED" => !done.is_empty() || pending.is_empty(),
-                "FIRST_EXCEPTION" => done.iter().any(failed) || pending.is_empty(),
-                _ => pending.is_empty(),
+        let condition = match return_when {
+            "FIRST_COMPLETED" => WaitFor::First,
+            "FIRST_EXCEPTION" => WaitFor::FirstException,
+            "ALL_COMPLETED" => WaitFor::All,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "Invalid return condition: {return_when:?}"
+                )))
             }
         };
-        if !matches!(
-            return_when,
-            "FIRST_COMPLETED" | "FIRST_EXCEPTION" | "ALL_COMPLETED"
-        ) {
-            return Err(PyValueError::new_err(format!(
-                "Invalid return condition: {return_when:?}"
-            )));
+        let deadline = deadline_of(timeout)?;
+        // Subscribe before looking at states, so that no completion slips between.
+        let sub = self.engine.events.subscribe(false, None);
+        let progress = Mutex::new(WaitProgress::default());
+        for record in self.records_of(ids)? {
+            progress.lock().add(record);
         }
-        let on_event = |_id: u64| {
-            let mut pending = pending.lock();
-            let (now_done, still): (Vec<_>, Vec<_>) =
-                pending.drain(..).partition(|r| r.state().is_final());
-            *pending = still;
-            drop(pending);
-            done.lock().extend(now_done);
-            satisfied()
-        };
+        let on_event = |id: u64| progress.lock().finished(id, condition);
+        let satisfied = || progress.lock().satisfied(condition);
         wait_until(py, &sub, deadline, on_event, satisfied)?;
-        let ids = |v: Vec<Arc<Record>>| v.iter().map(|r| r.id).collect::<Vec<_>>();
-        Ok((ids(done.into_inner()), ids(pending.into_inner())))
+        let progress = progress.into_inner();
+        Ok((progress.done, progress.pending.into_keys().collect()))
     }
 
     /// An iterator of ids as their tasks finish (all tasks when None).
