@@ -119,7 +119,7 @@ impl Engine {
                 action: Action::Start,
             });
         } else if self.pool.push(record.clone()) {
-            self.spawn_worker(py);
+            self.spawn_worker();
         }
         if let Some(at) = deadline {
             timed.push(Due {
@@ -132,27 +132,29 @@ impl Engine {
         Ok(record)
     }
 
-    fn spawn_worker(self: &Arc<Self>, py: Python<'_>) {
+    fn spawn_worker(self: &Arc<Self>) {
         let engine = self.clone();
         let spawned = thread::Builder::new()
             .name("taskrunner-worker".into())
             .stack_size(WORKER_STACK)
             .spawn(move || {
-                engine
-                    .pool
-                    .run_worker(|py, record| engine.run_blocking(py, record))
+                let run = |py: Python<'_>, record| engine.run_blocking(py, record);
+                engine.pool.run_worker(run, || engine.spawn_worker());
             });
         match spawned {
             Ok(handle) => self.pool.spawned(handle),
             Err(err) => {
-                let message = format!("cannot start a worker thread: {err}");
-                for record in self.pool.spawn_failed() {
-                    self.complete(
-                        py,
-                        &record,
-                        failure(py, PyRuntimeError::new_err(message.clone())),
-                    );
+                let orphans = self.pool.spawn_failed();
+                if orphans.is_empty() {
+                    return;
                 }
+                let message = format!("cannot start a worker thread: {err}");
+                Python::attach(|py| {
+                    for record in orphans {
+                        let error = PyRuntimeError::new_err(message.clone());
+                        self.complete(py, &record, failure(py, error));
+                    }
+                });
             }
         }
     }

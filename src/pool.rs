@@ -2,9 +2,14 @@
 //!
 //! One queue and one condition variable. A worker is started when a job
 //! arrives and no worker is idle, up to `max_workers`; an idle worker leaves
-//! after `keep_alive`. A worker that finds more work after a job runs it
-//! under the same GIL acquisition, so a flood of short jobs pays for one
-//! attach, not one per job.
+//! after `keep_alive`. Waking is a relay, so a submit never pays for more
+//! than one wake-up: a job is pushed, and one worker is woken (or started)
+//! only if no worker is already on its way to the queue. Each worker, as it
+//! takes a job and finds more queued behind it, wakes the next one before it
+//! runs its own. A worker that finds more work after a job runs it under the
+//! same GIL acquisition, so a flood of short jobs pays for one attach, not
+//! one per job; and while one worker waits for the GIL with a job in hand,
+//! no other is woken, so such a flood does not start a thread per job.
 
 use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
@@ -21,11 +26,24 @@ thread_local! {
 struct PoolState<J> {
     queue: VecDeque<J>,
     threads: usize,
+    /// Waiting on the condition variable.
     idle: usize,
-    /// Idle workers already woken for a job, so one job wakes one worker.
+    /// Idle workers woken and not yet awake.
     notified: usize,
+    /// Woken or new workers that have not yet looked at the queue.
+    searching: usize,
+    /// Workers holding a job while they wait for the GIL.
+    attaching: usize,
+    /// Workers holding a job (attaching ones included).
     busy: usize,
     shutdown: bool,
+}
+
+impl<J> PoolState<J> {
+    /// Queued work that no worker is on its way to take.
+    fn unattended(&self) -> bool {
+        !self.queue.is_empty() && self.searching == 0 && self.attaching == 0
+    }
 }
 
 pub struct Pool<J> {
@@ -54,6 +72,8 @@ impl<J> Pool<J> {
                 threads: 0,
                 idle: 0,
                 notified: 0,
+                searching: 0,
+                attaching: 0,
                 busy: 0,
                 shutdown: false,
             }),
@@ -65,17 +85,24 @@ impl<J> Pool<J> {
         }
     }
 
-    /// Queues a job. Returns true when the caller must start a worker for it
+    /// Queues a job. Returns true when the caller must start a worker
     /// (and report back with `spawned` or `spawn_failed`).
     pub fn push(&self, job: J) -> bool {
         let mut s = self.state.lock();
         s.queue.push_back(job);
+        s.unattended() && self.wake_one(&mut s)
+    }
+
+    /// Wakes an idle worker, or reserves a new one (returns true to start it).
+    fn wake_one(&self, s: &mut PoolState<J>) -> bool {
         if s.idle > s.notified {
             s.notified += 1;
+            s.searching += 1;
             self.work_ready.notify_one();
             false
         } else if s.threads < self.max_workers && !s.shutdown {
             s.threads += 1;
+            s.searching += 1;
             true
         } else {
             false
@@ -88,11 +115,12 @@ impl<J> Pool<J> {
         handles.push(handle);
     }
 
-    /// Undoes the reservation `push` made; returns the jobs no worker will
-    /// ever take (when no worker is left at all).
+    /// Undoes the reservation of a worker that could not be started; returns
+    /// the jobs no worker will ever take (when no worker is left at all).
     pub fn spawn_failed(&self) -> Vec<J> {
         let mut s = self.state.lock();
         s.threads -= 1;
+        s.searching -= 1;
         if s.threads == 0 {
             self.all_exited.notify_all();
             return s.queue.drain(..).collect();
@@ -100,15 +128,24 @@ impl<J> Pool<J> {
         Vec::new()
     }
 
-    /// The body of a worker thread: runs jobs until shutdown or keep-alive expiry.
-    pub fn run_worker(&self, handle: impl Fn(Python<'_>, J)) {
+    /// The body of a worker thread: runs jobs until shutdown or keep-alive
+    /// expiry. `spawn` starts another worker when the relay asks for one.
+    pub fn run_worker(&self, handle: impl Fn(Python<'_>, J), spawn: impl Fn()) {
         WORKER_OF.with(|w| w.set(self as *const Self as usize));
-        while let Some(first) = self.next_job() {
+        let mut searching = true; // a new worker is counted as searching
+        while let Some(first) = self.next_job(&mut searching) {
             Python::attach(|py| {
+                if self.attached() {
+                    spawn();
+                }
                 let mut job = first;
                 loop {
                     handle(py, job);
-                    match self.finish_and_take_next() {
+                    let (next, wake) = self.finish_and_take_next();
+                    if wake {
+                        spawn();
+                    }
+                    match next {
                         Some(next) => job = next,
                         None => break,
                     }
@@ -118,12 +155,19 @@ impl<J> Pool<J> {
     }
 
     /// Waits, detached, for a job; None when this worker should exit.
-    fn next_job(&self) -> Option<J> {
+    fn next_job(&self, searching: &mut bool) -> Option<J> {
         let mut s = self.state.lock();
         loop {
             if let Some(job) = s.queue.pop_front() {
+                if std::mem::take(searching) {
+                    s.searching -= 1;
+                }
+                s.attaching += 1;
                 s.busy += 1;
                 return Some(job);
+            }
+            if std::mem::take(searching) {
+                s.searching -= 1;
             }
             if s.shutdown {
                 break;
@@ -135,7 +179,9 @@ impl<J> Pool<J> {
                 .timed_out();
             s.idle -= 1;
             if s.notified > 0 {
+                // Counted as searching by whoever woke us.
                 s.notified -= 1;
+                *searching = true;
             } else if timed_out && s.queue.is_empty() {
                 break;
             }
@@ -147,15 +193,26 @@ impl<J> Pool<J> {
         None
     }
 
-    /// Marks the current job done and takes the next one if any is queued.
-    fn finish_and_take_next(&self) -> Option<J> {
+    /// The worker holds the GIL now; before its job runs (and perhaps
+    /// blocks), pass the relay on. Returns true to start a worker.
+    fn attached(&self) -> bool {
+        let mut s = self.state.lock();
+        s.attaching -= 1;
+        s.unattended() && self.wake_one(&mut s)
+    }
+
+    /// Marks the current job done and takes the next queued one, if any,
+    /// passing the relay on if more wait behind it. The flag asks to start a worker.
+    fn finish_and_take_next(&self) -> (Option<J>, bool) {
         let mut s = self.state.lock();
         s.busy -= 1;
         let next = s.queue.pop_front();
-        if next.is_some() {
-            s.busy += 1;
+        if next.is_none() {
+            return (None, false);
         }
-        next
+        s.busy += 1;
+        let wake = s.unattended() && self.wake_one(&mut s);
+        (next, wake)
     }
 
     /// Stops taking new work once the queue is drained; wakes idle workers.
@@ -210,6 +267,8 @@ impl<J> Pool<J> {
         s.threads = 0;
         s.idle = 0;
         s.notified = 0;
+        s.searching = 0;
+        s.attaching = 0;
         s.busy = 0;
         std::mem::forget(std::mem::take(&mut *self.handles.lock()));
     }
