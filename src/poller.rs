@@ -202,3 +202,81 @@ impl Poller {
         std::mem::forget(self.thread.lock().take());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PollPolicy;
+    use pyo3::types::PyString;
+    use pyo3::Python;
+
+    fn record(id: u64) -> Arc<Record> {
+        Python::initialize();
+        Python::attach(|py| {
+            let name = PyString::new(py, "t").unbind();
+            Arc::new(Record::new(
+                id,
+                name,
+                py.None(),
+                None,
+                None,
+                PollPolicy::default(),
+            ))
+        })
+    }
+
+    fn due(at: Instant, id: u64) -> Due {
+        Due {
+            at,
+            record: record(id),
+            action: Action::Expire,
+        }
+    }
+
+    #[test]
+    fn due_entries_come_out_earliest_first_and_not_before_time() {
+        let poller = Poller::default();
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        assert!(poller.schedule([due(now + ms(30), 3), due(now, 1), due(now + ms(10), 2)]));
+        let first = poller.next_batch().unwrap();
+        assert_eq!(
+            first.iter().map(|d| d.record.id).collect::<Vec<_>>(),
+            vec![1]
+        );
+        let mut later: Vec<u64> = Vec::new();
+        while later.len() < 2 {
+            let batch = poller.next_batch().unwrap();
+            assert!(batch.iter().all(|d| d.at <= Instant::now()));
+            later.extend(batch.iter().map(|d| d.record.id));
+        }
+        assert_eq!(later, vec![2, 3]);
+        assert!(now.elapsed() >= ms(30));
+    }
+
+    #[test]
+    fn equal_deadlines_keep_their_order() {
+        let poller = Poller::default();
+        let at = Instant::now();
+        poller.schedule((1..=5).map(|id| due(at, id)));
+        let ids: Vec<u64> = poller
+            .next_batch()
+            .unwrap()
+            .iter()
+            .map(|d| d.record.id)
+            .collect();
+        assert_eq!(ids, vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn stop_hands_back_every_entry_and_ends_the_loop() {
+        let poller = Poller::default();
+        poller.schedule([due(Instant::now() + Duration::from_secs(60), 1)]);
+        assert_eq!(poller.stop().len(), 1);
+        assert!(poller.next_batch().is_none());
+        assert!(
+            !poller.schedule([due(Instant::now(), 2)]),
+            "no thread after stop"
+        );
+    }
+}

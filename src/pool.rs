@@ -273,3 +273,68 @@ impl<J> Pool<J> {
         std::mem::forget(std::mem::take(&mut *self.handles.lock()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{mpsc, Arc};
+
+    fn start_worker(pool: &Arc<Pool<u32>>, done: mpsc::Sender<u32>) {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.run_worker(|_py, job| done.send(job).unwrap(), || {}));
+    }
+
+    #[test]
+    fn first_push_asks_for_a_worker_and_later_pushes_do_not() {
+        let pool: Pool<u32> = Pool::new(4, Duration::from_secs(1));
+        assert!(pool.push(1));
+        // The reserved worker has not looked at the queue yet: no second wake.
+        assert!(!pool.push(2));
+        assert_eq!(pool.stats().queued, 2);
+        assert_eq!(pool.stats().threads, 1);
+    }
+
+    #[test]
+    fn never_more_workers_than_the_cap() {
+        let pool: Pool<u32> = Pool::new(1, Duration::from_secs(1));
+        assert!(pool.push(1));
+        assert_eq!(pool.spawn_failed(), vec![1]);
+        assert!(pool.push(2));
+        assert!(!pool.push(3));
+        assert_eq!(pool.stats().threads, 1);
+    }
+
+    #[test]
+    fn a_worker_runs_jobs_in_fifo_order_and_leaves_after_keep_alive() {
+        Python::initialize();
+        let pool = Arc::new(Pool::new(1, Duration::from_millis(50)));
+        let (tx, rx) = mpsc::channel();
+        for job in 0..100 {
+            if pool.push(job) {
+                start_worker(&pool, tx.clone());
+            }
+        }
+        let seen: Vec<u32> = (0..100)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        assert_eq!(seen, (0..100).collect::<Vec<_>>());
+        assert!(pool.wait_exited(Duration::from_secs(10)));
+        assert_eq!(pool.stats(), PoolStats::default());
+    }
+
+    #[test]
+    fn shutdown_lets_workers_drain_then_exit() {
+        Python::initialize();
+        let pool = Arc::new(Pool::new(2, Duration::from_secs(60)));
+        let (tx, rx) = mpsc::channel();
+        for job in 0..10 {
+            if pool.push(job) {
+                start_worker(&pool, tx.clone());
+            }
+        }
+        pool.shutdown();
+        assert!(pool.wait_exited(Duration::from_secs(10)));
+        assert_eq!(rx.try_iter().count(), 10);
+        assert!(!pool.push(11), "no worker is started after shutdown");
+    }
+}

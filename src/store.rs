@@ -93,3 +93,51 @@ impl Store {
         self.count(State::Pending) + self.count(State::Running)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PollPolicy;
+    use pyo3::types::PyString;
+    use pyo3::Python;
+
+    fn store_with(n: usize) -> Store {
+        Python::initialize();
+        let store = Store::default();
+        Python::attach(|py| {
+            for _ in 0..n {
+                store.insert(|id| {
+                    let name = PyString::new(py, "t").unbind();
+                    Record::new(id, name, py.None(), None, None, PollPolicy::default())
+                });
+            }
+        });
+        store
+    }
+
+    #[test]
+    fn ids_are_sequential_and_found_in_constant_time() {
+        let store = store_with(5);
+        assert_eq!(
+            store.all().iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+        assert_eq!(store.get(3).unwrap().id, 3);
+        assert!(store.get(0).is_none() && store.get(6).is_none());
+        assert_eq!(store.count(State::Pending), 5);
+    }
+
+    #[test]
+    fn removal_leaves_a_hole_and_the_front_moves_up() {
+        let store = store_with(4);
+        Python::attach(|_| {
+            assert!(store.remove(2).is_some());
+            assert!(store.get(2).is_none() && store.remove(2).is_none());
+            assert!(store.remove(1).is_some());
+        });
+        assert_eq!(store.table.read().first_id, 3);
+        assert_eq!(store.get(4).unwrap().id, 4);
+        assert_eq!(store.all().len(), 2);
+        assert_eq!(store.count(State::Pending), 2);
+    }
+}
