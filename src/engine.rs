@@ -235,6 +235,9 @@ impl Engine {
     }
 
     fn begin_polling(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>, since: Instant) {
+        if let Err(err) = record.bind_get_output(py) {
+            return self.complete(py, record, failure(py, err));
+        }
         self.poller.active.fetch_add(1, Ordering::Relaxed);
         let at = since + self.next_poll_interval(record, Duration::ZERO);
         self.schedule(
@@ -256,10 +259,10 @@ impl Engine {
 
     /// The poller thread's body.
     fn run_poller(self: Arc<Self>) {
-        while let Some(batch) = self.poller.next_batch() {
-            let mut again = Vec::new();
+        while self.poller.wait_due() {
             Python::attach(|py| {
-                for due in batch {
+                let mut again = Vec::new();
+                for due in self.poller.take_due() {
                     let handled =
                         catch_unwind(AssertUnwindSafe(|| self.handle_due(py, &due, &mut again)));
                     if handled.is_err() {
@@ -269,9 +272,7 @@ impl Engine {
                         self.complete(py, &due.record, failure(py, error));
                     }
                 }
-                if !again.is_empty() {
-                    self.schedule(py, std::mem::take(&mut again));
-                }
+                self.schedule(py, again);
             });
         }
     }
@@ -290,11 +291,11 @@ impl Engine {
                 }
             }
             Action::Poll { since } => {
-                let Some(task) = record.task_for_poll(py) else {
+                let Some(get_output) = record.get_output_for_poll(py) else {
                     return;
                 };
                 self.polls.fetch_add(1, Ordering::Relaxed);
-                match task.bind(py).call_method0(intern!(py, "get_output")) {
+                match get_output.bind(py).call0() {
                     Ok(value) if value.is_none() => {
                         let now = Instant::now();
                         let at = now + self.next_poll_interval(record, now - since);

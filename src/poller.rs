@@ -18,6 +18,10 @@ use crate::record::Record;
 /// Entries handled per GIL acquisition; bounds how long the poller holds it.
 pub const MAX_BATCH: usize = 4096;
 
+/// How long an idle poller sleeps before looking again (nothing is lost: a
+/// new entry wakes it).
+const IDLE_WAKE: Duration = Duration::from_secs(3600);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Call `run()` on a polling task.
@@ -113,36 +117,51 @@ impl Poller {
         self.state.lock().thread_alive = false;
     }
 
-    /// Waits, detached, for due entries; None when the poller must stop.
-    pub fn next_batch(&self) -> Option<Vec<Due>> {
+    /// Sleeps (call it detached) until an entry is due; false when the
+    /// poller must stop.
+    pub fn wait_due(&self) -> bool {
         let mut s = self.state.lock();
         loop {
             if s.stop {
                 s.thread_alive = false;
                 self.stopped.notify_all();
-                return None;
+                return false;
             }
             let now = Instant::now();
-            match s.heap.peek().map(|e| e.due.at) {
-                Some(at) if at <= now => {
-                    let mut batch = Vec::new();
-                    while batch.len() < MAX_BATCH && s.heap.peek().is_some_and(|e| e.due.at <= now)
-                    {
-                        batch.push(s.heap.pop().expect("peeked").due);
-                    }
-                    return Some(batch);
-                }
-                Some(at) => {
-                    s.sleeping_until = Some(at);
-                    self.wake.wait_until(&mut s, at);
-                }
-                None => {
-                    let at = now + Duration::from_secs(3600);
-                    s.sleeping_until = Some(at);
-                    self.wake.wait_until(&mut s, at);
-                }
+            let at = s.heap.peek().map_or(now + IDLE_WAKE, |e| e.due.at);
+            if at <= now {
+                return true;
             }
+            s.sleeping_until = Some(at);
+            self.wake.wait_until(&mut s, at);
             s.sleeping_until = None;
+        }
+    }
+
+    /// Pops every entry due now, earliest first, up to `MAX_BATCH`. Called
+    /// once attached, so that what fell due while waiting for the GIL rides
+    /// along with the same acquisition.
+    pub fn take_due(&self) -> Vec<Due> {
+        let mut s = self.state.lock();
+        let now = Instant::now();
+        let mut batch = Vec::new();
+        while batch.len() < MAX_BATCH && s.heap.peek().is_some_and(|e| e.due.at <= now) {
+            batch.push(s.heap.pop().expect("peeked").due);
+        }
+        batch
+    }
+
+    /// Waits for due entries and takes them (for tests and simple loops).
+    #[cfg(test)]
+    pub fn next_batch(&self) -> Option<Vec<Due>> {
+        loop {
+            if !self.wait_due() {
+                return None;
+            }
+            let batch = self.take_due();
+            if !batch.is_empty() {
+                return Some(batch);
+            }
         }
     }
 

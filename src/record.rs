@@ -116,6 +116,8 @@ pub struct Progress {
     pub error: Option<ErrorInfo>,
     /// The task object; released once the task is final.
     pub task: Option<Py<PyAny>>,
+    /// The task's bound `get_output`, while it is polled.
+    pub get_output: Option<Py<PyAny>>,
     pub callbacks: Vec<Py<PyAny>>,
 }
 
@@ -153,6 +155,7 @@ impl Record {
                 result: None,
                 error: None,
                 task: Some(task),
+                get_output: None,
                 callbacks: Vec::new(),
             }),
         }
@@ -183,13 +186,27 @@ impl Record {
     }
 
     /// The task object of a running task, counting one poll.
-    pub fn task_for_poll(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+    /// Looks up `get_output` once, so that each poll is a plain call.
+    pub fn bind_get_output(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(task) = self.progress.lock().task.as_ref().map(|t| t.clone_ref(py)) else {
+            return Ok(());
+        };
+        let method = task
+            .bind(py)
+            .getattr(pyo3::intern!(py, "get_output"))?
+            .unbind();
+        self.progress.lock().get_output = Some(method);
+        Ok(())
+    }
+
+    /// The bound `get_output` of a running task, counting one poll.
+    pub fn get_output_for_poll(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         let mut p = self.progress.lock();
         if p.state != State::Running {
             return None;
         }
         p.polls += 1;
-        p.task.as_ref().map(|t| t.clone_ref(py))
+        p.get_output.as_ref().map(|m| m.clone_ref(py))
     }
 
     pub fn set_kind(&self, kind: Kind) {
@@ -210,7 +227,8 @@ pub struct Finished {
     pub to: State,
     pub kind: Option<Kind>,
     pub callbacks: Vec<Py<PyAny>>,
-    pub task: Option<Py<PyAny>>,
+    /// The task object and its bound method, to release while attached.
+    pub task: (Option<Py<PyAny>>, Option<Py<PyAny>>),
 }
 
 impl Record {
@@ -239,7 +257,7 @@ impl Record {
             to,
             kind: p.kind,
             callbacks: std::mem::take(&mut p.callbacks),
-            task: p.task.take(),
+            task: (p.task.take(), p.get_output.take()),
         })
     }
 }
