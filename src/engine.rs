@@ -17,12 +17,13 @@ use crate::events::{Event, Events};
 use crate::policy::{load_floor, PollPolicy};
 use crate::poller::{Action, Due, Poller};
 use crate::pool::Pool;
-use crate::record::{ErrorInfo, Finished, Kind, Outcome, Record, State};
-use crate::store::Store;
+use crate::record::{unix_now, ErrorInfo, Finished, Kind, Outcome, Record, State};
+use crate::store::{Retention, Store};
 
 const WORKER_STACK: usize = 8 << 20;
 
 pub struct Config {
+    pub retention: Retention,
     /// At interpreter exit, run queued tasks (as `ThreadPoolExecutor` does)
     /// instead of cancelling them.
     pub run_pending_at_exit: bool,
@@ -66,7 +67,7 @@ pub fn live_engines() -> Vec<Arc<Engine>> {
 impl Engine {
     pub fn new(config: Config) -> Arc<Engine> {
         let engine = Arc::new(Engine {
-            store: Store::default(),
+            store: Store::new(config.retention),
             events: Arc::new(Events::default()),
             pool: Pool::new(config.max_workers, config.keep_alive),
             poller: Poller::default(),
@@ -92,6 +93,7 @@ impl Engine {
             ));
         }
         self.check_fork(py);
+        drop(self.store.expire(unix_now()));
         let name = match sub.name {
             Some(name) => name.unbind(),
             None => sub
@@ -328,6 +330,7 @@ impl Engine {
         if from == State::Running && kind == Some(Kind::Polling) {
             self.poller.active.fetch_sub(1, Ordering::Relaxed);
         }
+        self.store.finished(record.id, unix_now());
         self.events.publish(Event {
             id: record.id,
             state: to,
@@ -336,6 +339,7 @@ impl Engine {
         if !callbacks.is_empty() {
             self.run_callbacks(py, record, callbacks);
         }
+        drop(self.store.expire(unix_now()));
         if self.is_closed() && self.store.unfinished() == 0 {
             drop(self.poller.stop());
         }

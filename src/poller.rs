@@ -255,9 +255,15 @@ mod tests {
     #[test]
     fn due_entries_come_out_earliest_first_and_not_before_time() {
         let poller = Poller::default();
-        let now = Instant::now();
         let ms = Duration::from_millis;
-        assert!(poller.schedule([due(now + ms(30), 3), due(now, 1), due(now + ms(10), 2)]));
+        let records: Vec<Arc<Record>> = (1..=3).map(record).collect();
+        let now = Instant::now();
+        let at = |i: usize, offset| Due {
+            at: now + offset,
+            record: records[i].clone(),
+            action: Action::Expire,
+        };
+        assert!(poller.schedule([at(2, ms(60)), at(0, ms(0)), at(1, ms(30))]));
         let first = poller.next_batch().unwrap();
         assert_eq!(
             first.iter().map(|d| d.record.id).collect::<Vec<_>>(),
@@ -270,7 +276,7 @@ mod tests {
             later.extend(batch.iter().map(|d| d.record.id));
         }
         assert_eq!(later, vec![2, 3]);
-        assert!(now.elapsed() >= ms(30));
+        assert!(now.elapsed() >= ms(60));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::events::Subscription;
 use crate::policy::PollPolicy;
 use crate::record::{Kind, Record, State};
 use crate::status::status_dict;
+use crate::store::Retention;
 
 const WAIT_STEP: Duration = Duration::from_millis(50);
 pub const DEFAULT_MAX_WORKERS: usize = 256;
@@ -237,15 +238,42 @@ impl Runner {
 impl Runner {
     #[new]
     #[pyo3(signature = (
-        max_workers=None, *, poll=None, max_poll_rate=100_000.0, keep_alive=10.0, run_pending_at_exit=false
+        max_workers=None, *, poll=None, max_poll_rate=100_000.0, keep_alive=10.0,
+        retain_finished=Some(100_000), retain_seconds=Some(3600.0), run_pending_at_exit=false
     ))]
+    #[pyo3(
+        text_signature = "(max_workers=None, *, poll=None, max_poll_rate=100000.0, keep_alive=10.0, retain_finished=100000, retain_seconds=3600.0, run_pending_at_exit=False)"
+    )]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         max_workers: Option<i64>,
         poll: Option<PollPolicy>,
         max_poll_rate: f64,
         keep_alive: f64,
+        retain_finished: Option<i64>,
+        retain_seconds: Option<f64>,
         run_pending_at_exit: bool,
     ) -> PyResult<Self> {
+        let retention = Retention {
+            count: match retain_finished {
+                None => usize::MAX,
+                Some(n) if n >= 0 => n as usize,
+                Some(n) => {
+                    return Err(PyValueError::new_err(format!(
+                        "retain_finished must be >= 0 or None, got {n}"
+                    )))
+                }
+            },
+            seconds: match retain_seconds {
+                None => f64::INFINITY,
+                Some(t) if t >= 0.0 => t,
+                Some(t) => {
+                    return Err(PyValueError::new_err(format!(
+                        "retain_seconds must be >= 0 or None, got {t}"
+                    )))
+                }
+            },
+        };
         let max_workers = match max_workers {
             None => DEFAULT_MAX_WORKERS,
             Some(n) if n > 0 => n as usize,
@@ -257,6 +285,7 @@ impl Runner {
             )));
         }
         let config = Config {
+            retention,
             run_pending_at_exit,
             max_workers,
             keep_alive: seconds("keep_alive", keep_alive)?,

@@ -1,7 +1,7 @@
 //! The table of records: O(1) lookup by id, listing in submit order, and
 //! the count of tasks in each state.
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -31,24 +31,84 @@ impl Counts {
     }
 }
 
+/// How many finished records to keep, and for how long (seconds).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Retention {
+    pub count: usize,
+    pub seconds: f64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            count: 100_000,
+            seconds: 3600.0,
+        }
+    }
+}
+
 pub struct Store {
     table: RwLock<Table>,
     pub counts: Counts,
+    /// Finished ids with their finish time, oldest first.
+    finished: Mutex<VecDeque<(u64, f64)>>,
+    retention: Retention,
 }
 
 impl Default for Store {
     fn default() -> Self {
+        Store::new(Retention::default())
+    }
+}
+
+impl Store {
+    pub fn new(retention: Retention) -> Store {
         Store {
             table: RwLock::new(Table {
                 first_id: 1,
                 slots: VecDeque::new(),
             }),
             counts: Default::default(),
+            finished: Mutex::new(VecDeque::new()),
+            retention,
         }
     }
-}
 
-impl Store {
+    /// Notes that a task finished, for retention.
+    pub fn finished(&self, id: u64, at: f64) {
+        self.finished.lock().push_back((id, at));
+    }
+
+    fn finished_count(&self) -> usize {
+        State::ALL
+            .iter()
+            .filter(|s| s.is_final())
+            .map(|s| self.count(*s))
+            .sum()
+    }
+
+    /// Forgets the oldest finished records beyond the retention count or age;
+    /// returns them so the caller can release them while attached.
+    pub fn expire(&self, now: f64) -> Vec<Arc<Record>> {
+        let mut expired = Vec::new();
+        let mut finished = self.finished.lock();
+        while let Some(&(id, at)) = finished.front() {
+            let over =
+                self.finished_count() > self.retention.count || now - at > self.retention.seconds;
+            let forgotten = self.get(id).is_none();
+            if !(over || forgotten) {
+                break;
+            }
+            finished.pop_front();
+            expired.extend(self.remove(id));
+        }
+        // Ids forgotten one by one may sit behind live ones: compact now and then.
+        if finished.len() > 2 * self.finished_count() + 1024 {
+            finished.retain(|(id, _)| self.get(*id).is_some());
+        }
+        expired
+    }
+
     /// Assigns the next id and stores the record `make` builds for it.
     pub fn insert(&self, make: impl FnOnce(u64) -> Record) -> Arc<Record> {
         let mut table = self.table.write();
@@ -125,6 +185,40 @@ mod tests {
         assert_eq!(store.get(3).unwrap().id, 3);
         assert!(store.get(0).is_none() && store.get(6).is_none());
         assert_eq!(store.count(State::Pending), 5);
+    }
+
+    #[test]
+    fn finished_records_beyond_retention_are_forgotten_oldest_first() {
+        Python::initialize();
+        let store = Store::new(Retention {
+            count: 2,
+            seconds: 100.0,
+        });
+        Python::attach(|py| {
+            for _ in 0..4 {
+                let record = store.insert(|id| {
+                    Record::new(
+                        id,
+                        PyString::new(py, "t").unbind(),
+                        py.None(),
+                        None,
+                        None,
+                        PollPolicy::default(),
+                    )
+                });
+                record.finish(crate::record::Outcome::Cancelled, &store.counts);
+                store.finished(record.id, 10.0 + record.id as f64);
+            }
+            let expired: Vec<u64> = store.expire(20.0).iter().map(|r| r.id).collect();
+            assert_eq!(expired, vec![1, 2]);
+            // Age: at t=113, the record finished at 13 is over 100 s old.
+            let expired: Vec<u64> = store.expire(113.5).iter().map(|r| r.id).collect();
+            assert_eq!(expired, vec![3]);
+        });
+        assert_eq!(
+            store.all().iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![4]
+        );
     }
 
     #[test]

@@ -78,6 +78,8 @@ class Runner:
         poll: Optional[PollPolicy] = None,
         max_poll_rate: float = 100000.0,
         keep_alive: float = 10.0,
+        retain_finished: Optional[int] = 100000,
+        retain_seconds: Optional[float] = 3600.0,
         run_pending_at_exit: bool = False,
     ) -> Runner: ...
     def submit(

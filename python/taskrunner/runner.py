@@ -47,6 +47,11 @@ class TaskRunner(Runner):
         poll: the default ``PollPolicy`` of polling tasks.
         max_poll_rate: the poll budget, in ``get_output()`` calls per second.
         keep_alive: seconds an idle worker waits for work before it exits.
+        retain_finished: how many finished records to keep (None: all); the
+            oldest finished ones beyond it are forgotten.
+        retain_seconds: how long to keep a finished record (None: forever).
+        run_pending_at_exit: at interpreter exit, run queued tasks instead of
+            cancelling them.
 
     Raises:
         ValueError: for a parameter out of range.

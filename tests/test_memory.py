@@ -1,0 +1,73 @@
+"""Retention: finished records are forgotten beyond a count and an age."""
+
+from __future__ import annotations
+
+import gc
+import time
+import weakref
+
+import pytest
+
+import taskrunner
+from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling
+
+
+class Payload:
+    pass
+
+
+class MakesPayload:
+    def run(self):
+        return Payload()
+
+    def get_output(self):
+        return None
+
+
+def test_only_the_newest_finished_records_are_kept():
+    with taskrunner.TaskRunner(retain_finished=10) as runner:
+        ids = [runner.submit(FakeTaskBlocking(i, wait=0)).id for i in range(50)]
+        runner.wait(timeout=30)
+        runner.submit(FakeTaskBlocking(0, wait=0)).result(timeout=10)
+        kept = [s["id"] for s in runner.tasks()]
+        assert len(kept) == 10 and kept[-1] > ids[-1]
+        assert sum(runner.counts().values()) == 10
+        with pytest.raises(KeyError):
+            runner.status(ids[0])
+
+
+def test_unfinished_tasks_are_never_forgotten():
+    with taskrunner.TaskRunner(retain_finished=0) as runner:
+        slow = runner.submit(FakeTaskPolling(1, wait=60))
+        for i in range(20):
+            runner.submit(FakeTaskBlocking(i, wait=0)).result(timeout=10)
+        assert [s["id"] for s in runner.tasks()] == [slow.id]
+        slow.cancel()
+
+
+def test_finished_records_expire_by_age():
+    with taskrunner.TaskRunner(retain_seconds=0.1) as runner:
+        old = runner.submit(FakeTaskBlocking(1, wait=0))
+        old.result(timeout=10)
+        time.sleep(0.2)
+        runner.submit(FakeTaskBlocking(2, wait=0))  # any activity expires old records
+        with pytest.raises(KeyError):
+            runner.status(old.id)
+
+
+def test_an_expired_result_is_released():
+    with taskrunner.TaskRunner(retain_finished=1) as runner:
+        h = runner.submit(MakesPayload())
+        ref = weakref.ref(h.result(timeout=10))
+        del h
+        runner.submit(FakeTaskBlocking(1, wait=0)).result(timeout=10)
+        gc.collect()
+        assert ref() is None
+
+
+def test_retention_parameters_are_validated():
+    with pytest.raises(ValueError, match="retain_finished"):
+        taskrunner.TaskRunner(retain_finished=-1)
+    with pytest.raises(ValueError, match="retain_seconds"):
+        taskrunner.TaskRunner(retain_seconds=-1)
+    taskrunner.TaskRunner(retain_finished=None, retain_seconds=None).shutdown()
