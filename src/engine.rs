@@ -15,12 +15,16 @@ use std::time::{Duration, Instant};
 
 use crate::events::{Event, Events};
 use crate::policy::{load_floor, PollPolicy};
-use crate::poller::{Action, Due, Poller};
+use crate::poller::{Action, Due, Poller, MAX_BATCH};
 use crate::pool::Pool;
 use crate::record::{unix_now, ErrorInfo, Finished, Kind, Outcome, Record, State};
 use crate::store::{Retention, Store};
 
 const WORKER_STACK: usize = 8 << 20;
+
+/// The longest one blocked `get_output()` (or polling `run()`) call holds up
+/// the polling of other tasks: then the watchdog starts another poller.
+pub const POLL_STALL_BOUND: Duration = Duration::from_millis(100);
 
 pub struct Config {
     pub retention: Retention,
@@ -165,19 +169,28 @@ impl Engine {
         if !self.poller.schedule(entries) {
             return;
         }
-        let engine = self.clone();
-        let spawned = thread::Builder::new()
-            .name("taskrunner-poller".into())
-            .spawn(move || engine.run_poller());
-        match spawned {
-            Ok(handle) => self.poller.started(handle),
-            Err(err) => {
-                self.poller.start_failed();
-                let error =
-                    PyRuntimeError::new_err(format!("cannot start the poller thread: {err}"));
-                error.print(py);
-            }
+        if let Err(err) = self.spawn_poller(false) {
+            self.poller.start_failed(true);
+            PyRuntimeError::new_err(format!("cannot start the poller thread: {err}")).print(py);
+            return;
         }
+        let engine = self.clone();
+        let watchdog = thread::Builder::new()
+            .name("taskrunner-watchdog".into())
+            .spawn(move || engine.run_watchdog());
+        match watchdog {
+            Ok(handle) => self.poller.started(handle),
+            Err(_) => self.poller.watchdog_failed(),
+        }
+    }
+
+    fn spawn_poller(self: &Arc<Self>, extra: bool) -> std::io::Result<()> {
+        let engine = self.clone();
+        let handle = thread::Builder::new()
+            .name("taskrunner-poller".into())
+            .spawn(move || engine.run_poller(extra))?;
+        self.poller.started(handle);
+        Ok(())
     }
 
     /// A worker's job: run one blocking (or not yet classified) task.
@@ -259,12 +272,24 @@ impl Engine {
             .next_interval(elapsed, load_floor(active, self.max_poll_rate))
     }
 
-    /// The poller thread's body.
-    fn run_poller(self: Arc<Self>) {
-        while self.poller.wait_due() {
+    /// A poller thread's body. The main poller sleeps until work is due; an
+    /// extra one (started by the watchdog) leaves when it runs out of work.
+    fn run_poller(self: Arc<Self>, extra: bool) {
+        loop {
+            let go_on = if extra {
+                self.poller.extra_has_work()
+            } else {
+                self.poller.wait_due()
+            };
+            if !go_on {
+                return;
+            }
             Python::attach(|py| {
                 let mut again = Vec::new();
-                for due in self.poller.take_due() {
+                for _ in 0..MAX_BATCH {
+                    let Some(due) = self.poller.take_ready() else {
+                        break;
+                    };
                     let handled =
                         catch_unwind(AssertUnwindSafe(|| self.handle_due(py, &due, &mut again)));
                     if handled.is_err() {
@@ -273,9 +298,25 @@ impl Engine {
                         );
                         self.complete(py, &due.record, failure(py, error));
                     }
+                    self.poller.note_handled();
                 }
                 self.schedule(py, again);
             });
+        }
+    }
+
+    /// Starts an extra poller when a `get_output()` (or `run()`) call has
+    /// blocked every poller for `POLL_STALL_BOUND` while work waits. Never
+    /// touches Python.
+    fn run_watchdog(self: Arc<Self>) {
+        let mut handled = self.poller.handled();
+        while self.poller.watchdog_sleep(POLL_STALL_BOUND) {
+            if self.poller.stalled(handled, POLL_STALL_BOUND / 2)
+                && self.spawn_poller(true).is_err()
+            {
+                self.poller.start_failed(false);
+            }
+            handled = self.poller.handled();
         }
     }
 
@@ -431,7 +472,7 @@ impl Engine {
         }
         self.pool.forget_workers();
         drop(self.pool.drain());
-        self.poller.forget_thread();
+        self.poller.forget_threads();
         drop(self.poller.clear());
         for record in self.store.all() {
             if !record.state().is_final() {

@@ -7,8 +7,8 @@
 
 use parking_lot::{Condvar, Mutex};
 use std::cmp::Ordering as CmpOrdering;
-use std::collections::BinaryHeap;
-use std::sync::atomic::AtomicUsize;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,6 +17,9 @@ use crate::record::Record;
 
 /// Entries handled per GIL acquisition; bounds how long the poller holds it.
 pub const MAX_BATCH: usize = 4096;
+
+/// The most poller threads: one, plus extras while calls block.
+pub const MAX_POLLERS: usize = 4;
 
 /// How long an idle poller sleeps before looking again (nothing is lost: a
 /// new entry wakes it).
@@ -64,10 +67,16 @@ impl Ord for Entry {
 #[derive(Default)]
 struct PollerState {
     heap: BinaryHeap<Entry>,
+    /// Due entries taken off the heap, not handled yet: any poller thread may
+    /// take them, so one blocked `get_output()` does not hold up its batch.
+    ready: VecDeque<Due>,
     seq: u64,
-    /// When the sleeping poller plans to wake; None while it works.
+    /// When the sleeping main poller plans to wake; None while it works.
     sleeping_until: Option<Instant>,
-    thread_alive: bool,
+    main_alive: bool,
+    /// Poller threads alive: the main one and extras started after a stall.
+    threads: usize,
+    watchdog_alive: bool,
     stop: bool,
 }
 
@@ -76,13 +85,16 @@ pub struct Poller {
     state: Mutex<PollerState>,
     wake: Condvar,
     stopped: Condvar,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
     /// Polling tasks now running, for the poll-rate budget.
     pub active: AtomicUsize,
+    /// Entries handled so far: the watchdog's sign of progress.
+    handled: AtomicU64,
 }
 
 impl Poller {
-    /// Adds entries. Returns true when the caller must start the poller thread.
+    /// Adds entries. Returns true when the caller must start the main poller
+    /// thread and the watchdog.
     pub fn schedule(&self, entries: impl IntoIterator<Item = Due>) -> bool {
         let mut s = self.state.lock();
         let mut earliest: Option<Instant> = None;
@@ -98,8 +110,10 @@ impl Poller {
         if s.stop {
             return false;
         }
-        if !s.thread_alive {
-            s.thread_alive = true;
+        if !s.main_alive {
+            s.main_alive = true;
+            s.watchdog_alive = true;
+            s.threads += 1;
             return true;
         }
         if s.sleeping_until.is_some_and(|t| earliest < t) {
@@ -109,122 +123,198 @@ impl Poller {
     }
 
     pub fn started(&self, handle: JoinHandle<()>) {
-        *self.thread.lock() = Some(handle);
+        let mut handles = self.handles.lock();
+        handles.retain(|h| !h.is_finished());
+        handles.push(handle);
     }
 
-    /// The thread could not be started: let the next schedule try again.
-    pub fn start_failed(&self) {
-        self.state.lock().thread_alive = false;
+    /// A poller thread could not be started.
+    pub fn start_failed(&self, main: bool) {
+        let mut s = self.state.lock();
+        s.threads -= 1;
+        if main {
+            s.main_alive = false;
+            s.watchdog_alive = false;
+        }
     }
 
-    /// Sleeps (call it detached) until an entry is due; false when the
-    /// poller must stop.
+    /// The watchdog could not be started.
+    pub fn watchdog_failed(&self) {
+        self.state.lock().watchdog_alive = false;
+    }
+
+    fn has_work(s: &PollerState, now: Instant) -> bool {
+        !s.ready.is_empty() || s.heap.peek().is_some_and(|e| e.due.at <= now)
+    }
+
+    /// The main poller sleeps here (detached) until something is due; false
+    /// when it must stop.
     pub fn wait_due(&self) -> bool {
         let mut s = self.state.lock();
         loop {
             if s.stop {
-                s.thread_alive = false;
-                self.stopped.notify_all();
+                s.main_alive = false;
+                self.thread_exits(&mut s);
                 return false;
             }
             let now = Instant::now();
-            let at = s.heap.peek().map_or(now + IDLE_WAKE, |e| e.due.at);
-            if at <= now {
+            if Self::has_work(&s, now) {
                 return true;
             }
+            let at = s.heap.peek().map_or(now + IDLE_WAKE, |e| e.due.at);
             s.sleeping_until = Some(at);
             self.wake.wait_until(&mut s, at);
             s.sleeping_until = None;
         }
     }
 
-    /// Pops every entry due now, earliest first, up to `MAX_BATCH`. Called
-    /// once attached, so that what fell due while waiting for the GIL rides
-    /// along with the same acquisition.
-    pub fn take_due(&self) -> Vec<Due> {
+    /// An extra poller goes on while there is work; false when it should exit.
+    pub fn extra_has_work(&self) -> bool {
         let mut s = self.state.lock();
-        let now = Instant::now();
-        let mut batch = Vec::new();
-        while batch.len() < MAX_BATCH && s.heap.peek().is_some_and(|e| e.due.at <= now) {
-            batch.push(s.heap.pop().expect("peeked").due);
+        if !s.stop && Self::has_work(&s, Instant::now()) {
+            return true;
         }
-        batch
+        self.thread_exits(&mut s);
+        false
     }
 
-    /// Waits for due entries and takes them (for tests and simple loops).
-    #[cfg(test)]
-    pub fn next_batch(&self) -> Option<Vec<Due>> {
-        loop {
-            if !self.wait_due() {
-                return None;
-            }
-            let batch = self.take_due();
-            if !batch.is_empty() {
-                return Some(batch);
-            }
-        }
+    fn thread_exits(&self, s: &mut PollerState) {
+        s.threads -= 1;
+        self.stopped.notify_all();
     }
 
-    /// Tells the thread to stop after its current batch; drops every entry.
-    /// Returns the dropped entries so the caller can release them attached.
+    /// The next due entry, refilling the ready queue from the heap (every
+    /// entry due now, up to `MAX_BATCH`) when it runs dry. Called attached,
+    /// so that what fell due while waiting for the GIL rides along.
+    pub fn take_ready(&self) -> Option<Due> {
+        let mut s = self.state.lock();
+        if s.ready.is_empty() {
+            let now = Instant::now();
+            while s.ready.len() < MAX_BATCH && s.heap.peek().is_some_and(|e| e.due.at <= now) {
+                let due = s.heap.pop().expect("peeked").due;
+                s.ready.push_back(due);
+            }
+        }
+        s.ready.pop_front()
+    }
+
+    pub fn note_handled(&self) {
+        self.handled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The watchdog's wait: false once the poller stops.
+    pub fn watchdog_sleep(&self, period: Duration) -> bool {
+        let mut s = self.state.lock();
+        if !s.stop {
+            self.stopped.wait_for(&mut s, period);
+        }
+        if s.stop {
+            s.watchdog_alive = false;
+            self.stopped.notify_all();
+            return false;
+        }
+        true
+    }
+
+    /// True (and an extra thread reserved) when work has waited for a whole
+    /// watchdog period with no entry handled: some call blocks every poller.
+    pub fn stalled(&self, handled_before: u64, grace: Duration) -> bool {
+        let mut s = self.state.lock();
+        let overdue = Instant::now()
+            .checked_sub(grace)
+            .is_some_and(|t| Self::has_work(&s, t));
+        let stuck = self.handled() == handled_before && (overdue || !s.ready.is_empty());
+        if stuck && !s.stop && s.threads < MAX_POLLERS {
+            s.threads += 1;
+            return true;
+        }
+        false
+    }
+
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
+    }
+
+    /// Tells every poller thread to stop; drops every entry. Returns the
+    /// dropped entries so the caller can release them attached.
     pub fn stop(&self) -> Vec<Due> {
         let mut s = self.state.lock();
         s.stop = true;
         self.wake.notify_all();
-        std::mem::take(&mut s.heap)
-            .into_iter()
-            .map(|e| e.due)
+        self.stopped.notify_all();
+        Self::take_all(&mut s)
+    }
+
+    fn take_all(s: &mut PollerState) -> Vec<Due> {
+        let heap = std::mem::take(&mut s.heap);
+        s.ready
+            .drain(..)
+            .chain(heap.into_iter().map(|e| e.due))
             .collect()
     }
 
     /// Removes every entry without stopping; returns them for release.
     pub fn clear(&self) -> Vec<Due> {
-        let heap = std::mem::take(&mut self.state.lock().heap);
-        heap.into_iter().map(|e| e.due).collect()
+        Self::take_all(&mut self.state.lock())
     }
 
-    /// Waits up to `timeout` for the thread to exit; true once it has.
+    /// Waits up to `timeout` for every poller thread and the watchdog to
+    /// exit; true once they have.
     pub fn wait_stopped(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut s = self.state.lock();
-        while s.thread_alive {
+        while s.threads > 0 || s.watchdog_alive {
             if self.stopped.wait_until(&mut s, deadline).timed_out() {
-                return !s.thread_alive;
+                return false;
             }
         }
         drop(s);
-        let handle = self.thread.lock().take();
-        if let Some(handle) = handle {
-            if handle.thread().id() != std::thread::current().id() {
+        let current = std::thread::current().id();
+        for handle in self.handles.lock().drain(..) {
+            if handle.thread().id() != current {
                 let _ = handle.join();
             }
         }
         true
     }
 
-    /// True on the poller thread itself.
+    /// True on one of the poller threads.
     pub fn is_current_thread(&self) -> bool {
         let current = std::thread::current().id();
-        self.thread
+        self.handles
             .lock()
-            .as_ref()
-            .is_some_and(|h| h.thread().id() == current)
+            .iter()
+            .any(|h| h.thread().id() == current && !h.is_finished())
     }
 
     pub fn queue_len(&self) -> usize {
-        self.state.lock().heap.len()
+        let s = self.state.lock();
+        s.heap.len() + s.ready.len()
     }
 
-    /// In a forked child the thread is gone: let the next schedule start one.
-    pub fn forget_thread(&self) {
-        self.state.lock().thread_alive = false;
-        std::mem::forget(self.thread.lock().take());
+    /// In a forked child the threads are gone: let the next schedule start them.
+    pub fn forget_threads(&self) {
+        let mut s = self.state.lock();
+        s.main_alive = false;
+        s.watchdog_alive = false;
+        s.threads = 0;
+        std::mem::forget(std::mem::take(&mut *self.handles.lock()));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Poller {
+        /// Waits for due entries and takes all of them.
+        fn next_batch(&self) -> Option<Vec<Due>> {
+            if !self.wait_due() {
+                return None;
+            }
+            Some(std::iter::from_fn(|| self.take_ready()).collect())
+        }
+    }
     use crate::policy::PollPolicy;
     use pyo3::types::PyString;
     use pyo3::Python;
