@@ -10,10 +10,10 @@ import threading
 import time
 
 import pytest
-from conftest import Polling, wait_for
 
-import taskrunner
 from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling
+
+from conftest import Polling, wait_for
 
 
 class BlockingGetOutput:

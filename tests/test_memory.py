@@ -71,3 +71,34 @@ def test_retention_parameters_are_validated():
     with pytest.raises(ValueError, match="retain_seconds"):
         taskrunner.TaskRunner(retain_seconds=-1)
     taskrunner.TaskRunner(retain_finished=None, retain_seconds=None).shutdown()
+
+
+PEAK_RSS = """
+import resource, sys, taskrunner
+from taskrunner.faketasks import FakeTaskBlocking
+total, batch = int(sys.argv[1]), 10_000
+with taskrunner.TaskRunner() as runner:
+    for _ in range(total // batch):
+        for i in range(batch):
+            runner.submit(FakeTaskBlocking(i, wait=0))
+        runner.wait()
+    assert runner.counts()["succeeded"] == min(total, 100_000)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss_kib(tasks: int) -> int:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, str(tasks)], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout)
+
+
+def test_a_million_tasks_keep_memory_bounded():
+    # The default retention keeps the newest 100,000 finished records.
+    small, large = peak_rss_kib(100_000), peak_rss_kib(1_000_000)
+    assert large <= small * 1.10 + 8 * 1024, (small, large)
