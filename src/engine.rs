@@ -470,6 +470,11 @@ impl Engine {
         if self.pid.swap(pid, Ordering::AcqRel) == pid {
             return;
         }
+        // Free the locks the parent's threads may have held at the fork.
+        self.store.release_locks_in_child();
+        self.pool.release_locks_in_child();
+        self.poller.release_locks_in_child();
+        self.events.release_locks_in_child();
         self.pool.forget_workers();
         drop(self.pool.drain());
         self.poller.forget_threads();

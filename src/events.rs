@@ -2,7 +2,7 @@
 //! event streams. Costs one atomic load per change while nobody listens.
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use parking_lot::RwLock;
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ struct Subscriber {
 
 #[derive(Default)]
 pub struct Events {
-    subscribers: RwLock<Vec<Subscriber>>,
+    subscribers: Mutex<Vec<Subscriber>>,
     listening: AtomicUsize,
     next_key: AtomicUsize,
 }
@@ -40,7 +40,7 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut subs = self.events.subscribers.write();
+        let mut subs = self.events.subscribers.lock();
         subs.retain(|s| s.key != self.key);
         self.events.listening.store(subs.len(), Ordering::Release);
     }
@@ -59,7 +59,7 @@ impl Events {
         };
         let key = self.next_key.fetch_add(1, Ordering::Relaxed) as u64;
         let lagged = Arc::new(AtomicBool::new(false));
-        let mut subs = self.subscribers.write();
+        let mut subs = self.subscribers.lock();
         subs.push(Subscriber {
             key,
             tx,
@@ -75,12 +75,16 @@ impl Events {
         }
     }
 
+    pub fn release_locks_in_child(&self) {
+        crate::store::release_in_child(&self.subscribers);
+    }
+
     pub fn publish(&self, event: Event) {
         if self.listening.load(Ordering::Acquire) == 0 {
             return;
         }
         let final_change = event.state.is_final();
-        for sub in self.subscribers.read().iter() {
+        for sub in self.subscribers.lock().iter() {
             if !(final_change || sub.every_change) {
                 continue;
             }

@@ -292,6 +292,11 @@ impl Poller {
         s.heap.len() + s.ready.len()
     }
 
+    pub fn release_locks_in_child(&self) {
+        crate::store::release_in_child(&self.state);
+        crate::store::release_in_child(&self.handles);
+    }
+
     /// In a forked child the threads are gone: let the next schedule start them.
     pub fn forget_threads(&self) {
         let mut s = self.state.lock();

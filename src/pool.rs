@@ -246,6 +246,11 @@ impl<J> Pool<J> {
         true
     }
 
+    pub fn release_locks_in_child(&self) {
+        crate::store::release_in_child(&self.state);
+        crate::store::release_in_child(&self.handles);
+    }
+
     /// True on one of this pool's worker threads.
     pub fn is_own_worker(&self) -> bool {
         WORKER_OF.with(|w| w.get() == self as *const Self as usize)

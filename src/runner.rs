@@ -5,7 +5,7 @@
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyKeyError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyInt, PyList, PyString};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::classify::classify;
 use crate::engine::{Config, Engine, Submission};
-use crate::events::Subscription;
+use crate::events::{Event, Subscription};
 use crate::policy::PollPolicy;
 use crate::record::{Kind, Record, State};
 use crate::status::status_dict;
@@ -79,7 +79,7 @@ fn wait_until(
     py: Python<'_>,
     sub: &Subscription,
     deadline: Option<Instant>,
-    mut on_event: impl FnMut(u64) -> bool + Send,
+    mut on_event: impl FnMut(Event) -> bool + Send,
     done: impl Fn() -> bool + Sync,
 ) -> PyResult<bool> {
     loop {
@@ -94,7 +94,7 @@ fn wait_until(
                     break;
                 };
                 if let Ok(event) = sub.rx.recv_timeout(left) {
-                    if on_event(event.id) {
+                    if on_event(event) {
                         return Some(true);
                     }
                 }
@@ -126,7 +126,7 @@ fn wait_record(
         py,
         &sub,
         deadline,
-        |id| id == record.id,
+        |event| event.id == record.id,
         || record.state().is_final(),
     )
 }
@@ -232,6 +232,21 @@ impl Runner {
     fn record(&self, id: u64) -> PyResult<Arc<Record>> {
         self.engine.store.get(id).ok_or_else(|| unknown(id))
     }
+
+    /// The record of an id as Python gives it: an int out of range is
+    /// simply an unknown id.
+    fn record_of(&self, id: &Bound<'_, PyAny>) -> PyResult<Arc<Record>> {
+        match id.extract::<u64>() {
+            Ok(id) => self.record(id),
+            Err(_) if id.is_instance_of::<PyInt>() => {
+                Err(PyKeyError::new_err(format!("no task with id {id}")))
+            }
+            Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "a task id is an int, got {}",
+                id.get_type().name()?
+            ))),
+        }
+    }
 }
 
 #[pymethods]
@@ -333,16 +348,16 @@ impl Runner {
     }
 
     /// The handle of a task by id.
-    fn handle(&self, id: u64) -> PyResult<TaskHandle> {
+    fn handle(&self, id: &Bound<'_, PyAny>) -> PyResult<TaskHandle> {
         Ok(TaskHandle {
             engine: self.engine.clone(),
-            record: self.record(id)?,
+            record: self.record_of(id)?,
         })
     }
 
     /// The status dict of one task.
-    fn status<'py>(&self, py: Python<'py>, id: u64) -> PyResult<Bound<'py, PyDict>> {
-        status_dict(py, &*self.record(id)?)
+    fn status<'py>(&self, py: Python<'py>, id: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+        status_dict(py, &*self.record_of(id)?)
     }
 
     /// Status dicts of every task (or those in `state`), in submit order.
@@ -392,18 +407,24 @@ impl Runner {
 
     /// Waits for a task and returns its result (or raises its failure).
     #[pyo3(signature = (id, timeout=None))]
-    fn result(&self, py: Python<'_>, id: u64, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+    fn result(
+        &self,
+        py: Python<'_>,
+        id: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
         self.handle(id)?.result(py, timeout)
     }
 
     /// Cancels a pending task or a running polling task.
-    fn cancel(&self, py: Python<'_>, id: u64) -> PyResult<bool> {
-        Ok(self.engine.cancel(py, &self.record(id)?))
+    fn cancel(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Ok(self.engine.cancel(py, &self.record_of(id)?))
     }
 
     /// Forgets a finished task now, releasing its result.
-    fn forget(&self, id: u64) -> PyResult<()> {
-        let record = self.record(id)?;
+    fn forget(&self, id: &Bound<'_, PyAny>) -> PyResult<()> {
+        let record = self.record_of(id)?;
+        let id = record.id;
         if !record.state().is_final() {
             return Err(PyValueError::new_err(format!(
                 "task {id} is not finished; only finished tasks can be forgotten"
@@ -440,7 +461,7 @@ impl Runner {
         for record in self.records_of(ids)? {
             progress.lock().add(record);
         }
-        let on_event = |id: u64| progress.lock().finished(id, condition);
+        let on_event = |event: Event| progress.lock().finished(event.id, condition);
         let satisfied = || progress.lock().satisfied(condition);
         wait_until(py, &sub, deadline, on_event, satisfied)?;
         let progress = progress.into_inner();
@@ -688,7 +709,7 @@ impl Completions {
         if self.pending.lock().is_empty() {
             return Ok(None);
         }
-        let on_event = |id: u64| {
+        let on_event = |Event { id, .. }: Event| {
             if self.pending.lock().remove(&id) {
                 self.ready.lock().push_back(id);
                 return true;
@@ -725,23 +746,26 @@ impl EventStream {
         max: usize,
     ) -> PyResult<Vec<(u64, &'static str)>> {
         let deadline = deadline_of(timeout)?;
+        let max = max.max(1);
         let mut out = Vec::new();
-        let first = wait_until(
+        // The event that ends the wait is the batch's first.
+        wait_until(
             py,
             &self.sub,
             deadline,
-            |_| true,
-            || !self.sub.rx.is_empty(),
+            |event| {
+                out.push((event.id, event.state.as_str()));
+                true
+            },
+            || false,
         )?;
-        if first {
-            out.extend(
-                self.sub
-                    .rx
-                    .try_iter()
-                    .take(max.max(1))
-                    .map(|e| (e.id, e.state.as_str())),
-            );
-        }
+        out.extend(
+            self.sub
+                .rx
+                .try_iter()
+                .take(max - out.len())
+                .map(|e| (e.id, e.state.as_str())),
+        );
         Ok(out)
     }
 

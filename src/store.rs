@@ -1,7 +1,7 @@
 //! The table of records: O(1) lookup by id, listing in submit order, and
 //! the count of tasks in each state.
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,6 +13,15 @@ use crate::record::{Record, State};
 struct Table {
     first_id: u64,
     slots: VecDeque<Option<Arc<Record>>>,
+}
+
+/// Unlocks `lock` if a thread that did not survive `fork()` held it.
+pub fn release_in_child<T>(lock: &Mutex<T>) {
+    if lock.is_locked() {
+        // SAFETY: in a forked child only the forking thread exists, and it
+        // holds none of these locks, so the holder is gone for good.
+        unsafe { lock.force_unlock() };
+    }
 }
 
 /// Tasks per state. Records update it under their own lock, so that the
@@ -48,7 +57,7 @@ impl Default for Retention {
 }
 
 pub struct Store {
-    table: RwLock<Table>,
+    table: Mutex<Table>,
     pub counts: Counts,
     /// Finished ids with their finish time, oldest first.
     finished: Mutex<VecDeque<(u64, f64)>>,
@@ -64,13 +73,23 @@ impl Default for Store {
 impl Store {
     pub fn new(retention: Retention) -> Store {
         Store {
-            table: RwLock::new(Table {
+            table: Mutex::new(Table {
                 first_id: 1,
                 slots: VecDeque::new(),
             }),
             counts: Default::default(),
             finished: Mutex::new(VecDeque::new()),
             retention,
+        }
+    }
+
+    /// In a forked child: frees the locks that threads gone with the fork
+    /// may have held (the forking thread holds none of ours while it is in Python).
+    pub fn release_locks_in_child(&self) {
+        release_in_child(&self.finished);
+        release_in_child(&self.table);
+        for record in self.all() {
+            release_in_child(&record.progress);
         }
     }
 
@@ -111,7 +130,7 @@ impl Store {
 
     /// Assigns the next id and stores the record `make` builds for it.
     pub fn insert(&self, make: impl FnOnce(u64) -> Record) -> Arc<Record> {
-        let mut table = self.table.write();
+        let mut table = self.table.lock();
         let id = table.first_id + table.slots.len() as u64;
         let record = Arc::new(make(id));
         table.slots.push_back(Some(record.clone()));
@@ -121,14 +140,14 @@ impl Store {
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<Record>> {
-        let table = self.table.read();
+        let table = self.table.lock();
         let index = id.checked_sub(table.first_id)?;
         table.slots.get(index as usize)?.clone()
     }
 
     /// Removes a record; returns it so the caller can release it while attached.
     pub fn remove(&self, id: u64) -> Option<Arc<Record>> {
-        let mut table = self.table.write();
+        let mut table = self.table.lock();
         let index = id.checked_sub(table.first_id)? as usize;
         let record = table.slots.get_mut(index)?.take()?;
         while let Some(None) = table.slots.front() {
@@ -142,7 +161,7 @@ impl Store {
 
     /// Every record, in submit order.
     pub fn all(&self) -> Vec<Arc<Record>> {
-        self.table.read().slots.iter().flatten().cloned().collect()
+        self.table.lock().slots.iter().flatten().cloned().collect()
     }
 
     pub fn count(&self, state: State) -> usize {
@@ -229,7 +248,7 @@ mod tests {
             assert!(store.get(2).is_none() && store.remove(2).is_none());
             assert!(store.remove(1).is_some());
         });
-        assert_eq!(store.table.read().first_id, 3);
+        assert_eq!(store.table.lock().first_id, 3);
         assert_eq!(store.get(4).unwrap().id, 4);
         assert_eq!(store.all().len(), 2);
         assert_eq!(store.count(State::Pending), 2);

@@ -75,6 +75,13 @@ def test_unknown_id_raises_key_error_naming_it(runner):
     for call in (runner.status, runner.cancel, runner.handle, runner.result, runner.forget):
         with pytest.raises(KeyError, match="12345"):
             call(12345)
+    for out_of_range in (-1, 2**70):
+        with pytest.raises(KeyError, match=str(out_of_range)):
+            runner.status(out_of_range)
+        with pytest.raises(KeyError):
+            runner.wait([out_of_range])
+    with pytest.raises(TypeError, match="int"):
+        runner.status("1")
     with pytest.raises(KeyError, match="777"):
         runner.wait([777])
     with pytest.raises(KeyError):

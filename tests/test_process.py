@@ -136,3 +136,29 @@ def test_runner_works_in_a_forked_child():
     assert out.returncode == 0, out.stderr
     lines = sorted(out.stdout.splitlines())
     assert lines == ["child [10, 12] cancelled", "parent 0 running"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fork_while_the_runner_is_busy_never_deadlocks_the_child():
+    out = run_python(
+        """
+        import os, taskrunner
+        from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling
+        runner = taskrunner.TaskRunner()
+        ok = 0
+        for round in range(20):
+            for i in range(2000):
+                runner.submit(FakeTaskBlocking(i, wait=0) if i % 2 else FakeTaskPolling(i, wait=0))
+            pid = os.fork()
+            if pid == 0:
+                h = runner.submit(FakeTaskBlocking(7, wait=0))
+                os._exit(0 if h.result(timeout=10) == 14 else 1)
+            _, status = os.waitpid(pid, 0)
+            ok += os.waitstatus_to_exitcode(status) == 0
+        runner.wait(timeout=60)
+        print(ok, runner.counts()["succeeded"], flush=True)
+        """,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["20", "40000"]

@@ -163,3 +163,24 @@ def test_waiting_releases_the_gil(runner):
         spinner.join()
     # A waiter holding the GIL would have left the spinner near zero.
     assert during > 10_000
+
+
+def test_event_stream_reports_every_change_in_order(runner):
+    stream = runner.events()
+    h = runner.submit(FakeTaskBlocking(1, wait=0.2))
+    seen = []
+    deadline = time.monotonic() + 10
+    while ("succeeded" not in [state for _, state in seen]) and time.monotonic() < deadline:
+        seen += stream.next_batch(timeout=1)
+    assert seen == [(h.id, "pending"), (h.id, "running"), (h.id, "succeeded")]
+    assert stream.next_batch(timeout=0.05) == []
+    assert stream.take_lagged() is False
+
+
+def test_event_stream_flags_a_consumer_that_fell_behind(runner):
+    stream = runner.events(capacity=2)
+    for i in range(5):
+        runner.submit(FakeTaskBlocking(i, wait=0)).result(timeout=10)
+    assert len(stream.next_batch(timeout=0)) == 2
+    assert stream.take_lagged() is True
+    assert stream.take_lagged() is False

@@ -27,6 +27,8 @@ def _ids(tasks: Optional[Iterable[TaskRef]]) -> Optional[list[int]]:
         if isinstance(task, TaskHandle):
             ids.append(task.id)
         elif isinstance(task, int) and not isinstance(task, bool):
+            if not 0 <= task < 2**64:
+                raise KeyError(f"no task with id {task}")
             ids.append(task)
         else:
             raise TypeError(f"expected a task id or TaskHandle, got {task!r}")

@@ -1,0 +1,209 @@
+"""The HTTP API: a Blueprint of JSON endpoints over the app's ``TaskRunner``."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from taskrunner import STATES
+from taskrunner.web import events
+from taskrunner.web.auth import check_bearer
+from taskrunner.web.encoding import task_json
+from taskrunner.web.metrics import metrics_response
+from taskrunner.web.openapi import openapi_document
+from taskrunner.web.problems import (
+    NOT_CANCELLABLE,
+    SHUTTING_DOWN,
+    TOO_MANY_STREAMS,
+    UNKNOWN_TASK,
+    Problem,
+    invalid_params,
+)
+from taskrunner.web.state import WebState, current_state
+from taskrunner.web.submission import parse_submission, read_json_object
+
+api = Blueprint("taskrunner_api", __name__)
+
+PUBLIC_ENDPOINTS = {"taskrunner_api.healthz", "taskrunner_api.openapi"}
+DEFAULT_PAGE = 100
+MAX_ID = 2**63 - 1
+
+
+@api.before_request
+def _authenticate() -> None:
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        check_bearer(request.headers.get("Authorization"), current_state().settings.token)
+
+
+@api.after_request
+def _never_cache(response: Response) -> Response:
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _task_id(raw: str) -> int:
+    """The id in a path; any text that is not one is an unknown task."""
+    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_ID:
+        raise Problem(404, f"no task with id {raw!r}", type=UNKNOWN_TASK)
+    return int(raw)
+
+
+def _status(state: WebState, id: int) -> dict[str, Any]:
+    try:
+        return state.runner.status(id)
+    except KeyError:
+        raise Problem(404, f"no task with id {id}", type=UNKNOWN_TASK) from None
+
+
+@api.post("/api/tasks")
+def submit_task() -> tuple[Response, int, dict[str, str]]:
+    """Starts a task of a registered type; 202 with its status and Location."""
+    state = current_state()
+    submission = parse_submission(read_json_object(request))
+    task = state.task_types.get(submission.type).build(submission.input, submission.wait)
+    status = state.submit(task, timeout=submission.timeout, name=submission.name)
+    location = url_for("taskrunner_api.get_task", task_id=status["id"])
+    return jsonify(task_json(status)), 202, {"Location": location}
+
+
+def _page_query() -> tuple[Optional[str], int, Optional[int]]:
+    reasons: dict[str, str] = {}
+    state = request.args.get("state") or None
+    if state is not None and state not in STATES:
+        reasons["state"] = f"must be one of {', '.join(STATES)}"
+    max_page = current_state().settings.max_page
+    limit = _positive_int(request.args.get("limit"), DEFAULT_PAGE)
+    if limit is None or limit > max_page:
+        reasons["limit"] = f"must be a whole number from 1 to {max_page}"
+    cursor = _positive_int(request.args.get("cursor"), 0)
+    if cursor is None:
+        reasons["cursor"] = "must be a task id, as given in next_cursor"
+    if reasons:
+        raise invalid_params(reasons, where="query")
+    return state, limit or DEFAULT_PAGE, cursor or None
+
+
+def _positive_int(raw: Optional[str], default: int) -> Optional[int]:
+    """``raw`` as an int from 1 to MAX_ID, ``default`` when absent, None when invalid."""
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_ID:
+        return None
+    return int(raw)
+
+
+@api.get("/api/tasks")
+def list_tasks() -> Response:
+    """Tasks newest first, optionally in one state, a page at a time."""
+    state, limit, cursor = _page_query()
+    runner = current_state().runner
+    ids = runner.ids(state=state, limit=limit + 1, before=cursor)
+    page = ids[:limit]
+    tasks = []
+    for id in page:
+        try:
+            tasks.append(task_json(runner.status(id)))
+        except KeyError:
+            pass  # forgotten since it was listed
+    next_cursor = page[-1] if len(ids) > limit else None
+    return jsonify({"tasks": tasks, "next_cursor": next_cursor})
+
+
+@api.get("/api/tasks/<task_id>")
+def get_task(task_id: str) -> Response:
+    """One task's status."""
+    return jsonify(task_json(_status(current_state(), _task_id(task_id))))
+
+
+@api.delete("/api/tasks/<task_id>")
+def cancel_task(task_id: str) -> Response:
+    """Cancels a task; 409 when it is running and blocking, or already finished."""
+    state = current_state()
+    id = _task_id(task_id)
+    try:
+        cancelled = state.runner.cancel(id)
+    except KeyError:
+        raise Problem(404, f"no task with id {id}", type=UNKNOWN_TASK) from None
+    status = _status(state, id)
+    if cancelled or status["state"] == "cancelled":
+        return jsonify(task_json(status))
+    if status["done"]:
+        detail = f"task {id} has already finished ({status['state']})"
+    else:
+        detail = f"task {id} is a blocking task that is already running; it cannot be stopped"
+    raise Problem(409, detail, type=NOT_CANCELLABLE, state=status["state"])
+
+
+@api.get("/api/task-types")
+def list_task_types() -> Response:
+    """The task types a client may submit."""
+    return jsonify({"task_types": current_state().task_types.describe()})
+
+
+@api.get("/api/stats")
+def stats() -> Response:
+    """Counts per state, workers, the poller's queue and polls per second."""
+    state = current_state()
+    runner_stats = state.runner.stats()
+    return jsonify(
+        {
+            "counts": state.runner.counts(),
+            **runner_stats,
+            "polls_per_second": round(state.poll_rate.rate(runner_stats["polls"]), 3),
+            "max_unfinished": state.settings.max_unfinished,
+            "event_streams": state.streams.open,
+            "closed": state.runner.closed,
+        }
+    )
+
+
+@api.get("/api/events")
+def event_stream() -> Response:
+    """State changes as server-sent events (see ``taskrunner.web.events``)."""
+    state = current_state()
+    if state.stopping.is_set():
+        raise Problem(503, "the server is shutting down", type=SHUTTING_DOWN)
+    if not state.streams.acquire():
+        raise Problem(
+            503,
+            f"all {state.streams.limit} event streams are taken; retry later",
+            type=TOO_MANY_STREAMS,
+            headers={"Retry-After": "5"},
+        )
+    try:
+        stream = events.open_stream(state)
+    except BaseException:
+        state.streams.release()
+        raise
+    # waitress (with request lookahead) can tell when the client has hung up.
+    gone = request.environ.get("waitress.client_disconnected", lambda: False)
+    response = Response(
+        events.task_events(state, stream, gone),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    response.call_on_close(state.streams.release)
+    return response
+
+
+@api.get("/healthz")
+def healthz() -> Response:
+    """200 while the runner takes tasks, 503 once it is shutting down."""
+    state = current_state()
+    if state.stopping.is_set() or state.runner.closed:
+        raise Problem(503, "the task runner is shutting down", type=SHUTTING_DOWN)
+    return jsonify({"status": "ok"})
+
+
+@api.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics of the runner and the HTTP server."""
+    return metrics_response(current_state().metrics_registry)
+
+
+@api.get("/api/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 document of this server."""
+    state = current_state()
+    return jsonify(openapi_document(auth=state.settings.token is not None))

@@ -1,0 +1,84 @@
+"""``create_app``: the Flask app factory of the HTTP API and dashboard."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from flask import Flask, Response, request
+from flask.json.provider import DefaultJSONProvider
+
+from taskrunner import TaskRunner
+from taskrunner.web.api import api
+from taskrunner.web.dashboard import dashboard
+from taskrunner.web.metrics import count_requests, metrics_registry
+from taskrunner.web.problems import register_problem_handlers
+from taskrunner.web.settings import Settings
+from taskrunner.web.state import EXTENSION_KEY, WebState
+from taskrunner.web.tasktypes import TaskFactory, TaskTypes, default_task_types
+
+MAX_BODY_BYTES = 64 * 1024
+
+access_log = logging.getLogger("taskrunner.web.access")
+
+
+def _harden(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    return response
+
+
+def _log_access(response: Response) -> Response:
+    path = request.full_path.rstrip("?")
+    access_log.info("%s %s %s %s", request.remote_addr, request.method, path, response.status_code)
+    return response
+
+
+def create_app(
+    runner: Optional[TaskRunner] = None,
+    task_types: Optional[Mapping[str, TaskFactory]] = None,
+    config: Optional[Mapping[str, Any]] = None,
+) -> Flask:
+    """A Flask app serving the HTTP API and the dashboard over a ``TaskRunner``.
+
+    Args:
+        runner: the runner to serve; by default the app makes its own, which
+            ``app.extensions["taskrunner"].close()`` shuts down.
+        task_types: the task types clients may submit, by name:
+            ``factory(input)`` or ``factory(input, wait=...)`` returning a
+            task object. Default: the fake tasks ``fake``, ``fake_blocking``
+            and ``fake_polling``.
+        config: Flask config; ``TASKRUNNER_*`` keys are the settings of
+            ``taskrunner.web.settings.Settings`` (each falls back on the
+            environment variable of the same name). ``MAX_CONTENT_LENGTH``
+            defaults to 64 KiB.
+
+    Returns:
+        The app; its state (runner, settings) is ``app.extensions["taskrunner"]``.
+
+    Raises:
+        ValueError: for a bad setting or task type name.
+        TypeError: for a task type whose factory is not callable.
+    """
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config.update(config or {})
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False  # keep the status dict in its documented order
+        app.json.ensure_ascii = False
+
+    settings = Settings.load(app.config)
+    registry = TaskTypes(default_task_types() if task_types is None else task_types)
+    owns_runner = runner is None
+    state = WebState(runner or TaskRunner(), owns_runner, registry, settings)
+    state.metrics_registry = metrics_registry(state)
+    app.extensions[EXTENSION_KEY] = state
+
+    register_problem_handlers(app)
+    count_requests(app, state.metrics_registry)
+    app.after_request(_harden)
+    app.after_request(_log_access)
+    app.register_blueprint(api)
+    app.register_blueprint(dashboard)
+    return app

@@ -1,0 +1,387 @@
+"""The OpenAPI 3.1 document of the HTTP API, as served at ``/api/openapi.json``.
+
+Written by hand next to the views; a test holds every response the server
+gives to it, and checks that every response it promises can be produced.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+from taskrunner import STATES
+from taskrunner.web.submission import MAX_NAME_CHARS, MAX_WAIT_SECONDS
+
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+def _json(schema: dict[str, Any], description: str, media: str = JSON) -> dict[str, Any]:
+    return {"description": description, "content": {media: {"schema": schema}}}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return _json(_ref("Problem"), description, PROBLEM)
+
+
+SCHEMAS: dict[str, Any] = {
+    "Task": {
+        "type": "object",
+        "description": "A task's status dict.",
+        "required": [
+            "id",
+            "name",
+            "kind",
+            "state",
+            "done",
+            "result",
+            "result_is_repr",
+            "error",
+            "submitted_at",
+            "started_at",
+            "finished_at",
+            "runtime",
+            "polls",
+        ],  # fmt: skip
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "integer", "minimum": 1},
+            "name": {"type": "string"},
+            "kind": {"enum": ["blocking", "polling", None], "description": "None until known"},
+            "state": {"enum": list(STATES)},
+            "done": {"type": "boolean", "description": "the state is final"},
+            "result": {"description": "the output once succeeded, else null"},
+            "result_is_repr": {
+                "type": "boolean",
+                "description": "true when JSON cannot hold the result: it is then its repr()",
+            },
+            "error": _nullable(_ref("TaskError")),
+            "submitted_at": {"type": "number", "description": "Unix seconds"},
+            "started_at": _nullable({"type": "number"}),
+            "finished_at": _nullable({"type": "number"}),
+            "runtime": _nullable({"type": "number", "minimum": 0}),
+            "polls": {"type": "integer", "minimum": 0},
+        },
+    },
+    "TaskError": {
+        "type": "object",
+        "required": ["type", "message", "traceback"],
+        "properties": {
+            "type": {"type": "string"},
+            "message": {"type": "string"},
+            "traceback": {"type": "string"},
+        },
+    },
+    "TaskList": {
+        "type": "object",
+        "required": ["tasks", "next_cursor"],
+        "additionalProperties": False,
+        "properties": {
+            "tasks": {"type": "array", "items": _ref("Task")},
+            "next_cursor": {
+                **_nullable({"type": "integer", "minimum": 1}),
+                "description": "pass as cursor for the next page; null on the last page",
+            },
+        },
+    },
+    "Submission": {
+        "type": "object",
+        "required": ["type", "input"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"type": "string", "minLength": 1, "description": "a task type's name"},
+            "input": {"description": "any JSON value, handed to the task type's factory"},
+            "wait": _nullable({"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS}),
+            "timeout": _nullable({"type": "number", "exclusiveMinimum": 0}),
+            "name": _nullable({"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS}),
+        },
+    },
+    "TaskTypes": {
+        "type": "object",
+        "required": ["task_types"],
+        "properties": {
+            "task_types": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "description", "takes_wait"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string"},
+                        "description": {"type": "string"},
+                        "takes_wait": {"type": "boolean"},
+                    },
+                },
+            }
+        },
+    },
+    "Counts": {
+        "type": "object",
+        "required": list(STATES),
+        "additionalProperties": False,
+        "properties": {state: {"type": "integer", "minimum": 0} for state in STATES},
+    },
+    "Stats": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "counts",
+            "max_workers",
+            "workers",
+            "workers_busy",
+            "workers_idle",
+            "queued",
+            "polling",
+            "poller_queue",
+            "polls",
+            "polls_per_second",
+            "unfinished",
+            "max_unfinished",
+            "event_streams",
+            "closed",
+        ],  # fmt: skip
+        "properties": {
+            "counts": _ref("Counts"),
+            **{
+                name: {"type": "integer", "minimum": 0}
+                for name in (
+                    "max_workers",
+                    "workers",
+                    "workers_busy",
+                    "workers_idle",
+                    "queued",
+                    "polling",
+                    "poller_queue",
+                    "polls",
+                    "unfinished",
+                    "max_unfinished",
+                    "event_streams",
+                )  # fmt: skip
+            },
+            "polls_per_second": {"type": "number", "minimum": 0},
+            "closed": {"type": "boolean"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"const": "ok"}},
+    },
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string", "format": "uri-reference"},
+            "title": {"type": "string"},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string"},
+            "invalid_params": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "reason"],
+                    "properties": {"name": {"type": "string"}, "reason": {"type": "string"}},
+                },
+            },
+            "state": {"enum": list(STATES), "description": "the task's state, on a 409"},
+        },
+    },
+}
+
+TASK_ID = {
+    "name": "task_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+LIST_PARAMETERS = [
+    {
+        "name": "state",
+        "in": "query",
+        "description": "only tasks in this state",
+        "schema": {"enum": list(STATES)},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "description": "the most tasks in the page (default 100, at most the server's max_page)",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "description": "next_cursor of the previous page: tasks older than it",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+]
+
+EVENTS_DESCRIPTION = (
+    "Server-sent events. `ready` {counts} when subscribed; `task` (a Task) for each task "
+    "whose state changed, as it is when sent; `counts` (Counts) after each batch; `resync` "
+    "{counts} when events were dropped (reload the list); `forgotten` {id}. A comment "
+    "line is sent after some quiet seconds. The stream ends when the server shuts down."
+)
+
+
+def _paths() -> dict[str, Any]:
+    task = _json(_ref("Task"), "the task's status")
+    return {
+        "/api/tasks": {
+            "post": {
+                "operationId": "submitTask",
+                "summary": "Start a task of a registered type",
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("Submission")}},
+                },
+                "responses": {
+                    "202": {
+                        **_json(_ref("Task"), "accepted: the task's status"),
+                        "headers": {
+                            "Location": {
+                                "description": "the task's URL",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                    },
+                    "400": _problem("bad JSON, or missing, unknown or invalid fields"),
+                    "404": _problem("no task type of that name"),
+                    "413": _problem("the body is too large"),
+                    "415": _problem("the body is declared as something other than JSON"),
+                    "500": _problem("the task type's factory failed"),
+                    "503": _problem("too many unfinished tasks, or shutting down"),
+                },
+            },
+            "get": {
+                "operationId": "listTasks",
+                "summary": "Tasks, newest first, a page at a time",
+                "parameters": LIST_PARAMETERS,
+                "responses": {
+                    "200": _json(_ref("TaskList"), "a page of tasks"),
+                    "400": _problem("a query parameter is invalid"),
+                },
+            },
+        },
+        "/api/tasks/{task_id}": {
+            "parameters": [TASK_ID],
+            "get": {
+                "operationId": "getTask",
+                "summary": "One task's status",
+                "responses": {"200": task, "404": _problem("no task with that id")},
+            },
+            "delete": {
+                "operationId": "cancelTask",
+                "summary": "Cancel a task",
+                "responses": {
+                    "200": _json(_ref("Task"), "cancelled (or already was)"),
+                    "404": _problem("no task with that id"),
+                    "409": _problem("a running blocking task, or one already finished"),
+                },
+            },
+        },
+        "/api/task-types": {
+            "get": {
+                "operationId": "listTaskTypes",
+                "summary": "The task types a client may submit",
+                "responses": {"200": _json(_ref("TaskTypes"), "the registry")},
+            }
+        },
+        "/api/stats": {
+            "get": {
+                "operationId": "getStats",
+                "summary": "Counts per state, workers, poller queue, polls per second",
+                "responses": {"200": _json(_ref("Stats"), "the runner's numbers")},
+            }
+        },
+        "/api/events": {
+            "get": {
+                "operationId": "streamEvents",
+                "summary": "State changes as server-sent events",
+                "responses": {
+                    "200": _json({"type": "string"}, EVENTS_DESCRIPTION, "text/event-stream"),
+                    "503": _problem("too many open event streams, or shutting down"),
+                },
+            }
+        },
+        "/api/openapi.json": {
+            "get": {
+                "operationId": "getOpenAPI",
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "health",
+                "summary": "Liveness: 200 while the runner takes tasks",
+                "security": [],
+                "responses": {
+                    "200": _json(_ref("Health"), "healthy"),
+                    "503": _problem("shutting down"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": _json({"type": "string"}, "Prometheus text format", "text/plain")
+                },
+            }
+        },
+        "/": {
+            "get": {
+                "operationId": "dashboard",
+                "summary": "The live dashboard (HTML)",
+                "security": [],
+                "responses": {"200": _json({"type": "string"}, "the page", "text/html")},
+            }
+        },
+    }
+
+
+def _version() -> str:
+    try:
+        return metadata.version("taskrunner")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def _require_token(paths: dict[str, Any]) -> None:
+    """Adds the 401 to every operation that needs the token."""
+    for item in paths.values():
+        for method, operation in item.items():
+            if method != "parameters" and operation.get("security") != []:
+                operation["responses"]["401"] = _problem("the bearer token is missing or wrong")
+
+
+def openapi_document(auth: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.1 document; ``auth`` when the server requires a bearer token."""
+    paths = _paths()
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "taskrunner",
+            "version": _version(),
+            "description": "Launch long-running tasks and watch their status.",
+        },
+        "paths": paths,
+        "components": {"schemas": SCHEMAS},
+    }
+    if auth:
+        _require_token(paths)
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+    return document

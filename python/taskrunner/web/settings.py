@@ -1,0 +1,77 @@
+"""The server's settings: from the app's config, else the environment, else defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Optional
+
+ENV_PREFIX = "TASKRUNNER_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the owner of a server can tune.
+
+    Each is read from the config key, or else the environment variable, named
+    ``TASKRUNNER_`` plus the field's name in capitals (``TASKRUNNER_TOKEN``).
+
+    Attributes:
+        token: the bearer token every API request must carry; None for none.
+        max_unfinished: the most pending and running tasks; a submission past
+            it gets 503.
+        max_event_streams: the most open ``/api/events`` connections (each
+            holds a server thread); one past it gets 503.
+        retain_finished: how many finished tasks to remember; older ones are
+            forgotten. 0 remembers them all.
+        heartbeat: seconds of quiet after which an event stream sends a comment.
+        max_page: the largest ``limit`` of ``GET /api/tasks``.
+    """
+
+    token: Optional[str] = None
+    max_unfinished: int = 10_000
+    max_event_streams: int = 8
+    retain_finished: int = 10_000
+    heartbeat: float = 15.0
+    max_page: int = 1000
+
+    @classmethod
+    def load(cls, config: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> Settings:
+        """Settings from ``config``, falling back on ``environ``.
+
+        Raises:
+            ValueError: for a value of the wrong type or out of range.
+        """
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            key = ENV_PREFIX + field.name.upper()
+            if key in config:
+                raw = config[key]
+            elif key in environ:
+                raw = environ[key]
+            else:
+                continue
+            values[field.name] = _convert(key, raw, field.default)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Raises ValueError for a setting out of range."""
+        for name in ("max_unfinished", "max_event_streams", "max_page"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()} must be >= 1")
+        if self.retain_finished < 0:
+            raise ValueError(f"{ENV_PREFIX}RETAIN_FINISHED must be >= 0")
+        if self.heartbeat <= 0:
+            raise ValueError(f"{ENV_PREFIX}HEARTBEAT must be > 0")
+
+
+def _convert(key: str, raw: Any, default: Any) -> Any:
+    if default is None:  # the token: an empty string means none
+        return str(raw) if raw else None
+    try:
+        return type(default)(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a {type(default).__name__}, got {raw!r}") from None

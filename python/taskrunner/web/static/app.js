@@ -1,0 +1,475 @@
+// The taskrunner dashboard: plain JavaScript over the HTTP API, live from
+// /api/events. Relative URLs throughout, so that it works under any prefix.
+"use strict";
+
+const STATES = ["pending", "running", "succeeded", "failed", "cancelled", "timed_out"];
+const MAX_ROWS = 500;
+const MAX_KEPT = 2000; // tasks remembered in the page, newest first
+const STATS_EVERY_MS = 2000;
+const TICK_EVERY_MS = 250;
+
+const tasks = new Map(); // id -> {status, receivedAt}
+const rows = new Map(); // id -> <tr>
+let filter = "";
+let token = sessionStorage.getItem("taskrunner-token") || "";
+let renderQueued = false;
+
+const $ = (id) => document.getElementById(id);
+
+// ---- talking to the API --------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+function headers(extra = {}) {
+  return token ? { ...extra, Authorization: `Bearer ${token}` } : extra;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: headers(options.headers) });
+  const text = await response.text();
+  let body = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch (_) {
+    body = { detail: text };
+  }
+  if (!response.ok) {
+    if (response.status === 401) askForToken();
+    throw new ApiError(response.status, body || {});
+  }
+  return body;
+}
+
+function askForToken() {
+  $("token-form").hidden = false;
+  setConnection("down", "needs a token");
+}
+
+// ---- the task table ------------------------------------------------------
+
+function upsert(status) {
+  const known = tasks.get(status.id);
+  tasks.set(status.id, { status, receivedAt: performance.now(), fresh: !known });
+  scheduleRender();
+}
+
+function forget(id) {
+  tasks.delete(id);
+  scheduleRender();
+}
+
+function scheduleRender() {
+  if (!renderQueued) {
+    renderQueued = true;
+    requestAnimationFrame(render);
+  }
+}
+
+function visibleIds() {
+  const ids = [];
+  for (const [id, entry] of tasks) {
+    if (!filter || entry.status.state === filter) ids.push(id);
+  }
+  ids.sort((a, b) => b - a);
+  return ids;
+}
+
+function pruneOldTasks() {
+  if (tasks.size <= MAX_KEPT) return;
+  const ids = [...tasks.keys()].sort((a, b) => b - a);
+  for (const id of ids.slice(MAX_KEPT)) tasks.delete(id);
+}
+
+function render() {
+  renderQueued = false;
+  pruneOldTasks();
+  const ids = visibleIds();
+  const shown = ids.slice(0, MAX_ROWS);
+  const wanted = new Set(shown);
+  for (const [id, tr] of rows) {
+    if (!wanted.has(id)) {
+      tr.remove();
+      rows.delete(id);
+    }
+  }
+  const body = $("task-rows");
+  let previous = null;
+  for (const id of shown) {
+    let tr = rows.get(id);
+    if (!tr) {
+      tr = newRow(id);
+      rows.set(id, tr);
+    }
+    fillRow(tr, tasks.get(id));
+    const expected = previous ? previous.nextSibling : body.firstChild;
+    if (tr !== expected) body.insertBefore(tr, expected);
+    previous = tr;
+  }
+  $("empty").hidden = shown.length > 0;
+  $("empty").textContent = filter ? `No ${filter.replace("_", " ")} tasks.` : "No tasks yet. Submit one with the form.";
+  $("shown").textContent = ids.length > MAX_ROWS ? `newest ${MAX_ROWS} of ${ids.length} shown` : `${ids.length} shown`;
+}
+
+function cell(tr, className) {
+  const td = document.createElement("td");
+  td.className = className;
+  tr.appendChild(td);
+  return td;
+}
+
+function newRow(id) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = String(id);
+  for (const name of ["id num", "name", "kind", "state", "runtime num", "polls num", "outcome", "actions"]) {
+    cell(tr, name);
+  }
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "cancel";
+  button.textContent = "Cancel";
+  button.addEventListener("click", () => cancelTask(id, button));
+  tr.querySelector(".actions").appendChild(button);
+  return tr;
+}
+
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
+function runtimeOf(entry) {
+  const { status, receivedAt } = entry;
+  if (status.runtime === null || status.runtime === undefined) return null;
+  if (status.state !== "running") return status.runtime;
+  return status.runtime + (performance.now() - receivedAt) / 1000;
+}
+
+function formatSeconds(seconds) {
+  if (seconds === null) return "";
+  if (seconds < 10) return `${seconds.toFixed(2)} s`;
+  if (seconds < 120) return `${seconds.toFixed(1)} s`;
+  return `${Math.floor(seconds / 60)} m ${Math.round(seconds % 60)} s`;
+}
+
+function fillRow(tr, entry) {
+  const { status } = entry;
+  if (entry.fresh) {
+    tr.classList.add("fresh");
+    entry.fresh = false;
+  }
+  tr.dataset.state = status.state;
+  setText(tr.querySelector(".id"), String(status.id));
+  setText(tr.querySelector(".name"), status.name);
+  setText(tr.querySelector(".kind"), status.kind || "–");
+  const stateCell = tr.querySelector(".state");
+  let badge = stateCell.firstChild;
+  if (!badge) {
+    badge = document.createElement("span");
+    badge.className = "badge";
+    stateCell.appendChild(badge);
+  }
+  badge.dataset.state = status.state;
+  setText(badge, status.state.replace("_", " "));
+  setText(tr.querySelector(".runtime"), formatSeconds(runtimeOf(entry)));
+  setText(tr.querySelector(".polls"), String(status.polls));
+  fillOutcome(tr.querySelector(".outcome"), status);
+  const button = tr.querySelector("button.cancel");
+  button.hidden = status.done;
+  const stuck = status.state === "running" && status.kind === "blocking";
+  button.disabled = stuck;
+  button.title = stuck ? "A running blocking task cannot be cancelled" : `Cancel task ${status.id}`;
+}
+
+function fillOutcome(td, status) {
+  let text = "";
+  let title = "";
+  let tag = "";
+  td.classList.toggle("error", status.state === "failed" || status.state === "timed_out");
+  if (status.state === "failed" && status.error) {
+    text = `${status.error.type}: ${status.error.message}`;
+    title = status.error.traceback || text;
+  } else if (status.state === "timed_out") {
+    text = "timed out";
+  } else if (status.state === "succeeded") {
+    text = status.result_is_repr ? String(status.result) : JSON.stringify(status.result);
+    tag = status.result_is_repr ? "repr" : "";
+    title = text;
+  }
+  const key = `${tag}|${text}`;
+  if (td.dataset.key === key) return;
+  td.dataset.key = key;
+  td.title = title;
+  td.replaceChildren();
+  if (tag) {
+    const span = document.createElement("span");
+    span.className = "tag";
+    span.textContent = tag;
+    td.appendChild(span);
+  }
+  td.appendChild(document.createTextNode(text));
+}
+
+function tickRuntimes() {
+  for (const [id, tr] of rows) {
+    const entry = tasks.get(id);
+    if (entry && entry.status.state === "running") {
+      setText(tr.querySelector(".runtime"), formatSeconds(runtimeOf(entry)));
+    }
+  }
+}
+
+// ---- counts, stats and notices --------------------------------------------
+
+function showCounts(counts) {
+  let all = 0;
+  for (const state of STATES) {
+    const n = counts[state] || 0;
+    all += n;
+    setText($(`count-${state}`), String(n));
+  }
+  setText($("count-all"), String(all));
+}
+
+async function refreshStats() {
+  if (document.hidden) return;
+  try {
+    const stats = await api("api/stats");
+    showCounts(stats.counts);
+    setText($("stat-workers-busy"), String(stats.workers_busy));
+    setText($("stat-workers-idle"), String(stats.workers_idle));
+    setText($("stat-poller-queue"), String(stats.poller_queue));
+    setText($("stat-polls-per-second"), stats.polls_per_second.toFixed(1));
+    // Polls and runtimes move without a state change: refresh the running tasks.
+    if (stats.counts.running > 0) {
+      const page = await api(`api/tasks?state=running&limit=${MAX_ROWS}`);
+      page.tasks.forEach(upsert);
+    }
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 401)) notify(`Stats: ${error.message}`);
+  }
+}
+
+function notify(text) {
+  const notices = $("notices");
+  for (const existing of notices.children) {
+    if (existing.dataset.text === text) return;
+  }
+  const div = document.createElement("div");
+  div.className = "notice";
+  div.dataset.text = text;
+  const span = document.createElement("span");
+  span.textContent = text;
+  const close = document.createElement("button");
+  close.type = "button";
+  close.textContent = "×";
+  close.title = "Dismiss";
+  close.addEventListener("click", () => div.remove());
+  div.append(span, close);
+  notices.appendChild(div);
+  while (notices.children.length > 4) notices.firstChild.remove();
+}
+
+function setConnection(status, text) {
+  const element = $("connection");
+  element.dataset.status = status;
+  setText(element, text);
+}
+
+// ---- loading and the event stream ------------------------------------------
+
+async function loadTasks() {
+  const query = new URLSearchParams({ limit: String(MAX_ROWS) });
+  if (filter) query.set("state", filter);
+  const page = await api(`api/tasks?${query}`);
+  page.tasks.forEach(upsert);
+}
+
+function handleEvent(name, data) {
+  if (name === "task") upsert(data);
+  else if (name === "counts") showCounts(data);
+  else if (name === "forgotten") forget(data.id);
+  else if (name === "ready" || name === "resync") {
+    showCounts(data.counts);
+    loadTasks().catch((error) => notify(`Loading tasks: ${error.message}`));
+  }
+}
+
+// Server-sent events read with fetch rather than EventSource, so that the
+// bearer token can travel in a header.
+async function readEvents(signal) {
+  const response = await fetch("api/events", { headers: headers({ Accept: "text/event-stream" }), signal });
+  if (!response.ok) {
+    let problem = {};
+    try {
+      problem = await response.json();
+    } catch (_) {}
+    if (response.status === 401) askForToken();
+    throw new ApiError(response.status, problem);
+  }
+  setConnection("live", "live");
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replace(/\r\n?/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      dispatch(buffer.slice(0, end));
+      buffer = buffer.slice(end + 2);
+    }
+  }
+}
+
+function dispatch(block) {
+  let name = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "event") name = value;
+    else if (field === "data") data.push(value);
+  }
+  if (data.length) handleEvent(name, JSON.parse(data.join("\n")));
+}
+
+async function followEvents() {
+  let delay = 500;
+  for (;;) {
+    const controller = new AbortController();
+    const started = Date.now();
+    try {
+      await readEvents(controller.signal);
+      setConnection("connecting", "reconnecting…");
+    } catch (error) {
+      const why = error instanceof ApiError ? error.message : "server unreachable";
+      if (!(error instanceof ApiError && error.status === 401)) setConnection("down", `offline: ${why}`);
+    }
+    if (Date.now() - started > 10000) delay = 500;
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, 10000);
+  }
+}
+
+// ---- actions ------------------------------------------------------------------
+
+async function cancelTask(id, button) {
+  button.disabled = true;
+  try {
+    upsert(await api(`api/tasks/${id}`, { method: "DELETE" }));
+  } catch (error) {
+    notify(`Cancel task ${id}: ${error.message}`);
+    button.disabled = false;
+  }
+}
+
+function readInput(text) {
+  try {
+    return JSON.parse(text);
+  } catch (_) {
+    return text;
+  }
+}
+
+function numberOrNull(text) {
+  return text.trim() === "" ? null : Number(text);
+}
+
+async function submitTasks(event) {
+  event.preventDefault();
+  const result = $("form-result");
+  const button = $("submit-button");
+  const body = { type: $("task-type").value, input: readInput($("task-input").value) };
+  const wait = numberOrNull($("task-wait").value);
+  const timeout = numberOrNull($("task-timeout").value);
+  const name = $("task-name").value.trim();
+  if (wait !== null) body.wait = wait;
+  if (timeout !== null) body.timeout = timeout;
+  if (name) body.name = name;
+  const copies = Math.max(1, Math.min(100, Number($("task-count").value) || 1));
+  button.disabled = true;
+  result.className = "form-result";
+  const ids = [];
+  try {
+    for (let i = 0; i < copies; i++) {
+      const status = await api("api/tasks", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      upsert(status);
+      ids.push(status.id);
+    }
+    result.textContent = ids.length === 1 ? `Submitted task ${ids[0]}.` : `Submitted tasks ${ids[0]}–${ids[ids.length - 1]}.`;
+  } catch (error) {
+    const done = ids.length ? ` (${ids.length} submitted first)` : "";
+    result.textContent = `Not submitted${done}: ${error.message}`;
+    result.className = "form-result error";
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function loadTaskTypes() {
+  const select = $("task-type");
+  const { task_types: types } = await api("api/task-types");
+  select.replaceChildren();
+  for (const type of types) {
+    const option = document.createElement("option");
+    option.value = type.name;
+    option.textContent = type.name;
+    option.dataset.description = type.description;
+    option.dataset.takesWait = String(type.takes_wait);
+    select.appendChild(option);
+  }
+  describeType();
+}
+
+function describeType() {
+  const option = $("task-type").selectedOptions[0];
+  setText($("task-type-description"), option ? option.dataset.description : "");
+  $("task-wait").disabled = option ? option.dataset.takesWait !== "true" : false;
+}
+
+function setFilter(state) {
+  filter = state;
+  $("state-filter").value = state;
+  for (const button of document.querySelectorAll(".count")) {
+    button.setAttribute("aria-pressed", String(button.dataset.state === state));
+  }
+  scheduleRender();
+  loadTasks().catch((error) => notify(`Loading tasks: ${error.message}`));
+}
+
+// ---- start ---------------------------------------------------------------------
+
+function start() {
+  $("submit-form").addEventListener("submit", submitTasks);
+  $("task-type").addEventListener("change", describeType);
+  $("state-filter").addEventListener("change", (event) => setFilter(event.target.value));
+  for (const button of document.querySelectorAll(".count")) {
+    button.addEventListener("click", () => setFilter(button.dataset.state));
+  }
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    token = $("token-input").value.trim();
+    sessionStorage.setItem("taskrunner-token", token);
+    $("token-form").hidden = true;
+    location.reload();
+  });
+  loadTaskTypes().catch((error) => notify(`Task types: ${error.message}`));
+  followEvents();
+  refreshStats();
+  setInterval(refreshStats, STATS_EVERY_MS);
+  setInterval(tickRuntimes, TICK_EVERY_MS);
+  render();
+}
+
+start();

@@ -1,0 +1,111 @@
+"""Reading and checking the body of ``POST /api/tasks``."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from flask import Request
+
+from taskrunner.web.problems import INVALID_BODY, Problem, invalid_params
+
+FIELDS = ("type", "input", "wait", "timeout", "name")
+REQUIRED = ("type", "input")
+MAX_NAME_CHARS = 200
+MAX_WAIT_SECONDS = 86_400.0
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A checked request to start a task."""
+
+    type: str
+    input: Any
+    wait: Optional[float] = None
+    timeout: Optional[float] = None
+    name: Optional[str] = None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object.
+
+    Raises:
+        Problem: 415 for a body declared as something other than JSON; 400 for
+            an empty body, bad UTF-8 or JSON (NaN and Infinity included), or
+            JSON that is not an object. (Werkzeug raises 413 for a body over
+            ``MAX_CONTENT_LENGTH``.)
+    """
+    mimetype = request.mimetype
+    if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise Problem(415, f"send the body as application/json, not {mimetype}")
+    data = request.get_data(cache=False)
+    if not data.strip():
+        raise Problem(400, "the body is empty; send a JSON object", type=INVALID_BODY)
+    try:
+        body = json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as error:
+        raise Problem(400, f"the body is not valid JSON: {error}", type=INVALID_BODY) from None
+    if not isinstance(body, dict):
+        raise Problem(
+            400, f"the body must be a JSON object, not {type(body).__name__}", type=INVALID_BODY
+        )
+    return body
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_wait(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if not _is_number(value) or not 0 <= value <= MAX_WAIT_SECONDS:
+        return f"must be null or a number of seconds from 0 to {MAX_WAIT_SECONDS:g}"
+    return None
+
+
+def _check_timeout(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if not _is_number(value) or value <= 0:
+        return "must be null or a number of seconds > 0"
+    return None
+
+
+def _check_name(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_NAME_CHARS:
+        return f"must be null or a string of 1 to {MAX_NAME_CHARS} characters"
+    return None
+
+
+def _check_type(value: Any) -> Optional[str]:
+    if not isinstance(value, str) or not value:
+        return "must be the name of a task type"
+    return None
+
+
+CHECKS = {"type": _check_type, "wait": _check_wait, "timeout": _check_timeout, "name": _check_name}
+
+
+def parse_submission(body: dict[str, Any]) -> Submission:
+    """Checks every field of a submission at once.
+
+    Raises:
+        Problem: 400 naming each missing, unknown or invalid field.
+    """
+    reasons = {name: "is required" for name in REQUIRED if name not in body}
+    reasons.update({name: "is not a known field" for name in body if name not in FIELDS})
+    for name, check in CHECKS.items():
+        if name in body and (reason := check(body[name])) is not None:
+            reasons[name] = reason
+    if reasons:
+        raise invalid_params(reasons, where="body")
+    return Submission(**{name: body[name] for name in FIELDS if name in body})

@@ -1,0 +1,227 @@
+"""The dashboard in a real headless Chromium, against a real server.
+
+Skips where Chromium, chromedriver or selenium is missing, unless
+``TASKRUNNER_REQUIRE_BROWSER=1`` (as in CI): then it fails instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import requests
+from conftest_web import ServerProcess
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+PATIENCE = 20.0  # seconds to wait for the page to show a change
+
+
+def _missing() -> list[str]:
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    if importlib.util.find_spec("selenium") is None:
+        missing.append("the selenium package")
+    return missing
+
+
+def _require_browser() -> None:
+    """Skips without a browser; fails instead when TASKRUNNER_REQUIRE_BROWSER=1."""
+    missing = _missing()
+    if missing:
+        message = "no headless browser: missing " + ", ".join(missing)
+        if os.environ.get("TASKRUNNER_REQUIRE_BROWSER") == "1":
+            pytest.fail(message + " (TASKRUNNER_REQUIRE_BROWSER=1)")
+        pytest.skip(message)
+
+
+def test_a_browser_is_available():
+    _require_browser()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def server():
+    process = ServerProcess(threads=8)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def page(browser, server):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, PATIENCE)
+    wait.until(lambda d: d.find_element("id", "connection").get_attribute("data-status") == "live")
+    wait.until(lambda d: d.find_elements("css selector", "#task-type option"))
+    return browser
+
+
+def wait_until(driver, predicate, message: str):
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, PATIENCE, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: predicate(d), message
+    )
+
+
+def fill_form(driver, type: str, input: str, wait: str = "", name: str = "") -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element("id", "task-type")).select_by_value(type)
+    for field, value in (("task-input", input), ("task-wait", wait), ("task-name", name)):
+        element = driver.find_element("id", field)
+        element.clear()
+        if value:
+            element.send_keys(value)
+    # Clear the previous confirmation, so that only this submission's can match.
+    driver.execute_script("document.getElementById('form-result').textContent = '';")
+    driver.find_element("id", "submit-button").click()
+
+
+def submitted_id(driver) -> int:
+    """The id the form says it submitted."""
+    wait_until(
+        driver,
+        lambda d: d.find_element("id", "form-result").text.startswith("Submitted task "),
+        "the form did not confirm the submission",
+    )
+    text = driver.find_element("id", "form-result").text
+    return int(text.removeprefix("Submitted task ").rstrip("."))
+
+
+def row(driver, id: int):
+    return driver.find_element("css selector", f'#task-rows tr[data-id="{id}"]')
+
+
+def row_state(driver, id: int) -> str:
+    rows = driver.find_elements("css selector", f'#task-rows tr[data-id="{id}"]')
+    return rows[0].get_attribute("data-state") if rows else ""
+
+
+def test_submit_from_the_form_and_watch_it_succeed_without_a_reload(page, server):
+    page.execute_script("window.notReloaded = true;")
+    fill_form(page, "fake_blocking", "21", wait="0.5", name="from the form")
+    id = submitted_id(page)
+    wait_until(page, lambda d: row_state(d, id) == "succeeded", f"task {id} never succeeded")
+    cells = row(page, id)
+    assert cells.find_element("css selector", ".outcome").text == "42"
+    assert cells.find_element("css selector", ".name").text == "from the form"
+    assert cells.find_element("css selector", ".kind").text == "blocking"
+    assert page.execute_script("return window.notReloaded === true;"), "the page reloaded"
+    assert int(page.find_element("id", "count-succeeded").text) >= 1
+
+
+def test_cancel_a_task_from_its_row(page, server):
+    fill_form(page, "fake_polling", "1", wait="120")
+    id = submitted_id(page)
+    wait_until(page, lambda d: row_state(d, id) == "running", f"task {id} never ran")
+    row(page, id).find_element("css selector", "button.cancel").click()
+    wait_until(page, lambda d: row_state(d, id) == "cancelled", f"task {id} was not cancelled")
+    assert requests.get(f"{server.url}/api/tasks/{id}", timeout=10).json()["state"] == "cancelled"
+    assert not row(page, id).find_element("css selector", "button.cancel").is_displayed()
+
+
+def test_a_failed_task_shows_its_error(page):
+    fill_form(page, "fake_blocking", '{"not": "a number"}', wait="0")
+    id = submitted_id(page)
+    wait_until(page, lambda d: row_state(d, id) == "failed", f"task {id} did not fail")
+    assert row(page, id).find_element("css selector", ".outcome").text.startswith("TypeError:")
+
+
+def test_a_rejected_submission_says_why(page):
+    fill_form(page, "fake", "1", wait="-1")
+    wait_until(
+        page,
+        lambda d: "wait" in d.find_element("id", "form-result").text,
+        "the form did not report the bad wait",
+    )
+    result = page.find_element("id", "form-result")
+    assert result.text.startswith("Not submitted")
+    assert "error" in result.get_attribute("class")
+
+
+def test_tasks_submitted_elsewhere_appear_live(page, server):
+    body = {"type": "fake_polling", "input": 4, "wait": 0.3, "name": "from curl"}
+    id = requests.post(f"{server.url}/api/tasks", json=body, timeout=10).json()["id"]
+    wait_until(page, lambda d: row_state(d, id) == "succeeded", f"task {id} never showed up")
+    assert row(page, id).find_element("css selector", ".outcome").text == "8"
+
+
+def test_the_state_filter_shows_only_that_state(page, server):
+    from selenium.webdriver.support.ui import Select
+
+    for body in (
+        {"type": "fake_blocking", "input": 1, "wait": 0},
+        {"type": "fake_polling", "input": 1, "wait": 120},
+    ):
+        requests.post(f"{server.url}/api/tasks", json=body, timeout=10)
+    wait_until(
+        page,
+        lambda d: (
+            {
+                r.get_attribute("data-state")
+                for r in d.find_elements("css selector", "#task-rows tr")
+            }
+            >= {"succeeded", "running"}
+        ),
+        "the table never held both states",
+    )
+    Select(page.find_element("id", "state-filter")).select_by_value("running")
+    wait_until(
+        page,
+        lambda d: (
+            {
+                r.get_attribute("data-state")
+                for r in d.find_elements("css selector", "#task-rows tr")
+            }
+            == {"running"}
+        ),
+        "the filter left other states in the table",
+    )
+    page.find_element("css selector", '.count[data-state=""]').click()
+    wait_until(
+        page,
+        lambda d: (
+            "succeeded"
+            in {
+                r.get_attribute("data-state")
+                for r in d.find_elements("css selector", "#task-rows tr")
+            }
+        ),
+        "clearing the filter did not bring the rows back",
+    )
+
+
+def test_the_page_logs_no_errors(page):
+    severe = [entry for entry in page.get_log("browser") if entry["level"] == "SEVERE"]
+    # A refused cancel or submission is reported in the page, and Chromium logs its 4xx.
+    unexpected = [
+        e for e in severe if "the server responded with a status of 4" not in e["message"]
+    ]
+    assert not unexpected, unexpected
