@@ -392,7 +392,7 @@ impl Engine {
         record: &Arc<Record>,
         callbacks: Vec<Py<PyAny>>,
     ) {
-        let handle = match crate::runner::TaskHandle::new_py(py, self.clone(), record.clone()) {
+        let handle = match crate::handle::TaskHandle::new_py(py, self.clone(), record.clone()) {
             Ok(handle) => handle,
             Err(err) => return err.print(py),
         };
