@@ -96,7 +96,6 @@ impl Engine {
                 "cannot submit a task after shutdown",
             ));
         }
-        self.check_fork(py);
         drop(self.store.expire(unix_now()));
         let name = match sub.name {
             Some(name) => name.unbind(),
@@ -125,7 +124,8 @@ impl Engine {
                 action: Action::Start,
             });
         } else if self.pool.push(record.clone()) {
-            self.spawn_worker();
+            // As with ThreadPoolExecutor, a thread that cannot start is the submitter's error.
+            self.spawn_worker()?;
         }
         if let Some(at) = deadline {
             timed.push(Due {
@@ -138,31 +138,36 @@ impl Engine {
         Ok(record)
     }
 
-    fn spawn_worker(self: &Arc<Self>) {
+    /// Starts a worker. If none can start and none is left, the queued tasks
+    /// fail (no thread will ever run them) and so does this call.
+    fn spawn_worker(self: &Arc<Self>) -> PyResult<()> {
         let engine = self.clone();
         let spawned = thread::Builder::new()
             .name("taskrunner-worker".into())
             .stack_size(WORKER_STACK)
             .spawn(move || {
                 let run = |py: Python<'_>, record| engine.run_blocking(py, record);
-                engine.pool.run_worker(run, || engine.spawn_worker());
+                // Another worker will try again if this one cannot start.
+                engine.pool.run_worker(run, || drop(engine.spawn_worker()));
             });
-        match spawned {
-            Ok(handle) => self.pool.spawned(handle),
-            Err(err) => {
-                let orphans = self.pool.spawn_failed();
-                if orphans.is_empty() {
-                    return;
-                }
-                let message = format!("cannot start a worker thread: {err}");
-                Python::attach(|py| {
-                    for record in orphans {
-                        let error = PyRuntimeError::new_err(message.clone());
-                        self.complete(py, &record, failure(py, error));
-                    }
-                });
+        let err = match spawned {
+            Ok(handle) => {
+                self.pool.spawned(handle);
+                return Ok(());
             }
+            Err(err) => err,
+        };
+        let orphans = self.pool.spawn_failed();
+        let message = format!("cannot start a worker thread: {err}");
+        if !orphans.is_empty() {
+            Python::attach(|py| {
+                for record in orphans {
+                    let error = PyRuntimeError::new_err(message.clone());
+                    self.complete(py, &record, failure(py, error));
+                }
+            });
         }
+        Err(PyRuntimeError::new_err(message))
     }
 
     fn schedule(self: &Arc<Self>, py: Python<'_>, entries: Vec<Due>) {
@@ -275,6 +280,11 @@ impl Engine {
     /// A poller thread's body. The main poller sleeps until work is due; an
     /// extra one (started by the watchdog) leaves when it runs out of work.
     fn run_poller(self: Arc<Self>, extra: bool) {
+        // One Python thread state for the thread's life (see `Pool::run_worker`).
+        Python::attach(|py| py.detach(|| self.poll_until_stopped(extra)));
+    }
+
+    fn poll_until_stopped(self: &Arc<Self>, extra: bool) {
         loop {
             let go_on = if extra {
                 self.poller.extra_has_work()
@@ -465,6 +475,7 @@ impl Engine {
 
     /// A forked child has none of the parent's threads: forget them, and end
     /// the inherited unfinished tasks, which the parent still owns and runs.
+    /// Called by the `os.register_at_fork` hook in the child.
     fn check_fork(self: &Arc<Self>, py: Python<'_>) {
         let pid = std::process::id();
         if self.pid.swap(pid, Ordering::AcqRel) == pid {

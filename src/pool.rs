@@ -130,8 +130,18 @@ impl<J> Pool<J> {
 
     /// The body of a worker thread: runs jobs until shutdown or keep-alive
     /// expiry. `spawn` starts another worker when the relay asks for one.
-    pub fn run_worker(&self, handle: impl Fn(Python<'_>, J), spawn: impl Fn()) {
+    pub fn run_worker(&self, handle: impl Fn(Python<'_>, J) + Sync, spawn: impl Fn() + Sync)
+    where
+        J: Send,
+    {
         WORKER_OF.with(|w| w.set(self as *const Self as usize));
+        // One Python thread state for the worker's whole life: thread-locals
+        // and the thread's name last from one job to the next, as on a
+        // Python thread. The worker holds the GIL only inside `attach`.
+        Python::attach(|py| py.detach(|| self.work(&handle, &spawn)));
+    }
+
+    fn work(&self, handle: &impl Fn(Python<'_>, J), spawn: &impl Fn()) {
         let mut searching = true; // a new worker is counted as searching
         while let Some(first) = self.next_job(&mut searching) {
             Python::attach(|py| {

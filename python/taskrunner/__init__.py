@@ -8,6 +8,7 @@ from concurrent.futures import CancelledError
 
 from taskrunner import _core
 from taskrunner._core import PollPolicy, TaskHandle, TaskTimeoutError, register_kind
+from taskrunner.executor import Executor
 from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling
 from taskrunner.handler import TaskHandler, is_task_polling
 from taskrunner.runner import (
@@ -38,6 +39,7 @@ __all__ = [
     "STATES",
     "CancelledError",
     "DoneAndNotDone",
+    "Executor",
     "PollPolicy",
     "TaskHandle",
     "TaskHandler",

@@ -1,0 +1,412 @@
+"""taskrunner as a ``concurrent.futures`` executor, and Futures for task handles.
+
+``Executor`` runs plain callables on the Rust elastic pool and keeps the
+documented behaviour of ``ThreadPoolExecutor``, so that one can replace the
+other. ``future_of(handle)`` (also ``handle.future()``) links a task of a
+``TaskRunner`` to a standard ``concurrent.futures.Future``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import _base as futures_base
+from concurrent.futures.thread import BrokenThreadPool
+from typing import Any, Optional
+
+from taskrunner._core import TaskHandle, register_kind
+from taskrunner.runner import TaskRunner
+
+__all__ = ["BrokenThreadPool", "Executor", "future_of"]
+
+# The same logger and message as ThreadPoolExecutor, so existing log filters still match.
+_LOGGER = futures_base.LOGGER
+_BROKEN_MESSAGE = "A thread initializer failed, the thread pool is not usable anymore"
+
+# Forget finished records at least this many submissions apart (see _RecordSweeper).
+_SWEEP_MIN_INTERVAL = 4096
+
+_interpreter_exiting = False
+_live_executors: weakref.WeakSet[Executor] = weakref.WeakSet()
+
+
+def _default_max_workers() -> int:
+    """ThreadPoolExecutor's default: the usable CPUs plus 4, at most 32."""
+    cpu_count = getattr(os, "process_cpu_count", os.cpu_count)
+    return min(32, (cpu_count() or 1) + 4)
+
+
+class _ThreadState(threading.local):
+    """What one worker thread has done for its executor: named itself, run the initializer."""
+
+    prepared = False
+
+
+class _WorkerContext:
+    """The state a work item needs on a worker thread.
+
+    It holds no reference to the executor, so that an executor dropped without
+    ``shutdown()`` can be collected while its queued calls still run, as a
+    ``ThreadPoolExecutor`` can.
+    """
+
+    def __init__(
+        self,
+        runner: TaskRunner,
+        name_prefix: str,
+        initializer: Optional[Callable[..., object]],
+        initargs: tuple[Any, ...],
+    ) -> None:
+        self.runner_ref = weakref.ref(runner)
+        self.name_prefix = name_prefix
+        self.initializer = initializer
+        self.initargs = initargs
+        # Work items not yet claimed by a worker, in submit order. Whoever pops an
+        # item first (its worker, or a shutdown/broken sweep) settles its future.
+        self.queued: dict[_WorkItem, bool] = {}
+        self.thread_state = _ThreadState()
+        self.broken: Optional[str] = None
+        self._thread_numbers: dict[int, int] = {}
+        self._numbers_lock = threading.Lock()
+
+    def prepare_thread(self) -> bool:
+        """Names the current worker thread and runs the initializer in it.
+
+        Returns:
+            False if the pool is broken: the initializer failed, here or on another thread.
+        """
+        self.thread_state.prepared = True
+        threading.current_thread().name = f"{self.name_prefix}_{self._thread_number()}"
+        if self.initializer is not None and self.broken is None:
+            try:
+                self.initializer(*self.initargs)
+            except BaseException:
+                _LOGGER.critical("Exception in initializer:", exc_info=True)
+                self.break_pool()
+        return self.broken is None
+
+    def _thread_number(self) -> int:
+        # Keyed by OS thread, so that a worker keeps its number for its life even
+        # if its Python thread state is renewed between runs.
+        ident = threading.get_ident()
+        with self._numbers_lock:
+            return self._thread_numbers.setdefault(ident, len(self._thread_numbers))
+
+    def break_pool(self) -> None:
+        """Refuses new work and fails every queued call with BrokenThreadPool."""
+        self.broken = _BROKEN_MESSAGE
+        runner = self.runner_ref()
+        if runner is not None:
+            runner.shutdown(wait=False, cancel_pending=True)
+        for future in self.claim_queued():
+            _set_exception_unless_done(future, BrokenThreadPool(_BROKEN_MESSAGE))
+
+    def claim_queued(self) -> list[Future[Any]]:
+        """Takes every queued item away from the workers, in submit order.
+
+        Returns:
+            The futures of the items taken; no worker will touch them.
+        """
+        claimed = []
+        for item in list(self.queued):
+            if self.queued.pop(item, None) is not None:
+                claimed.append(item.future)
+        return claimed
+
+
+class _WorkItem:
+    """One call, run as a blocking task: ThreadPoolExecutor's _WorkItem, for the Rust pool."""
+
+    __slots__ = ("future", "fn", "args", "kwargs", "context")
+
+    def __init__(
+        self,
+        future: Future[Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: _WorkerContext,
+    ) -> None:
+        self.future = future
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.context = context
+
+    def run(self) -> None:
+        context = self.context
+        if context.queued.pop(self, None) is None:
+            return  # a shutdown or a broken pool has already settled the future
+        if not context.thread_state.prepared and not context.prepare_thread():
+            _set_exception_unless_done(self.future, BrokenThreadPool(_BROKEN_MESSAGE))
+            return
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = self.fn(*self.args, **self.kwargs)
+        except BaseException as exc:
+            self.future.set_exception(exc)
+            # Break a reference cycle with the exception 'exc'
+            del self, context
+        else:
+            self.future.set_result(result)
+
+    def get_output(self) -> None:
+        return None
+
+
+# Classified by type in the core: no kind argument to parse on every submit.
+register_kind(_WorkItem, "blocking")
+
+
+def _set_exception_unless_done(future: Future[Any], exception: BaseException) -> None:
+    try:
+        future.set_exception(exception)
+    except InvalidStateError:
+        pass  # cancelled (or settled) meanwhile: that outcome stands
+
+
+class _RecordSweeper:
+    """Forgets the runner's records of finished calls, so a long-lived executor stays small.
+
+    The runner keeps a record of every task until told to forget it. Sweeping
+    when the task ids have advanced by at least what the last sweep left
+    (the unfinished calls) keeps the cost per call constant.
+    """
+
+    def __init__(self, runner: TaskRunner) -> None:
+        self._runner = runner
+        self._lock = threading.Lock()
+        self.next_sweep_id = _SWEEP_MIN_INTERVAL
+
+    def sweep(self, last_id: int) -> None:
+        """Forgets every finished record; another thread's sweep in progress makes this one moot."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            runner = self._runner
+            for state in ("succeeded", "cancelled", "failed"):
+                for task_id in runner.ids(state=state):
+                    runner.forget(task_id)
+            left = runner.stats()["unfinished"]
+            self.next_sweep_id = last_id + max(_SWEEP_MIN_INTERVAL, left)
+        finally:
+            self._lock.release()
+
+
+class Executor(futures_base.Executor):
+    """A ``concurrent.futures.Executor`` that runs calls on taskrunner's Rust thread pool.
+
+    A drop-in for ``ThreadPoolExecutor``: the same arguments, the same
+    ``Future`` objects and the same behaviour (cancel only while pending,
+    callbacks on the worker thread, ``shutdown`` semantics, queued calls still
+    run at interpreter exit, ``BrokenThreadPool`` after an initializer fails).
+    Workers start as calls arrive, up to ``max_workers``, and leave after
+    ``keep_alive`` idle seconds.
+
+    Args:
+        max_workers: the most threads running calls at once; by default
+            ``min(32, CPUs + 4)``, as for ``ThreadPoolExecutor``.
+        thread_name_prefix: worker threads are named ``f"{prefix}_{n}"``.
+        initializer: called with ``initargs`` in each worker thread before its first call.
+        initargs: the arguments of ``initializer``.
+        keep_alive: seconds an idle worker thread waits for work before it exits.
+
+    Raises:
+        ValueError: if ``max_workers`` is not greater than 0.
+        TypeError: if ``initializer`` is not callable.
+    """
+
+    # Used to assign unique thread names when thread_name_prefix is not supplied.
+    _counter = itertools.count().__next__
+
+    def __init__(
+        self,
+        max_workers: Optional[int] = None,
+        thread_name_prefix: str = "",
+        initializer: Optional[Callable[..., object]] = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        keep_alive: float = 10.0,
+    ) -> None:
+        if max_workers is None:
+            max_workers = _default_max_workers()
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._max_workers = max_workers
+        self._thread_name_prefix = thread_name_prefix or f"TaskRunnerExecutor-{self._counter()}"
+        # Queued calls run at interpreter exit, as ThreadPoolExecutor's do. A
+        # fractional cap rounds up, as it does for ThreadPoolExecutor.
+        self._runner = TaskRunner(
+            math.ceil(max_workers), keep_alive=keep_alive, run_pending_at_exit=True
+        )
+        self._context = _WorkerContext(
+            self._runner, self._thread_name_prefix, initializer, tuple(initargs)
+        )
+        self._sweeper = _RecordSweeper(self._runner)
+        self._shutdown = False
+        _live_executors.add(self)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Schedules ``fn(*args, **kwargs)`` and returns a Future of its result.
+
+        Args:
+            fn: the callable to run on a worker thread.
+            args: its positional arguments.
+            kwargs: its keyword arguments.
+
+        Returns:
+            A ``concurrent.futures.Future`` that settles with the call's result or exception.
+
+        Raises:
+            RuntimeError: after ``shutdown()``, or once the interpreter is exiting.
+            BrokenThreadPool: after a worker's initializer failed.
+        """
+        context = self._context
+        if self._shutdown or context.broken or _interpreter_exiting:
+            self._check_open()
+        future: Future[Any] = Future()
+        item = _WorkItem(future, fn, args, kwargs, context)
+        context.queued[item] = True
+        try:
+            task_id = self._runner.submit(item).id
+        except RuntimeError:
+            # Closed under us by a concurrent shutdown, a broken pool, or exit.
+            context.queued.pop(item, None)
+            self._check_open()
+            raise
+        if task_id >= self._sweeper.next_sweep_id:
+            self._sweeper.sweep(task_id)
+        return future
+
+    def _check_open(self) -> None:
+        if self._context.broken:
+            raise BrokenThreadPool(self._context.broken)
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        if _interpreter_exiting:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stops taking calls; the calls already queued still run unless cancelled.
+
+        Safe to call more than once.
+
+        Args:
+            wait: return only once every queued call has run and every worker has exited.
+            cancel_futures: cancel the futures of calls that have not started.
+
+        Raises:
+            RuntimeError: if ``wait`` is true and this is called from one of this
+                executor's own calls (it cannot wait for itself); the executor is
+                shut down all the same.
+        """
+        self._shutdown = True
+        self._runner.shutdown(wait=False, cancel_pending=cancel_futures)
+        if cancel_futures:
+            # Claimed items are out of every worker's reach; their futures' callbacks
+            # run here, with no lock held, so they may even call shutdown() again.
+            for future in self._context.claim_queued():
+                _cancel_and_notify(future)
+        if wait:
+            self._runner.shutdown(wait=True)
+
+
+def _cancel_and_notify(future: Future[Any]) -> None:
+    # Unlike ThreadPoolExecutor (CPython gh-109934), also tell wait() and
+    # as_completed() about the cancellation, as their documentation promises.
+    if future.cancel():
+        future.set_running_or_notify_cancel()
+
+
+def _join_executors_at_exit() -> None:
+    """Runs what the executors still have queued, before atexit hooks, like ThreadPoolExecutor."""
+    global _interpreter_exiting
+    _interpreter_exiting = True
+    for executor in list(_live_executors):
+        executor.shutdown(wait=True)
+
+
+def _register_exit_hook() -> None:
+    # ThreadPoolExecutor drains its queues at this same point (just before the
+    # interpreter joins non-daemon threads), so that atexit hooks such as
+    # logging's run after the calls; the core's own atexit hook is the fallback.
+    try:
+        threading._register_atexit(_join_executors_at_exit)  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        pass  # no such hook on this Python, or first imported while the interpreter exits
+
+
+_register_exit_hook()
+
+
+class _TaskFuture(Future[Any]):
+    """A Future that follows one task of a TaskRunner."""
+
+    def __init__(self, handle: TaskHandle) -> None:
+        super().__init__()
+        self._handle = handle
+
+    def cancel(self) -> bool:
+        """Cancels the task if it can be: pending, or a running polling task.
+
+        Returns:
+            True if the task (and so this future) is cancelled.
+        """
+        if self.done():
+            return self.cancelled()
+        if not self._handle.cancel():
+            return False
+        return super().cancel()
+
+    def running(self) -> bool:
+        """True while the task is running."""
+        return not self.done() and self._handle.running()
+
+    def _settle(self, handle: TaskHandle) -> None:
+        """The task's done callback: gives this future the task's outcome."""
+        if handle.cancelled():
+            if Future.cancel(self):
+                self.set_running_or_notify_cancel()
+            return
+        try:
+            result = handle.result()
+        except BaseException as exc:
+            _set_exception_unless_done(self, exc)
+        else:
+            try:
+                self.set_result(result)
+            except InvalidStateError:
+                pass
+
+
+def future_of(handle: TaskHandle) -> Future[Any]:
+    """A ``concurrent.futures.Future`` that settles with the task of ``handle``.
+
+    It works with ``concurrent.futures.wait`` and ``as_completed``. Each call
+    returns a new Future.
+
+    Args:
+        handle: a handle from ``TaskRunner.submit``.
+
+    Returns:
+        A Future with the task's result, or its exception (``TaskTimeoutError``
+        if it timed out); cancelled if the task is. ``cancel()`` cancels the
+        task when it can be cancelled (pending, or running and polling) and
+        returns False otherwise; ``running()`` tells whether the task runs.
+
+    Raises:
+        TypeError: if ``handle`` is not a TaskHandle.
+    """
+    if not isinstance(handle, TaskHandle):
+        raise TypeError(f"expected a TaskHandle, got {type(handle).__name__}")
+    future = _TaskFuture(handle)
+    handle.add_done_callback(future._settle)
+    return future
