@@ -171,9 +171,24 @@ impl Engine {
     }
 
     fn schedule(self: &Arc<Self>, py: Python<'_>, entries: Vec<Due>) {
-        if !self.poller.schedule(entries) {
-            return;
+        if self.poller.schedule(entries) {
+            self.start_poller(py);
         }
+    }
+
+    /// Starts the threads a runner needs before its first task arrives, so
+    /// that no submit pays for starting them: the poller, its watchdog, and
+    /// one worker (which leaves after `keep_alive` if no work comes).
+    pub fn warm_up(self: &Arc<Self>, py: Python<'_>) {
+        if self.poller.reserve_main() {
+            self.start_poller(py);
+        }
+        if self.pool.reserve_worker() {
+            drop(self.spawn_worker());
+        }
+    }
+
+    fn start_poller(self: &Arc<Self>, py: Python<'_>) {
         if let Err(err) = self.spawn_poller(false) {
             self.poller.start_failed(true);
             PyRuntimeError::new_err(format!("cannot start the poller thread: {err}")).print(py);
@@ -294,10 +309,19 @@ impl Engine {
             if !go_on {
                 return;
             }
+            self.poller.fill_ready();
+            let mut again = Vec::new();
             Python::attach(|py| {
-                let mut again = Vec::new();
+                let mut refilled = false;
                 for _ in 0..MAX_BATCH {
-                    let Some(due) = self.poller.take_ready() else {
+                    let mut due = self.poller.take_ready();
+                    if due.is_none() && !refilled {
+                        // What fell due while this thread waited for the GIL rides along.
+                        refilled = true;
+                        self.poller.fill_ready();
+                        due = self.poller.take_ready();
+                    }
+                    let Some(due) = due else {
                         break;
                     };
                     let handled =
@@ -310,8 +334,9 @@ impl Engine {
                     }
                     self.poller.note_handled();
                 }
-                self.schedule(py, again);
             });
+            // This thread is a poller: rescheduling never needs to start one.
+            self.poller.schedule(again);
         }
     }
 

@@ -111,10 +111,8 @@ impl Poller {
             return false;
         }
         if !s.main_alive {
-            s.main_alive = true;
-            s.watchdog_alive = true;
-            s.threads += 1;
-            return true;
+            drop(s);
+            return self.reserve_main();
         }
         if s.sleeping_until.is_some_and(|t| earliest < t) {
             self.wake.notify_one();
@@ -187,15 +185,34 @@ impl Poller {
     /// entry due now, up to `MAX_BATCH`) when it runs dry. Called attached,
     /// so that what fell due while waiting for the GIL rides along.
     pub fn take_ready(&self) -> Option<Due> {
+        self.state.lock().ready.pop_front()
+    }
+
+    /// Moves every entry due now (up to `MAX_BATCH`) from the heap to the
+    /// ready queue, if that is empty. Heap work is cache-heavy: done detached
+    /// before a batch, and once more attached for what fell due meanwhile.
+    pub fn fill_ready(&self) {
         let mut s = self.state.lock();
-        if s.ready.is_empty() {
-            let now = Instant::now();
-            while s.ready.len() < MAX_BATCH && s.heap.peek().is_some_and(|e| e.due.at <= now) {
-                let due = s.heap.pop().expect("peeked").due;
-                s.ready.push_back(due);
-            }
+        if !s.ready.is_empty() {
+            return;
         }
-        s.ready.pop_front()
+        let now = Instant::now();
+        while s.ready.len() < MAX_BATCH && s.heap.peek().is_some_and(|e| e.due.at <= now) {
+            let due = s.heap.pop().expect("peeked").due;
+            s.ready.push_back(due);
+        }
+    }
+
+    /// Reserves the main poller thread if it is not running; true to start it.
+    pub fn reserve_main(&self) -> bool {
+        let mut s = self.state.lock();
+        if s.main_alive || s.stop {
+            return false;
+        }
+        s.main_alive = true;
+        s.watchdog_alive = true;
+        s.threads += 1;
+        true
     }
 
     pub fn note_handled(&self) {
@@ -317,6 +334,7 @@ mod tests {
             if !self.wait_due() {
                 return None;
             }
+            self.fill_ready();
             Some(std::iter::from_fn(|| self.take_ready()).collect())
         }
     }

@@ -93,6 +93,12 @@ impl<J> Pool<J> {
         s.unattended() && self.wake_one(&mut s)
     }
 
+    /// Reserves a first worker if there is none; true to start it.
+    pub fn reserve_worker(&self) -> bool {
+        let mut s = self.state.lock();
+        s.threads == 0 && !s.shutdown && self.wake_one(&mut s)
+    }
+
     /// Wakes an idle worker, or reserves a new one (returns true to start it).
     fn wake_one(&self, s: &mut PoolState<J>) -> bool {
         if s.idle > s.notified {

@@ -97,6 +97,7 @@ impl Runner {
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         max_workers: Option<i64>,
         poll: Option<PollPolicy>,
         max_poll_rate: f64,
@@ -143,9 +144,9 @@ impl Runner {
             policy: poll.unwrap_or_default(),
             max_poll_rate,
         };
-        Ok(Runner {
-            engine: Engine::new(config),
-        })
+        let engine = Engine::new(config);
+        engine.warm_up(py);
+        Ok(Runner { engine })
     }
 
     /// Starts a task without waiting for it; returns its handle.

@@ -55,10 +55,10 @@ def test_100_mixed_fake_tasks_finish_together():
 def test_thousands_of_polling_tasks_need_no_thread_each():
     with taskrunner.TaskRunner() as runner:
         handles = [runner.submit(FakeTaskPolling(i, wait=0.2)) for i in range(5000)]
-        assert runner.stats()["workers"] == 0
+        assert runner.stats()["workers"] <= 1  # the one started with the runner
         done, not_done = runner.wait(handles, timeout=60)
         assert len(done) == 5000 and not not_done
-        assert runner.stats()["workers"] == 0
+        assert runner.stats()["workers"] <= 1
         assert runner.counts()["succeeded"] == 5000
 
 

@@ -85,7 +85,7 @@ def test_100k_concurrent_polling_tasks_all_complete():
             started = time.monotonic()
             for i in range(POLLING_TASKS):
                 runner.submit(FakeTaskPolling(i, wait=1.0))
-            assert runner.stats()["workers"] == 0
+            assert runner.stats()["workers"] <= 1  # the one started with the runner
             done, not_done = runner.wait(timeout=WATCHDOG_SECONDS)
             assert len(done) == POLLING_TASKS and not not_done
             assert runner.counts()["succeeded"] == POLLING_TASKS
