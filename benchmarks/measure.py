@@ -1,0 +1,212 @@
+"""One measurement in its own process: one implementation, one scenario, one pass.
+
+Run by ``run.py`` as ``python measure.py '<json config>'``; prints one JSON
+object on stdout. Two passes, each in a fresh process:
+
+- ``quiet``: the main thread registers every task, then only waits. Gives
+  registration, makespan, completion latency, process CPU and threads. The
+  main thread runs no measuring loop here, so the CPU is the implementation's.
+- ``busy``: the main thread measures its pure-Python loop rate idle, registers
+  every task, then runs the same loop while the tasks run (checking for
+  completion between chunks) until all are done or ``cap_s`` has passed, then
+  measures the idle rate again. Gives the loaded rate (iterations / window)
+  as a fraction of the idle rate (median of 50 ms segments, before and after).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Any, Optional
+
+from peers import ALL
+from scenarios import scenarios
+
+CHUNK = 20_000  # loop iterations between completion checks (about 1 ms)
+
+
+def proc_threads() -> int:
+    """Threads of this process, Rust ones included (threading.active_count() misses them)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return len(os.listdir("/proc/self/task"))
+
+
+def spin(k: int) -> int:
+    x = 0
+    for _ in range(k):
+        x += 1
+    return x
+
+
+def warm_up(seconds: float) -> None:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        spin(CHUNK)
+
+
+def schedstat() -> tuple[float, float]:
+    """Seconds this thread has run on a CPU, and has waited runnable for one
+    (from /proc/thread-self/schedstat; zeros where it is missing)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            run_ns, wait_ns = f.read().split()[:2]
+        return int(run_ns) / 1e9, int(wait_ns) / 1e9
+    except (OSError, ValueError):
+        return 0.0, 0.0
+
+
+def idle_rates(seconds: float, segment: float = 0.05) -> tuple[list[float], list[float]]:
+    """Loop iterations per second with nothing else going on, per 50 ms
+    segment: per wall second, and per second not spent waiting for a CPU.
+    The caller takes medians, which a passing hiccup of this shared machine
+    does not move."""
+    rates, oncpu = [], []
+    end = time.perf_counter() + seconds
+    while True:
+        iters = 0
+        s0 = time.perf_counter()
+        w0 = schedstat()[1]
+        while True:
+            spin(CHUNK)
+            iters += CHUNK
+            now = time.perf_counter()
+            if now - s0 >= segment:
+                break
+        runq = schedstat()[1] - w0
+        rates.append(iters / (now - s0))
+        oncpu.append(iters / max(1e-6, now - s0 - runq))
+        if now >= end:
+            return rates, oncpu
+
+
+def percentile(sorted_values: list[float], q: float) -> Optional[float]:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return None
+    k = max(0, min(len(sorted_values) - 1, int(round(q / 100.0 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
+
+
+def quiet_pass(impl: Any, tasks: list[Any], polling: list[bool], waits: list[float]) -> dict:
+    n = len(tasks)
+    threads = [proc_threads()]
+    cpu0 = time.process_time()
+    w0 = time.time()
+    p0 = time.perf_counter()
+    impl.submit_all(tasks, polling)
+    p1 = time.perf_counter()
+    threads.append(proc_threads())
+    impl.wait_all()
+    p2 = time.perf_counter()
+    cpu1 = time.process_time()
+    threads.append(proc_threads())
+
+    started, finished, polls = impl.timings()
+    missing = sum(1 for s, f in zip(started, finished) if s is None or f is None)
+    lat = sorted(
+        f - (s + w) for s, f, w in zip(started, finished, waits) if s is not None and f is not None
+    )
+    last = max((f for f in finished if f is not None), default=w0)
+    makespan = last - w0
+    ideal = max(waits) if waits else 0.0
+    return {
+        "reg_us": (p1 - p0) / n * 1e6,
+        "makespan_s": makespan,
+        "excess_ms": (makespan - ideal) * 1e3,
+        "tasks_per_s": n / makespan if makespan > 0 else None,
+        "lat_p50_ms": (percentile(lat, 50) or 0.0) * 1e3,
+        "lat_p99_ms": (percentile(lat, 99) or 0.0) * 1e3,
+        "lat_max_ms": lat[-1] * 1e3 if lat else None,
+        "cpu_s": cpu1 - cpu0,
+        "threads_self": max(threads),
+        "wall_s": p2 - p0,
+        "polls": polls,
+        "missing": missing,
+        "ideal_s": ideal,
+    }
+
+
+def busy_pass(
+    impl: Any, tasks: list[Any], polling: list[bool], idle_s: float, cap_s: float
+) -> dict:
+    before, before_oncpu = idle_rates(idle_s)
+    impl.submit_all(tasks, polling)
+    all_done = impl.all_done
+    iters = 0
+    tt0 = time.thread_time()
+    cpu0 = time.process_time()
+    run0, runq0 = schedstat()
+    q0 = time.perf_counter()
+    while True:
+        spin(CHUNK)
+        iters += CHUNK
+        if all_done():
+            break
+        if time.perf_counter() - q0 >= cap_s:
+            break
+    q1 = time.perf_counter()
+    run1, runq1 = schedstat()
+    cpu1 = time.process_time()
+    tt1 = time.thread_time()
+    done = all_done()
+    window = q1 - q0
+    runq = runq1 - runq0
+    # Idle again afterwards (unless tasks are still running), so that a slow
+    # spell of the machine on either side weighs less.
+    after, after_oncpu = idle_rates(idle_s) if done else ([], [])
+    idle = statistics.median(before + after)
+    idle_oncpu = statistics.median(before_oncpu + after_oncpu)
+    ok = window >= 0.02
+    return {
+        "main_speed": iters / window / idle if ok else None,
+        # The same with the time the main thread waited for a CPU taken out of
+        # both rates: what other processes on a shared machine do to it weighs
+        # less (and so does CPU contention from the implementation's threads).
+        "main_speed_oncpu": iters / max(1e-6, window - runq) / idle_oncpu if ok else None,
+        # Blocked, neither running nor runnable: waiting for the GIL.
+        "main_blocked_frac": max(0.0, window - (run1 - run0) - runq) / window if ok else None,
+        "main_runq_frac": runq / window if ok else None,
+        "loop_rate_idle": idle,
+        "loop_rate_idle_before": statistics.median(before),
+        "loop_rate_idle_after": statistics.median(after) if after else None,
+        "loop_rate_loaded": iters / window,
+        "window_s": window,
+        "window_capped": not done,
+        # Process CPU in the window less the main thread's own (its loop).
+        "busy_cpu_others_s": (cpu1 - cpu0) - (tt1 - tt0),
+    }
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    scenario = scenarios(config["quick"])[config["scenario"]]
+    tasks, polling, waits = scenario.build()
+    impl = ALL[config["impl"]](scenario.n, config.get("options"))
+    impl.setup()
+    # The task objects are long-lived: keep the cyclic GC from rescanning them.
+    gc.collect()
+    gc.freeze()
+    # This machine's CPUs run about 15% slower for the first half second of
+    # work: spin that off first, so registration and idle speed are measured warm.
+    warm_up(config.get("warmup_s", 0.5))
+    if config["pass"] == "quiet":
+        result = quiet_pass(impl, tasks, polling, waits)
+    else:
+        result = busy_pass(impl, tasks, polling, config["idle_s"], config["cap_s"])
+    result["extra"] = impl.extra()
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leave at once: no joining of pool threads or of tasks a capped pass left running.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
