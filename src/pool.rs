@@ -237,10 +237,6 @@ impl<J> Pool<J> {
         self.work_ready.notify_all();
     }
 
-    pub fn is_shutdown(&self) -> bool {
-        self.state.lock().shutdown
-    }
-
     /// Removes and returns every queued job.
     pub fn drain(&self) -> Vec<J> {
         self.state.lock().queue.drain(..).collect()

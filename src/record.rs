@@ -212,12 +212,6 @@ impl Record {
     pub fn set_kind(&self, kind: Kind) {
         self.progress.lock().kind = Some(kind);
     }
-
-    /// Seconds since the task started, if it has.
-    pub fn started_elapsed(&self) -> f64 {
-        let started = self.progress.lock().started_at;
-        started.map_or(0.0, |s| (unix_now() - s).max(0.0))
-    }
 }
 
 /// What a final transition hands back to the engine: the state left, and
