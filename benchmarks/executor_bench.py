@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -118,7 +120,8 @@ def report(runs: dict[str, list[dict[str, float]]], setup: Setup) -> None:
     collector = "off" if setup.gc_off else "on"
     print(
         f"{setup.calls:,} tiny callables, submit all then wait all; "
-        f"median of {repeat} runs; garbage collector {collector}"
+        f"median of {repeat} runs; garbage collector {collector}; "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs"
     )
     header = f"{'executor':<22}{'total s':>9}{'submit s':>10}{'CPU s':>8}{'GC s':>7}{'calls/s':>10}"
     print(f"{header}   all totals")

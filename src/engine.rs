@@ -54,7 +54,7 @@ pub struct Engine {
 pub struct Submission<'py> {
     pub task: Bound<'py, PyAny>,
     pub kind: Option<Kind>,
-    pub timeout: Option<Duration>,
+    pub deadline: Option<Instant>,
     pub name: Option<Bound<'py, PyString>>,
     pub policy: Option<PollPolicy>,
 }
@@ -106,7 +106,7 @@ impl Engine {
                 .cast_into::<PyString>()?
                 .unbind(),
         };
-        let deadline = sub.timeout.map(|t| Instant::now() + t);
+        let deadline = sub.deadline;
         let policy = sub.policy.unwrap_or(self.policy);
         let record = self
             .store

@@ -11,6 +11,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::time::Duration;
 
+/// The longest interval between two polls a policy may ask for.
+pub const MAX_INTERVAL_LIMIT: f64 = 86_400.0;
+
 /// Per-task back-off parameters (seconds).
 #[pyclass(frozen, from_py_object, module = "taskrunner._core")]
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,6 +74,12 @@ impl PollPolicy {
         };
         positive("min_interval", self.min_interval)?;
         positive("max_interval", self.max_interval)?;
+        if self.max_interval > MAX_INTERVAL_LIMIT {
+            return Err(format!(
+                "max_interval must be at most {MAX_INTERVAL_LIMIT} s (a day), got {}",
+                self.max_interval
+            ));
+        }
         if !(self.ratio.is_finite() && self.ratio >= 0.0) {
             return Err(format!(
                 "ratio must be a finite number >= 0, got {}",
@@ -100,7 +109,7 @@ pub fn load_floor(active: usize, max_rate: f64) -> Duration {
     if max_rate <= 0.0 || !max_rate.is_finite() {
         return Duration::ZERO;
     }
-    Duration::from_secs_f64(active as f64 / max_rate)
+    Duration::from_secs_f64((active as f64 / max_rate).min(MAX_INTERVAL_LIMIT))
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyString};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::classify::classify;
 use crate::engine::{Config, Engine, Submission};
@@ -66,7 +65,14 @@ impl Drop for Runner {
 
 impl Runner {
     fn record(&self, id: u64) -> PyResult<Arc<Record>> {
+        self.expire();
         self.engine.store.get(id).ok_or_else(|| unknown(id))
+    }
+
+    /// Forgets records past their retention age. Reads call it too, so that
+    /// an idle runner forgets them on time (it only holds the GIL to do it).
+    fn expire(&self) {
+        drop(self.engine.store.expire(crate::record::unix_now()));
     }
 
     /// The record of an id as Python gives it: an int out of range is
@@ -161,11 +167,11 @@ impl Runner {
         poll: Option<PollPolicy>,
     ) -> PyResult<TaskHandle> {
         let kind = classify(&task, parse_kind(kind)?)?;
-        let timeout = match timeout {
-            Some(t) if t > 0.0 && t.is_finite() => Some(Duration::from_secs_f64(t)),
+        let deadline = match timeout {
+            Some(t) if t > 0.0 => deadline_of(Some(t))?,
             Some(t) => {
                 return Err(PyValueError::new_err(format!(
-                    "timeout must be a positive finite number, got {t}"
+                    "timeout must be a positive number of seconds, got {t}"
                 )))
             }
             None => None,
@@ -173,7 +179,7 @@ impl Runner {
         let submission = Submission {
             task,
             kind,
-            timeout,
+            deadline,
             name,
             policy: poll,
         };
@@ -201,6 +207,7 @@ impl Runner {
     #[pyo3(signature = (state=None))]
     fn tasks<'py>(&self, py: Python<'py>, state: Option<&str>) -> PyResult<Bound<'py, PyList>> {
         let wanted = state.map(parse_state).transpose()?;
+        self.expire();
         let list = PyList::empty(py);
         for record in self.engine.store.all() {
             if wanted.is_none_or(|w| record.state() == w) {
@@ -215,11 +222,26 @@ impl Runner {
     fn ids(
         &self,
         state: Option<&str>,
-        limit: Option<usize>,
-        before: Option<u64>,
+        limit: Option<&Bound<'_, PyInt>>,
+        before: Option<&Bound<'_, PyInt>>,
     ) -> PyResult<Vec<u64>> {
         let wanted = state.map(parse_state).transpose()?;
-        let limit = limit.unwrap_or(usize::MAX);
+        self.expire();
+        // Out-of-range ints mean what they say: no id is below a negative
+        // cursor, every id is below a huge one, and a huge limit is no limit.
+        if before.is_some_and(|b| b.lt(0).unwrap_or(false)) {
+            return Ok(Vec::new());
+        }
+        let before = before.and_then(|b| b.extract::<u64>().ok());
+        let limit = match limit {
+            Some(l) if l.lt(0)? => {
+                return Err(PyValueError::new_err(format!(
+                    "limit must be >= 0, got {l}"
+                )))
+            }
+            Some(l) => l.extract::<usize>().unwrap_or(usize::MAX),
+            None => usize::MAX,
+        };
         Ok(self
             .engine
             .store
@@ -235,6 +257,7 @@ impl Runner {
 
     /// The number of tasks in each state.
     fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.expire();
         let d = PyDict::new(py);
         for state in State::ALL {
             d.set_item(state.as_str(), self.engine.store.count(state))?;

@@ -18,19 +18,29 @@ const WAIT_STEP: Duration = Duration::from_millis(50);
 
 /// Seconds as a Duration, refusing what cannot be one.
 pub fn seconds(what: &str, value: f64) -> PyResult<Duration> {
-    if value.is_finite() && value >= 0.0 {
-        Ok(Duration::from_secs_f64(value))
+    if value >= 0.0 {
+        Ok(Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX))
     } else {
         Err(PyValueError::new_err(format!(
-            "{what} must be a finite number >= 0, got {value}"
+            "{what} must be a number >= 0, got {value}"
         )))
     }
 }
 
+/// The instant `timeout` seconds from now; None when there is no timeout,
+/// or when it lies beyond what the clock can hold (which is the same thing).
 pub fn deadline_of(timeout: Option<f64>) -> PyResult<Option<Instant>> {
-    timeout
-        .map(|t| Ok(Instant::now() + seconds("timeout", t)?))
-        .transpose()
+    let Some(t) = timeout else {
+        return Ok(None);
+    };
+    if t.is_nan() || t < 0.0 {
+        return Err(PyValueError::new_err(format!(
+            "timeout must be a number >= 0, got {t}"
+        )));
+    }
+    Ok(Duration::try_from_secs_f64(t)
+        .ok()
+        .and_then(|d| Instant::now().checked_add(d)))
 }
 
 /// Sleeps, detached, until `done()` holds or `deadline` passes, handling
@@ -243,13 +253,20 @@ impl Completions {
 #[pyclass(frozen, module = "taskrunner._core")]
 pub struct EventStream {
     sub: Subscription,
+    engine: Arc<Engine>,
 }
 
 impl EventStream {
-    pub fn new(engine: &Engine, capacity: usize) -> Self {
+    pub fn new(engine: &Arc<Engine>, capacity: usize) -> Self {
         EventStream {
             sub: engine.events.subscribe(true, Some(capacity.max(1))),
+            engine: engine.clone(),
         }
+    }
+
+    /// No event can come any more: the runner is shut down with nothing left to run.
+    fn ended(&self) -> bool {
+        self.engine.is_closed() && self.engine.store.unfinished() == 0 && self.sub.rx.is_empty()
     }
 }
 
@@ -275,7 +292,7 @@ impl EventStream {
                 out.push((event.id, event.state.as_str()));
                 true
             },
-            || false,
+            || self.ended(),
         )?;
         out.extend(
             self.sub

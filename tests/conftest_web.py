@@ -123,6 +123,7 @@ class EventCollector:
         self.status = self.response.status
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.latest: dict[int, dict[str, Any]] = {}
+        self.counts: dict[str, int] = {}
         self.ended = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -139,6 +140,10 @@ class EventCollector:
             for name, data in parse_sse(self._chunks()):
                 if name == "task":
                     self.latest[data["id"]] = data
+                elif name == "counts":
+                    self.counts = data
+                elif name in ("ready", "resync"):
+                    self.counts = data["counts"]
                 self.events.put((name, data))
         except (OSError, http.client.HTTPException, ValueError):
             pass  # the connection closed
@@ -156,6 +161,10 @@ class EventCollector:
             if event == name:
                 return data
         raise AssertionError(f"no {name!r} event within {timeout} s")
+
+    def last_counts(self) -> dict[str, int]:
+        """The counts per state the stream sent last."""
+        return self.counts
 
     def close(self) -> None:
         """Hangs up, waking the reading thread."""

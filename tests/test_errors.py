@@ -108,10 +108,27 @@ def test_non_callable_methods_are_refused(runner):
         runner.submit(Attr())
 
 
-@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf")])
+@pytest.mark.parametrize("timeout", [0, -1, float("nan")])
 def test_bad_timeout_is_refused(runner, timeout):
     with pytest.raises(ValueError, match="timeout"):
         runner.submit(Blocking(), timeout=timeout)
+
+
+@pytest.mark.parametrize("timeout", [1e19, 2.0**64, 1e308, float("inf")])
+def test_a_timeout_beyond_the_clock_means_no_timeout(runner, timeout):
+    h = runner.submit(Blocking(5), timeout=timeout)
+    assert h.result(timeout=10) == 5
+    assert runner.submit(Polling(1, wait=60), kind="polling", timeout=timeout).cancel()
+
+
+def test_ids_take_any_int(runner):
+    ids = [runner.submit(Blocking(i)).id for i in range(3)]
+    runner.wait(timeout=10)
+    assert runner.ids(before=2**64) == ids[::-1]
+    assert runner.ids(before=-1) == []
+    assert runner.ids(limit=2**70) == ids[::-1]
+    with pytest.raises(ValueError, match="limit"):
+        runner.ids(limit=-1)
 
 
 def test_bad_runner_parameters_are_refused():

@@ -130,13 +130,17 @@ def test_map_raises_the_first_failure_when_reached(make_executor):
         list(results)
 
 
-def test_map_timeout(make_executor):
+def test_map_timeout_cancels_the_calls_not_started(make_executor):
     executor = make_executor(max_workers=1)
     blocker = Blocker()
-    results = executor.map(lambda f: f(), [blocker], timeout=0.05)
+    ran = []
+    calls = [blocker] + [lambda i=i: ran.append(i) for i in range(5)]
+    results = executor.map(lambda f: f(), calls, timeout=0.05, chunksize=2)
     with pytest.raises(concurrent.futures.TimeoutError):
         list(results)
     blocker.release.set()
+    executor.shutdown(wait=True)
+    assert ran == []
 
 
 def test_calls_may_submit_more_calls(make_executor):
@@ -411,6 +415,45 @@ def test_executor_collected_without_shutdown_finishes_its_calls(executor_class):
     assert "threads gone: True" in result.stdout
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_submit_raises_when_no_thread_can_start(executor_class):
+    # A cap on the address space leaves no room for another thread's stack.
+    result = run_script(
+        executor_class,
+        """
+        import resource, threading
+        def address_space():
+            with open("/proc/self/status") as status:
+                for line in status:
+                    if line.startswith("VmSize:"):
+                        return int(line.split()[1]) * 1024
+        unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+        started, release = threading.Event(), threading.Event()
+        def hold():
+            started.set()
+            return release.wait(30)
+        executor = Executor(max_workers=4)
+        running = executor.submit(hold)
+        started.wait(30)  # its worker is busy from now on
+        resource.setrlimit(resource.RLIMIT_AS, (address_space() + (4 << 20), unlimited[1]))
+        try:
+            executor.submit(pow, 2, 2)
+        except RuntimeError as error:
+            print("submit raised RuntimeError:", error)
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, unlimited)
+        release.set()
+        print("running call:", running.result(30))
+        print("later call:", executor.submit(pow, 2, 3).result(30))
+        executor.shutdown()
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "submit raised RuntimeError:" in result.stdout
+    assert "running call: True" in result.stdout
+    assert "later call: 8" in result.stdout
+
+
 # Construction, workers and threads
 
 
@@ -493,9 +536,17 @@ def test_what_the_initializer_sets_up_is_there_for_every_call(make_executor):
         assert executor.submit(lambda: local.session is not None).result(TIMEOUT)
 
 
-def test_thread_local_state_lasts_between_calls(make_executor, executor_class):
-    if executor_class is Executor:
-        pytest.xfail("the core renews a worker's Python thread state when it runs out of work")
+def test_the_initializer_runs_once_per_worker_thread(make_executor):
+    calls = []
+    executor = make_executor(max_workers=1, initializer=lambda: calls.append(thread_name()))
+    for _ in range(3):  # each call finds the worker idle, with no work queued
+        executor.submit(pow, 2, 2).result(TIMEOUT)
+    futures = [executor.submit(pow, 2, i) for i in range(20)]
+    wait(futures, timeout=TIMEOUT)
+    assert calls == [executor.submit(thread_name).result(TIMEOUT)]
+
+
+def test_thread_local_state_lasts_between_calls(make_executor):
     executor = make_executor(max_workers=1)
     local = threading.local()
 
@@ -503,7 +554,18 @@ def test_thread_local_state_lasts_between_calls(make_executor, executor_class):
         local.value = "kept"
 
     executor.submit(remember).result(TIMEOUT)
-    assert executor.submit(lambda: getattr(local, "value", None)).result(TIMEOUT) == "kept"
+    for _ in range(3):  # each call finds the worker idle, with no work queued
+        assert executor.submit(lambda: getattr(local, "value", None)).result(TIMEOUT) == "kept"
+
+
+def test_a_name_set_by_a_call_stays_with_its_worker(make_executor):
+    executor = make_executor(max_workers=1)
+
+    def rename():
+        threading.current_thread().name = "renamed"
+
+    executor.submit(rename).result(TIMEOUT)
+    assert executor.submit(thread_name).result(TIMEOUT) == "renamed"
 
 
 def test_failing_initializer_breaks_the_pool(make_executor, caplog):
@@ -540,8 +602,30 @@ def test_finished_calls_leave_no_records_behind():
     with Executor(max_workers=2) as executor:
         for _ in range(5):
             wait([executor.submit(abs, -i) for i in range(5_000)], timeout=60)
-        kept = sum(executor._runner.counts().values())
-    assert kept < 10_000  # of 25,000 calls
+    assert sum(executor._runner.counts().values()) == 0  # of 25,000 calls
+
+
+def test_queued_calls_fail_with_the_submit_error_when_no_worker_is_left(monkeypatch):
+    # What the core does when no worker thread can start and none is left,
+    # staged: it fails the queued tasks, and the executor their futures.
+    executor = Executor(max_workers=1)
+    blocker = Blocker()
+    running = executor.submit(blocker)
+    assert blocker.started.wait(TIMEOUT)
+    queued = executor.submit(pow, 2, 2)
+
+    def no_thread(item):
+        raise RuntimeError("cannot start a worker thread: staged")
+
+    monkeypatch.setattr(executor, "_submit_task", no_thread)
+    monkeypatch.setattr(executor._runner, "stats", lambda: {"workers": 0})
+    with pytest.raises(RuntimeError, match="cannot start a worker thread: staged"):
+        executor.submit(pow, 2, 3)
+    with pytest.raises(RuntimeError, match="cannot start a worker thread: staged"):
+        queued.result(TIMEOUT)
+    blocker.release.set()
+    assert running.result(TIMEOUT) == "released"
+    executor.shutdown(wait=True)
 
 
 def test_is_a_concurrent_futures_executor():

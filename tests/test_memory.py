@@ -55,6 +55,15 @@ def test_finished_records_expire_by_age():
             runner.status(old.id)
 
 
+def test_an_idle_runner_forgets_old_records_on_time():
+    with taskrunner.TaskRunner(retain_seconds=0.1) as runner:
+        old = runner.submit(FakeTaskBlocking(1, wait=0))
+        old.result(timeout=10)
+        time.sleep(0.3)
+        with pytest.raises(KeyError):
+            runner.status(old.id)
+
+
 def test_an_expired_result_is_released():
     with taskrunner.TaskRunner(retain_finished=1) as runner:
         h = runner.submit(MakesPayload())

@@ -184,3 +184,15 @@ def test_event_stream_flags_a_consumer_that_fell_behind(runner):
     assert len(stream.next_batch(timeout=0)) == 2
     assert stream.take_lagged() is True
     assert stream.take_lagged() is False
+
+
+def test_event_stream_ends_promptly_after_shutdown():
+    runner = taskrunner.TaskRunner()
+    stream = runner.events()
+    runner.submit(FakeTaskBlocking(1, wait=0)).result(timeout=10)
+    threading.Timer(0.2, runner.shutdown).start()
+    started = time.monotonic()
+    batches = [stream.next_batch(timeout=30) for _ in range(2)]
+    assert time.monotonic() - started < 5
+    assert [state for _, state in batches[0]] == ["pending", "running", "succeeded"]
+    assert batches[1] == []

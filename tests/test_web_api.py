@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from typing import Any, Optional
 
 import pytest
@@ -295,6 +296,32 @@ def test_a_crashing_factory_is_500_without_details(server):
     response = server.client.post("/api/tasks", json={"type": "broken", "input": 1})
     body = assert_problem(response, 500)
     assert "broken" not in body["detail"]
+
+
+class Panic(BaseException):
+    """Like pyo3's PanicException: not an Exception, so Flask lets it through."""
+
+
+def panicking_factory(input: Any) -> Any:
+    """A task type whose factory raises a BaseException."""
+    raise Panic("the core panicked")
+
+
+def test_a_base_exception_is_500_too_and_the_app_carries_on(make_server, caplog):
+    server = make_server(task_types={"panics": panicking_factory, **default_task_types()})
+    response = server.client.post("/api/tasks", json={"type": "panics", "input": 1})
+    body = assert_problem(response, 500)
+    assert "panicked" not in body["detail"]
+    assert "Panic: the core panicked" in caplog.text
+    assert server.submit("fake_blocking", 1, wait=0)["id"] == 1
+
+
+def test_the_document_lists_the_registered_task_types(server):
+    document = server.client.get("/api/openapi.json").get_json()
+    submission = document["components"]["schemas"]["Submission"]
+    assert submission["properties"]["type"]["enum"] == server.state.task_types.names()
+    unlisted = openapi_document()["components"]["schemas"]["Submission"]
+    assert "enum" not in unlisted["properties"]["type"]
 
 
 def test_body_over_the_limit_is_413(make_server):
@@ -710,15 +737,60 @@ def test_events_503_while_shutting_down(server):
 # ---- retention ---------------------------------------------------------------
 
 
-def test_old_finished_tasks_are_forgotten_past_the_retention(make_server):
-    server = make_server(retain_finished=5)
+def _own_runner_app(**settings: Any) -> Any:
+    config = {"TESTING": True, "TASKRUNNER_TOKEN": None}
+    config.update({f"TASKRUNNER_{k.upper()}": v for k, v in settings.items()})
+    return create_app(config=config)
+
+
+def _finished_ids(app: Any, count: int) -> list[int]:
+    client, runner = app.test_client(), app.extensions["taskrunner"].runner
     ids = []
-    for i in range(20):
-        ids.append(server.submit("fake_blocking", i, wait=0)["id"])
-        server.finish(ids[-1])
-    remembered = [t["id"] for t in server.client.get("/api/tasks").get_json()["tasks"]]
-    assert ids[-1] in remembered and len(remembered) <= 7
-    assert_problem(server.client.get(f"/api/tasks/{ids[0]}"), 404, "/problems/unknown-task")
+    for i in range(count):
+        response = client.post("/api/tasks", json={"type": "fake_blocking", "input": i, "wait": 0})
+        ids.append(response.get_json()["id"])
+        runner.wait([ids[-1]], timeout=WAIT)
+    return ids
+
+
+def test_the_apps_own_runner_forgets_finished_tasks_past_the_retention():
+    app = _own_runner_app(retain_finished=5)
+    try:
+        client = app.test_client()
+        ids = _finished_ids(app, 20)
+        remembered = [t["id"] for t in client.get("/api/tasks").get_json()["tasks"]]
+        assert ids[-1] in remembered and len(remembered) == 5
+        assert_problem(client.get(f"/api/tasks/{ids[0]}"), 404, "/problems/unknown-task")
+    finally:
+        app.extensions["taskrunner"].close()
+
+
+def test_the_apps_own_runner_forgets_finished_tasks_past_their_age():
+    app = _own_runner_app(retain_seconds=0.2)
+    try:
+        client = app.test_client()
+        (old,) = _finished_ids(app, 1)
+        time.sleep(0.3)
+        (new,) = _finished_ids(app, 1)  # the runner sweeps when a task comes or goes
+        assert_problem(client.get(f"/api/tasks/{old}"), 404, "/problems/unknown-task")
+        assert client.get(f"/api/tasks/{new}").status_code == 200
+    finally:
+        app.extensions["taskrunner"].close()
+
+
+def test_a_given_runner_keeps_its_own_retention():
+    runner = TaskRunner(retain_finished=None)
+    app = create_app(runner=runner, config={"TESTING": True, "TASKRUNNER_RETAIN_FINISHED": 5})
+    try:
+        ids = _finished_ids(app, 20)
+        assert sorted(runner.ids()) == ids
+    finally:
+        runner.shutdown()
+
+
+def test_zero_retention_settings_remember_everything():
+    settings = Settings.load({"TASKRUNNER_RETAIN_FINISHED": 0, "TASKRUNNER_RETAIN_SECONDS": 0}, {})
+    assert settings.runner_options() == {"retain_finished": None, "retain_seconds": None}
 
 
 # ---- the bearer token --------------------------------------------------------
@@ -783,6 +855,8 @@ def test_settings_reject_bad_values():
         Settings.load({"TASKRUNNER_MAX_UNFINISHED": 0}, {})
     with pytest.raises(ValueError, match="TASKRUNNER_HEARTBEAT"):
         Settings.load({"TASKRUNNER_HEARTBEAT": "soon"}, {})
+    with pytest.raises(ValueError, match="TASKRUNNER_RETAIN_SECONDS"):
+        Settings.load({"TASKRUNNER_RETAIN_SECONDS": -1}, {})
     assert Settings.load({}, {"TASKRUNNER_MAX_PAGE": "50"}).max_page == 50
 
 
@@ -880,8 +954,6 @@ def test_every_documented_response_is_produced_and_conforms(make_server):
 
 
 def _eventually(predicate, timeout: float = WAIT) -> bool:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -28,8 +28,8 @@ __all__ = ["BrokenThreadPool", "Executor", "future_of"]
 _LOGGER = futures_base.LOGGER
 _BROKEN_MESSAGE = "A thread initializer failed, the thread pool is not usable anymore"
 
-# Forget finished records at least this many submissions apart (see _RecordSweeper).
-_SWEEP_MIN_INTERVAL = 4096
+# The start of the core's error when no worker thread can be started.
+_NO_THREAD_MESSAGE = "cannot start a worker thread"
 
 _interpreter_exiting = False
 _live_executors: weakref.WeakSet[Executor] = weakref.WeakSet()
@@ -69,19 +69,20 @@ class _WorkerContext:
         # Work items not yet claimed by a worker, in submit order. Whoever pops an
         # item first (its worker, or a shutdown/broken sweep) settles its future.
         self.queued: dict[_WorkItem, bool] = {}
+        # A worker thread keeps its Python thread state for life, so this is
+        # per worker thread, as ThreadPoolExecutor's per-thread setup is.
         self.thread_state = _ThreadState()
         self.broken: Optional[str] = None
-        self._thread_numbers: dict[int, int] = {}
-        self._numbers_lock = threading.Lock()
+        self._thread_numbers = itertools.count().__next__
 
     def prepare_thread(self) -> bool:
-        """Names the current worker thread and runs the initializer in it.
+        """Names the current worker thread and runs the initializer in it, once per thread.
 
         Returns:
             False if the pool is broken: the initializer failed, here or on another thread.
         """
         self.thread_state.prepared = True
-        threading.current_thread().name = f"{self.name_prefix}_{self._thread_number()}"
+        threading.current_thread().name = f"{self.name_prefix}_{self._thread_numbers()}"
         if self.initializer is not None and self.broken is None:
             try:
                 self.initializer(*self.initargs)
@@ -90,21 +91,18 @@ class _WorkerContext:
                 self.break_pool()
         return self.broken is None
 
-    def _thread_number(self) -> int:
-        # Keyed by OS thread, so that a worker keeps its number for its life even
-        # if its Python thread state is renewed between runs.
-        ident = threading.get_ident()
-        with self._numbers_lock:
-            return self._thread_numbers.setdefault(ident, len(self._thread_numbers))
-
     def break_pool(self) -> None:
         """Refuses new work and fails every queued call with BrokenThreadPool."""
         self.broken = _BROKEN_MESSAGE
         runner = self.runner_ref()
         if runner is not None:
             runner.shutdown(wait=False, cancel_pending=True)
+        self.fail_queued(BrokenThreadPool, _BROKEN_MESSAGE)
+
+    def fail_queued(self, error_type: type[BaseException], message: str) -> None:
+        """Fails every queued call with ``error_type(message)``; no worker will run them."""
         for future in self.claim_queued():
-            _set_exception_unless_done(future, BrokenThreadPool(_BROKEN_MESSAGE))
+            _set_exception_unless_done(future, error_type(message))
 
     def claim_queued(self) -> list[Future[Any]]:
         """Takes every queued item away from the workers, in submit order.
@@ -142,19 +140,20 @@ class _WorkItem:
         context = self.context
         if context.queued.pop(self, None) is None:
             return  # a shutdown or a broken pool has already settled the future
+        future = self.future
         if not context.thread_state.prepared and not context.prepare_thread():
-            _set_exception_unless_done(self.future, BrokenThreadPool(_BROKEN_MESSAGE))
+            _set_exception_unless_done(future, BrokenThreadPool(_BROKEN_MESSAGE))
             return
-        if not self.future.set_running_or_notify_cancel():
+        if not future.set_running_or_notify_cancel():
             return
         try:
             result = self.fn(*self.args, **self.kwargs)
         except BaseException as exc:
-            self.future.set_exception(exc)
+            future.set_exception(exc)
             # Break a reference cycle with the exception 'exc'
-            del self, context
+            del self, context, future
         else:
-            self.future.set_result(result)
+            future.set_result(result)
 
     def get_output(self) -> None:
         return None
@@ -169,34 +168,6 @@ def _set_exception_unless_done(future: Future[Any], exception: BaseException) ->
         future.set_exception(exception)
     except InvalidStateError:
         pass  # cancelled (or settled) meanwhile: that outcome stands
-
-
-class _RecordSweeper:
-    """Forgets the runner's records of finished calls, so a long-lived executor stays small.
-
-    The runner keeps a record of every task until told to forget it. Sweeping
-    when the task ids have advanced by at least what the last sweep left
-    (the unfinished calls) keeps the cost per call constant.
-    """
-
-    def __init__(self, runner: TaskRunner) -> None:
-        self._runner = runner
-        self._lock = threading.Lock()
-        self.next_sweep_id = _SWEEP_MIN_INTERVAL
-
-    def sweep(self, last_id: int) -> None:
-        """Forgets every finished record; another thread's sweep in progress makes this one moot."""
-        if not self._lock.acquire(blocking=False):
-            return
-        try:
-            runner = self._runner
-            for state in ("succeeded", "cancelled", "failed"):
-                for task_id in runner.ids(state=state):
-                    runner.forget(task_id)
-            left = runner.stats()["unfinished"]
-            self.next_sweep_id = last_id + max(_SWEEP_MIN_INTERVAL, left)
-        finally:
-            self._lock.release()
 
 
 class Executor(futures_base.Executor):
@@ -243,14 +214,18 @@ class Executor(futures_base.Executor):
         self._max_workers = max_workers
         self._thread_name_prefix = thread_name_prefix or f"TaskRunnerExecutor-{self._counter()}"
         # Queued calls run at interpreter exit, as ThreadPoolExecutor's do. A
-        # fractional cap rounds up, as it does for ThreadPoolExecutor.
+        # fractional cap rounds up, as it does for ThreadPoolExecutor. The futures
+        # carry the outcomes, so the runner keeps no record of a finished call.
         self._runner = TaskRunner(
-            math.ceil(max_workers), keep_alive=keep_alive, run_pending_at_exit=True
+            math.ceil(max_workers),
+            keep_alive=keep_alive,
+            retain_finished=0,
+            run_pending_at_exit=True,
         )
+        self._submit_task = self._runner.submit
         self._context = _WorkerContext(
             self._runner, self._thread_name_prefix, initializer, tuple(initargs)
         )
-        self._sweeper = _RecordSweeper(self._runner)
         self._shutdown = False
         _live_executors.add(self)
 
@@ -266,7 +241,8 @@ class Executor(futures_base.Executor):
             A ``concurrent.futures.Future`` that settles with the call's result or exception.
 
         Raises:
-            RuntimeError: after ``shutdown()``, or once the interpreter is exiting.
+            RuntimeError: after ``shutdown()``, once the interpreter is exiting, or
+                when no worker thread can be started (the call will not run).
             BrokenThreadPool: after a worker's initializer failed.
         """
         context = self._context
@@ -276,15 +252,24 @@ class Executor(futures_base.Executor):
         item = _WorkItem(future, fn, args, kwargs, context)
         context.queued[item] = True
         try:
-            task_id = self._runner.submit(item).id
-        except RuntimeError:
-            # Closed under us by a concurrent shutdown, a broken pool, or exit.
+            self._submit_task(item)
+        except RuntimeError as error:
+            # The caller is told the call failed: make sure it never runs.
             context.queued.pop(item, None)
-            self._check_open()
+            if str(error).startswith(_NO_THREAD_MESSAGE):
+                self._fail_orphans(str(error))
+            else:
+                self._check_open()  # closed under us by a shutdown, a broken pool, or exit
             raise
-        if task_id >= self._sweeper.next_sweep_id:
-            self._sweeper.sweep(task_id)
         return future
+
+    def _fail_orphans(self, message: str) -> None:
+        # With no worker left, the core has failed the queued tasks, and no
+        # worker will ever run their items: fail their futures the same way. A
+        # call submitted meanwhile by another thread may be failed with them,
+        # rightly enough: no thread could be started for it a moment ago.
+        if self._runner.stats()["workers"] == 0:
+            self._context.fail_queued(RuntimeError, message)
 
     def _check_open(self) -> None:
         if self._context.broken:

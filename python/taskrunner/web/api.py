@@ -27,7 +27,10 @@ api = Blueprint("taskrunner_api", __name__)
 
 PUBLIC_ENDPOINTS = {"taskrunner_api.healthz", "taskrunner_api.openapi"}
 DEFAULT_PAGE = 100
-MAX_ID = 2**63 - 1
+# A task id is an unsigned 64-bit number: 20 digits at most. Longer text is no
+# id, and the bound spares the parsing of huge numbers.
+MAX_DIGITS = 20
+MAX_ID = 2**64 - 1
 
 
 @api.before_request
@@ -42,11 +45,19 @@ def _never_cache(response: Response) -> Response:
     return response
 
 
+def _whole_number(raw: str) -> Optional[int]:
+    """``raw`` as plain decimal digits (not "+1", " 1", "1_000" or "١"), else None."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= MAX_DIGITS:
+        return int(raw)
+    return None
+
+
 def _task_id(raw: str) -> int:
-    """The id in a path; any text that is not one is an unknown task."""
-    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_ID:
+    """The id in a path; any text that is not a whole number is an unknown task."""
+    id = _whole_number(raw)
+    if id is None:
         raise Problem(404, f"no task with id {raw!r}", type=UNKNOWN_TASK)
-    return int(raw)
+    return id
 
 
 def _status(state: WebState, id: int) -> dict[str, Any]:
@@ -79,18 +90,18 @@ def _page_query() -> tuple[Optional[str], int, Optional[int]]:
     cursor = _positive_int(request.args.get("cursor"), 0)
     if cursor is None:
         reasons["cursor"] = "must be a task id, as given in next_cursor"
-    if reasons:
+    if reasons or limit is None or cursor is None:
         raise invalid_params(reasons, where="query")
-    return state, limit or DEFAULT_PAGE, cursor or None
+    # A cursor past every id pages from the newest.
+    return state, limit, min(cursor, MAX_ID) or None
 
 
 def _positive_int(raw: Optional[str], default: int) -> Optional[int]:
-    """``raw`` as an int from 1 to MAX_ID, ``default`` when absent, None when invalid."""
+    """``raw`` as an int >= 1, ``default`` when absent, None when invalid."""
     if raw is None or raw == "":
         return default
-    if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_ID:
-        return None
-    return int(raw)
+    number = _whole_number(raw)
+    return number if number else None
 
 
 @api.get("/api/tasks")
@@ -206,4 +217,7 @@ def metrics() -> Response:
 def openapi() -> Response:
     """The OpenAPI 3.1 document of this server."""
     state = current_state()
-    return jsonify(openapi_document(auth=state.settings.token is not None))
+    document = openapi_document(
+        auth=state.settings.token is not None, task_types=state.task_types.names()
+    )
+    return jsonify(document)

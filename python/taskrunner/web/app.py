@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from flask import Flask, Response, request
-from flask.json.provider import DefaultJSONProvider
 
 from taskrunner import TaskRunner
 from taskrunner.web.api import api
 from taskrunner.web.dashboard import dashboard
+from taskrunner.web.encoding import JSONProvider
 from taskrunner.web.metrics import count_requests, metrics_registry
-from taskrunner.web.problems import register_problem_handlers
+from taskrunner.web.problems import contain_base_exceptions, register_problem_handlers
 from taskrunner.web.settings import Settings
 from taskrunner.web.state import EXTENSION_KEY, WebState
 from taskrunner.web.tasktypes import TaskFactory, TaskTypes, default_task_types
@@ -43,8 +43,10 @@ def create_app(
     """A Flask app serving the HTTP API and the dashboard over a ``TaskRunner``.
 
     Args:
-        runner: the runner to serve; by default the app makes its own, which
-            ``app.extensions["taskrunner"].close()`` shuts down.
+        runner: the runner to serve, with its own retention of finished
+            tasks; by default the app makes its own, with the retention of
+            ``TASKRUNNER_RETAIN_FINISHED`` and ``TASKRUNNER_RETAIN_SECONDS``,
+            which ``app.extensions["taskrunner"].close()`` shuts down.
         task_types: the task types clients may submit, by name:
             ``factory(input)`` or ``factory(input, wait=...)`` returning a
             task object. Default: the fake tasks ``fake``, ``fake_blocking``
@@ -64,18 +66,19 @@ def create_app(
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config.update(config or {})
-    if isinstance(app.json, DefaultJSONProvider):
-        app.json.sort_keys = False  # keep the status dict in its documented order
-        app.json.ensure_ascii = False
+    app.json = JSONProvider(app)
 
     settings = Settings.load(app.config)
     registry = TaskTypes(default_task_types() if task_types is None else task_types)
     owns_runner = runner is None
-    state = WebState(runner or TaskRunner(), owns_runner, registry, settings)
+    if runner is None:
+        runner = TaskRunner(**settings.runner_options())
+    state = WebState(runner, owns_runner, registry, settings)
     state.metrics_registry = metrics_registry(state)
     app.extensions[EXTENSION_KEY] = state
 
     register_problem_handlers(app)
+    app.wsgi_app = contain_base_exceptions(app.wsgi_app)  # type: ignore[method-assign]
     count_requests(app, state.metrics_registry)
     app.after_request(_harden)
     app.after_request(_log_access)

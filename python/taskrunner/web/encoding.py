@@ -1,11 +1,37 @@
-"""A task's status dict as JSON: the result travels as-is when JSON can hold it."""
+"""JSON out of the API: a task's result travels as-is when JSON can hold it,
+and text that UTF-8 cannot hold travels escaped."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+from flask.json.provider import DefaultJSONProvider
+
 MAX_REPR_CHARS = 10_000
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, readable (keys in order, text unescaped) and always UTF-8 safe.
+
+    A lone surrogate (``"\\ud800"`` in a client's JSON, or a file name a task
+    decoded with ``surrogateescape``) is a ``str`` in Python but has no UTF-8
+    form: left raw, encoding the response would fail after the work was done.
+    It can only appear inside a JSON string, where its ``\\u`` escape means
+    the same, so it is sent escaped.
+    """
+
+    sort_keys = False  # keep the status dict in its documented order
+    ensure_ascii = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return LONE_SURROGATE.sub(_escape, super().dumps(obj, **kwargs))
 
 
 def _fits_json(value: Any) -> bool:

@@ -21,7 +21,9 @@ from taskrunner.web.encoding import task_json
 from taskrunner.web.state import WebState
 
 RETRY_MILLISECONDS = 2000
-POLL_SECONDS = 0.05  # how long a change may wait before it is sent
+# The longest a stream waits for a change before it looks again at whether
+# the server is stopping or the client has gone.
+WAKE_SECONDS = 0.5
 BATCH = 512
 CAPACITY = 8192
 
@@ -41,16 +43,6 @@ def _changed_tasks(state: WebState, batch: list[tuple[int, str]]) -> Iterator[st
         yield message("task", task_json(status))
 
 
-def _next_batch(stream: EventStream) -> list[tuple[int, str]]:
-    """The changes so far, or [] after a short pause when there are none."""
-    # A waiting next_batch(timeout=...) loses the event that ends its wait, so
-    # only take what is already queued, and pause in between.
-    batch = stream.next_batch(timeout=0, max=BATCH)
-    if not batch:
-        time.sleep(POLL_SECONDS)
-    return batch
-
-
 def task_events(
     state: WebState, stream: EventStream, gone: Callable[[], bool] = lambda: False
 ) -> Iterator[str]:
@@ -64,7 +56,8 @@ def task_events(
     yield message("ready", {"counts": runner.counts()})
     quiet_since = time.monotonic()
     while not (state.stopping.is_set() or runner.closed or gone()):
-        batch = _next_batch(stream)
+        heartbeat_due = quiet_since + state.settings.heartbeat - time.monotonic()
+        batch = stream.next_batch(timeout=min(max(heartbeat_due, 0.0), WAKE_SECONDS), max=BATCH)
         if stream.take_lagged():
             yield message("resync", {"counts": runner.counts()})
         if batch:

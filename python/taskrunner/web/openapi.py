@@ -6,11 +6,12 @@ gives to it, and checks that every response it promises can be produced.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import metadata
-from typing import Any
+from typing import Any, Optional
 
 from taskrunner import STATES
-from taskrunner.web.submission import MAX_NAME_CHARS, MAX_WAIT_SECONDS
+from taskrunner.web.submission import MAX_NAME_CHARS, MAX_TIMEOUT_SECONDS, MAX_WAIT_SECONDS
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
@@ -100,7 +101,9 @@ SCHEMAS: dict[str, Any] = {
             "type": {"type": "string", "minLength": 1, "description": "a task type's name"},
             "input": {"description": "any JSON value, handed to the task type's factory"},
             "wait": _nullable({"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS}),
-            "timeout": _nullable({"type": "number", "exclusiveMinimum": 0}),
+            "timeout": _nullable(
+                {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_SECONDS}
+            ),
             "name": _nullable({"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS}),
         },
     },
@@ -233,6 +236,10 @@ EVENTS_DESCRIPTION = (
 )
 
 
+def _task_link(operation_id: str) -> dict[str, Any]:
+    return {"operationId": operation_id, "parameters": {"task_id": "$response.body#/id"}}
+
+
 def _paths() -> dict[str, Any]:
     task = _json(_ref("Task"), "the task's status")
     return {
@@ -252,6 +259,10 @@ def _paths() -> dict[str, Any]:
                                 "description": "the task's URL",
                                 "schema": {"type": "string"},
                             }
+                        },
+                        "links": {
+                            "GetTask": _task_link("getTask"),
+                            "CancelTask": _task_link("cancelTask"),
                         },
                     },
                     "400": _problem("bad JSON, or missing, unknown or invalid fields"),
@@ -337,7 +348,13 @@ def _paths() -> dict[str, Any]:
                 "operationId": "metrics",
                 "summary": "Prometheus metrics",
                 "responses": {
-                    "200": _json({"type": "string"}, "Prometheus text format", "text/plain")
+                    "200": {
+                        "description": "Prometheus text format, or OpenMetrics when asked for",
+                        "content": {
+                            "text/plain": {"schema": {"type": "string"}},
+                            "application/openmetrics-text": {"schema": {"type": "string"}},
+                        },
+                    }
                 },
             }
         },
@@ -367,8 +384,25 @@ def _require_token(paths: dict[str, Any]) -> None:
                 operation["responses"]["401"] = _problem("the bearer token is missing or wrong")
 
 
-def openapi_document(auth: bool = False) -> dict[str, Any]:
-    """The OpenAPI 3.1 document; ``auth`` when the server requires a bearer token."""
+def _schemas(task_types: Optional[Sequence[str]]) -> dict[str, Any]:
+    """The schemas, with the submission's ``type`` limited to the registered names."""
+    if task_types is None:
+        return SCHEMAS
+    submission = SCHEMAS["Submission"]
+    type_name = {**submission["properties"]["type"], "enum": list(task_types)}
+    properties = {**submission["properties"], "type": type_name}
+    return {**SCHEMAS, "Submission": {**submission, "properties": properties}}
+
+
+def openapi_document(
+    auth: bool = False, task_types: Optional[Sequence[str]] = None
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of a server.
+
+    Args:
+        auth: the server requires a bearer token.
+        task_types: the names of its task types (any string when None).
+    """
     paths = _paths()
     document: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -378,7 +412,7 @@ def openapi_document(auth: bool = False) -> dict[str, Any]:
             "description": "Launch long-running tasks and watch their status.",
         },
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": _schemas(task_types)},
     }
     if auth:
         _require_token(paths)

@@ -10,8 +10,9 @@ branch on, documented in the web docs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException
@@ -122,3 +123,29 @@ def register_problem_handlers(app: Flask) -> None:
     app.register_error_handler(Problem, lambda problem: problem.to_response())
     app.register_error_handler(HTTPException, _from_http_exception)
     app.register_error_handler(Exception, _from_unexpected)
+
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+NOT_FAILURES = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def contain_base_exceptions(wsgi_app: WSGIApp) -> WSGIApp:
+    """Wraps a WSGI app so that a ``BaseException`` from a view is a 500 too.
+
+    Flask turns only ``Exception`` into an error response. A panic in the
+    Rust core reaches Python as pyo3's ``PanicException``, a
+    ``BaseException``; past Flask, waitress logs it and leaves the client
+    waiting for an answer that never comes.
+    """
+
+    def contained(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            return wsgi_app(environ, start_response)
+        except NOT_FAILURES:
+            raise
+        except BaseException as error:
+            logger.error("unhandled error while serving a request", exc_info=error)
+            problem = Problem(500, "the server failed to handle the request; see its log")
+            return problem.to_response()(environ, start_response)
+
+    return contained

@@ -23,8 +23,11 @@ class Settings:
             it gets 503.
         max_event_streams: the most open ``/api/events`` connections (each
             holds a server thread); one past it gets 503.
-        retain_finished: how many finished tasks to remember; older ones are
-            forgotten. 0 remembers them all.
+        retain_finished: how many finished tasks the app's own runner
+            remembers; older ones are forgotten. 0 remembers them all. A
+            runner given to ``create_app`` keeps its own retention.
+        retain_seconds: how long the app's own runner remembers a finished
+            task. 0 remembers it for ever.
         heartbeat: seconds of quiet after which an event stream sends a comment.
         max_page: the largest ``limit`` of ``GET /api/tasks``.
     """
@@ -33,6 +36,7 @@ class Settings:
     max_unfinished: int = 10_000
     max_event_streams: int = 8
     retain_finished: int = 10_000
+    retain_seconds: float = 3600.0
     heartbeat: float = 15.0
     max_page: int = 1000
 
@@ -62,10 +66,18 @@ class Settings:
         for name in ("max_unfinished", "max_event_streams", "max_page"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()} must be >= 1")
-        if self.retain_finished < 0:
-            raise ValueError(f"{ENV_PREFIX}RETAIN_FINISHED must be >= 0")
-        if self.heartbeat <= 0:
+        for name in ("retain_finished", "retain_seconds"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()} must be >= 0")
+        if not self.heartbeat > 0:  # NaN too
             raise ValueError(f"{ENV_PREFIX}HEARTBEAT must be > 0")
+
+    def runner_options(self) -> dict[str, Any]:
+        """The retention arguments of the ``TaskRunner`` an app makes for itself."""
+        return {
+            "retain_finished": self.retain_finished or None,
+            "retain_seconds": self.retain_seconds or None,
+        }
 
 
 def _convert(key: str, raw: Any, default: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from flask import current_app
 
-from taskrunner import FINAL_STATES, TaskRunner
+from taskrunner import TaskRunner
 from taskrunner.web.pollrate import PollRateMeter
 from taskrunner.web.problems import SHUTTING_DOWN, TOO_MANY_UNFINISHED, Problem, invalid_params
 from taskrunner.web.settings import Settings
@@ -40,19 +40,6 @@ class StreamSlots:
     @property
     def open(self) -> int:
         return self._open
-
-
-def forget_oldest_finished(runner: TaskRunner, keep: int) -> int:
-    """Forgets finished tasks but the newest ``keep``; returns how many it forgot."""
-    finished = sorted(id for state in FINAL_STATES for id in runner.ids(state=state))
-    forgotten = 0
-    for id in finished[: max(len(finished) - keep, 0)]:
-        try:
-            runner.forget(id)
-            forgotten += 1
-        except KeyError:
-            pass  # forgotten meanwhile
-    return forgotten
 
 
 class WebState:
@@ -99,18 +86,7 @@ class WebState:
             except RuntimeError:
                 raise Problem(503, "the task runner is shut down", type=SHUTTING_DOWN) from None
             self.submitted += 1
-            self._forget_if_over_retention()
         return handle.status()
-
-    def _forget_if_over_retention(self) -> None:
-        keep = self.settings.retain_finished
-        if not keep:
-            return
-        counts = self.runner.counts()
-        finished = sum(counts[state] for state in FINAL_STATES)
-        # Forget in bulk, a tenth over the limit at a time, to keep listing rare.
-        if finished > keep + max(keep // 10, 1):
-            forget_oldest_finished(self.runner, keep)
 
     def close(self) -> None:
         """Ends the event streams and, if the app made the runner, shuts it down.

@@ -14,7 +14,13 @@ from taskrunner.web.problems import INVALID_BODY, Problem, invalid_params
 FIELDS = ("type", "input", "wait", "timeout", "name")
 REQUIRED = ("type", "input")
 MAX_NAME_CHARS = 200
+# Python's own bound on int <-> text conversion (3.11 and later): a longer
+# number could not even be sent back.
+MAX_INT_DIGITS = 4300
 MAX_WAIT_SECONDS = 86_400.0
+# A year: far beyond any task kept in memory, and far below what the
+# runner's clock can add without overflowing.
+MAX_TIMEOUT_SECONDS = 365 * 86_400.0
 
 
 @dataclass(frozen=True)
@@ -32,13 +38,27 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer has more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e309 would otherwise become inf
+        raise ValueError(f"the number {text} is too large")
+    return number
+
+
 def read_json_object(request: Request) -> dict[str, Any]:
     """The request body as a JSON object.
 
     Raises:
         Problem: 415 for a body declared as something other than JSON; 400 for
-            an empty body, bad UTF-8 or JSON (NaN and Infinity included), or
-            JSON that is not an object. (Werkzeug raises 413 for a body over
+            an empty body, bytes that are not UTF-8, bad JSON (NaN and Infinity
+            included), a number beyond a float or of over 4300 digits, or JSON
+            that is not an object. (Werkzeug raises 413 for a body over
             ``MAX_CONTENT_LENGTH``.)
     """
     mimetype = request.mimetype
@@ -48,7 +68,18 @@ def read_json_object(request: Request) -> dict[str, Any]:
     if not data.strip():
         raise Problem(400, "the body is empty; send a JSON object", type=INVALID_BODY)
     try:
-        body = json.loads(data, parse_constant=_reject_constant)
+        # Strict UTF-8: json.loads would take bytes in UTF-16 or 32, and
+        # encoded surrogates, which are not UTF-8.
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise Problem(400, f"the body is not UTF-8: {error}", type=INVALID_BODY) from None
+    try:
+        body = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
     except (ValueError, RecursionError) as error:
         raise Problem(400, f"the body is not valid JSON: {error}", type=INVALID_BODY) from None
     if not isinstance(body, dict):
@@ -73,8 +104,8 @@ def _check_wait(value: Any) -> Optional[str]:
 def _check_timeout(value: Any) -> Optional[str]:
     if value is None:
         return None
-    if not _is_number(value) or value <= 0:
-        return "must be null or a number of seconds > 0"
+    if not _is_number(value) or not 0 < value <= MAX_TIMEOUT_SECONDS:
+        return f"must be null or a number of seconds > 0 and at most {MAX_TIMEOUT_SECONDS:g}"
     return None
 
 

@@ -53,8 +53,16 @@ function askForToken() {
 
 // ---- the task table ------------------------------------------------------
 
+// A task only moves forward: pending, running, then a final state. Statuses
+// arrive by several paths (events, a submit's or cancel's answer, list pages
+// fetched a while ago), so a late one may be older than what is shown.
+function stage(status) {
+  return status.done ? 2 : status.state === "running" ? 1 : 0;
+}
+
 function upsert(status) {
   const known = tasks.get(status.id);
+  if (known && stage(status) < stage(known.status)) return;
   tasks.set(status.id, { status, receivedAt: performance.now(), fresh: !known });
   scheduleRender();
 }
