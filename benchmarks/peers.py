@@ -81,11 +81,9 @@ class _PeerBase(Impl):
         return self.started, self.finished, sum(self.polls)
 
 
-class ThreadPerTask(_PeerBase):
-    """The challenge's suggested solution: one thread per task; polling tasks checked every 1 s."""
+class _SleepPollingPeer(_PeerBase):
+    """A peer that runs each task on a thread of its own and sleep-polls polling tasks."""
 
-    name = "thread_per_task_1s"
-    description = "one threading.Thread per task; polling tasks: get_output() then sleep(1)"
     POLL_SLEEP = 1.0
 
     def _body(self, i: int, task: Any, polling: bool) -> None:
@@ -99,6 +97,14 @@ class ThreadPerTask(_PeerBase):
             self.polls[i] = k
         self._mark_done(i)
 
+
+class ThreadPerTask(_SleepPollingPeer):
+    """The challenge's suggested solution: one thread per task; polling tasks checked every 1 s."""
+
+    name = "thread_per_task_1s"
+    description = "one threading.Thread per task; polling tasks: get_output() then sleep(1)"
+    POLL_SLEEP = 1.0
+
     def submit_all(self, tasks: list[Any], polling: list[bool]) -> None:
         thread = threading.Thread
         body = self._body
@@ -110,7 +116,7 @@ class ThreadPerTask(_PeerBase):
             append(t)
 
 
-class Tpe100(_PeerBase):
+class Tpe100(_SleepPollingPeer):
     """ThreadPoolExecutor(max_workers=100); a polling task is sleep-polled inside its worker."""
 
     name = "tpe100_50ms"
@@ -121,17 +127,6 @@ class Tpe100(_PeerBase):
 
     def setup(self) -> None:
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=100)
-
-    def _body(self, i: int, task: Any, polling: bool) -> None:
-        self.started[i] = time.time()
-        task.run()
-        if polling:
-            k = 1
-            while task.get_output() is None:
-                time.sleep(self.POLL_SLEEP)
-                k += 1
-            self.polls[i] = k
-        self._mark_done(i)
 
     def submit_all(self, tasks: list[Any], polling: list[bool]) -> None:
         submit = self.executor.submit
