@@ -110,7 +110,7 @@ impl Engine {
         let policy = sub.policy.unwrap_or(self.policy);
         let record = self
             .store
-            .insert(|id| Record::new(id, name, sub.task.unbind(), sub.kind, deadline, policy));
+            .insert(|id| Record::new(id, name, sub.task.unbind(), sub.kind, policy));
         self.events.publish(Event {
             id: record.id,
             state: State::Pending,

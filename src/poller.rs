@@ -351,7 +351,6 @@ mod tests {
                 name,
                 py.None(),
                 None,
-                None,
                 PollPolicy::default(),
             ))
         })

@@ -3,7 +3,7 @@
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::policy::PollPolicy;
 use crate::store::Counts;
@@ -125,8 +125,6 @@ pub struct Record {
     pub id: u64,
     pub name: Py<PyString>,
     pub submitted_at: f64,
-    /// When the task must be done by, if it has a timeout.
-    pub deadline: Option<Instant>,
     pub policy: PollPolicy,
     pub progress: Mutex<Progress>,
 }
@@ -137,14 +135,12 @@ impl Record {
         name: Py<PyString>,
         task: Py<PyAny>,
         kind: Option<Kind>,
-        deadline: Option<Instant>,
         policy: PollPolicy,
     ) -> Record {
         Record {
             id,
             name,
             submitted_at: unix_now(),
-            deadline,
             policy,
             progress: Mutex::new(Progress {
                 state: State::Pending,

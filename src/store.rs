@@ -187,7 +187,7 @@ mod tests {
             for _ in 0..n {
                 store.insert(|id| {
                     let name = PyString::new(py, "t").unbind();
-                    Record::new(id, name, py.None(), None, None, PollPolicy::default())
+                    Record::new(id, name, py.None(), None, PollPolicy::default())
                 });
             }
         });
@@ -220,7 +220,6 @@ mod tests {
                         id,
                         PyString::new(py, "t").unbind(),
                         py.None(),
-                        None,
                         None,
                         PollPolicy::default(),
                     )
