@@ -21,6 +21,15 @@ def runner():
     r.shutdown(wait=True)
 
 
+@pytest.fixture
+def one_worker():
+    """A runner with a single worker, so that a second blocking task stays pending."""
+    r = taskrunner.TaskRunner(max_workers=1)
+    yield r
+    r.shutdown(wait=False, cancel_pending=True)
+    r.shutdown(wait=True)
+
+
 class Blocking:
     """A plain (unregistered) blocking task: works in run(), returns its output."""
 

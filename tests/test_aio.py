@@ -26,14 +26,6 @@ class Failing(Blocking):
         raise self.error
 
 
-@pytest.fixture
-def one_worker():
-    runner = TaskRunner(max_workers=1)
-    yield runner
-    runner.shutdown(wait=False, cancel_pending=True)
-    runner.shutdown(wait=True)
-
-
 def run(coroutine):
     return asyncio.run(asyncio.wait_for(coroutine, 30))
 

@@ -27,7 +27,7 @@ from concurrent.futures.thread import BrokenThreadPool
 
 import pytest
 
-from taskrunner import TaskRunner, TaskTimeoutError
+from taskrunner import TaskTimeoutError
 from taskrunner.executor import Executor
 
 from conftest import Blocking, Gate, Polling, wait_for
@@ -633,14 +633,6 @@ def test_is_a_concurrent_futures_executor():
 
 
 # Futures of task handles
-
-
-@pytest.fixture
-def one_worker():
-    runner = TaskRunner(max_workers=1)
-    yield runner
-    runner.shutdown(wait=False, cancel_pending=True)
-    runner.shutdown(wait=True)
 
 
 def test_handle_future_settles_with_the_result(runner):

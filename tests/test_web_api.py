@@ -23,6 +23,8 @@ from taskrunner.web.openapi import openapi_document
 from taskrunner.web.pollrate import PollRateMeter
 from taskrunner.web.settings import Settings
 
+from conftest import wait_for
+
 WAIT = 10.0  # generous: how long a test waits for a task to finish
 
 
@@ -131,7 +133,7 @@ class Server:
 
     def until_running(self, task: dict) -> dict:
         """Waits for a submitted task to start; returns it."""
-        assert _eventually(lambda: self.runner.status(task["id"])["state"] == "running")
+        assert wait_for(lambda: self.runner.status(task["id"])["state"] == "running", WAIT)
         return task
 
     def finish(self, *ids: int) -> None:
@@ -560,7 +562,7 @@ def test_stats_count_states_workers_and_poller(server):
     assert stats["workers_idle"] == stats["workers"] - 1
     assert stats["polling"] == 1
     # The poller takes a task out of its queue while it polls it.
-    assert _eventually(lambda: server.client.get("/api/stats").get_json()["poller_queue"] == 1)
+    assert wait_for(lambda: server.client.get("/api/stats").get_json()["poller_queue"] == 1, WAIT)
     assert stats["unfinished"] == 2
 
 
@@ -568,7 +570,9 @@ def test_stats_report_polls_per_second(server):
     server.submit("fake_polling", 1, wait=60)
     server.client.get("/api/stats")
     # The default back-off polls a new task many times a second.
-    assert _eventually(lambda: server.client.get("/api/stats").get_json()["polls_per_second"] > 0)
+    assert wait_for(
+        lambda: server.client.get("/api/stats").get_json()["polls_per_second"] > 0, WAIT
+    )
 
 
 def test_poll_rate_meter_averages_over_its_window():
@@ -605,7 +609,7 @@ def test_metrics_are_prometheus_text(server):
     assert workers == {"busy", "idle"}
     assert families["taskrunner_polling_tasks"].samples[0].value == 1
     # The poller takes a task out of its queue while it polls it.
-    assert _eventually(lambda: "taskrunner_poller_queue_length 1.0" in metrics_text(server))
+    assert wait_for(lambda: "taskrunner_poller_queue_length 1.0" in metrics_text(server), WAIT)
     assert families["taskrunner_polls"].samples[0].value >= 1
     assert families["taskrunner_tasks_submitted"].samples[0].value == 2
     requests = families["taskrunner_http_requests"].samples
@@ -951,12 +955,3 @@ def test_every_documented_response_is_produced_and_conforms(make_server):
                 guarded.client.open(method.upper(), path.replace("{task_id}", "1"), json={})
     promised_401 = {key for key in guarded.client.checker.documented() if key[2] == "401"}
     assert promised_401 and guarded.client.checker.observed == promised_401
-
-
-def _eventually(predicate, timeout: float = WAIT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
