@@ -22,6 +22,9 @@ use crate::store::{Retention, Store};
 
 const WORKER_STACK: usize = 8 << 20;
 
+/// How often a join wakes to let Ctrl-C through.
+const JOIN_STEP: Duration = Duration::from_millis(50);
+
 /// The longest one blocked `get_output()` (or polling `run()`) call holds up
 /// the polling of other tasks: then the watchdog starts another poller.
 pub const POLL_STALL_BOUND: Duration = Duration::from_millis(100);
@@ -482,17 +485,29 @@ impl Engine {
 
     /// Waits, detached and interruptible, until every thread has exited.
     pub fn join(&self, py: Python<'_>) -> PyResult<()> {
+        self.join_until(py, None).map(drop)
+    }
+
+    /// Waits, detached and interruptible, until every thread has exited or
+    /// `deadline` passes; true once they have.
+    pub fn join_until(&self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<bool> {
         if self.pool.is_own_worker() || self.poller.is_current_thread() {
             // A task or done callback cannot wait for the thread it runs on.
             return Err(PyRuntimeError::new_err(
                 "cannot join current thread: shutdown(wait=True) called from one of the runner's own threads",
             ));
         }
-        let step = Duration::from_millis(50);
         loop {
+            let step = match deadline {
+                None => JOIN_STEP,
+                Some(d) => d.saturating_duration_since(Instant::now()).min(JOIN_STEP),
+            };
             let done = py.detach(|| self.pool.wait_exited(step) && self.poller.wait_stopped(step));
             if done {
-                return Ok(());
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
             }
             py.check_signals()?;
         }

@@ -14,6 +14,7 @@ mod store;
 mod wait;
 
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -28,8 +29,17 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_function(wrap_pyfunction!(runner::register_kind, m)?)?;
     m.add_function(wrap_pyfunction!(runner::registered_kind, m)?)?;
-    m.add_function(wrap_pyfunction!(runner::_shutdown_all, m)?)?;
+    m.add_function(wrap_pyfunction!(runner::_close_all, m)?)?;
+    m.add_function(wrap_pyfunction!(runner::_join_all, m)?)?;
     m.add_function(wrap_pyfunction!(runner::_after_fork_in_child, m)?)?;
     m.add("DEFAULT_MAX_WORKERS", runner::DEFAULT_MAX_WORKERS)?;
+    let py = m.py();
+    let states = record::State::ALL.map(|s| s.as_str());
+    m.add("STATES", PyTuple::new(py, states)?)?;
+    m.add(
+        "KINDS",
+        PyTuple::new(py, record::Kind::ALL.map(|k| k.as_str()))?,
+    )?;
+    m.add("STATUS_KEYS", PyTuple::new(py, status::STATUS_KEYS)?)?;
     Ok(())
 }

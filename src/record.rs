@@ -61,6 +61,8 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Blocking, Kind::Polling];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Blocking => "blocking",

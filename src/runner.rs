@@ -398,15 +398,31 @@ pub fn registered_kind(task: Bound<'_, PyAny>) -> PyResult<Option<&'static str>>
     Ok(crate::classify::registered_kind(&task)?.map(|k| k.as_str()))
 }
 
-/// Ends every runner at interpreter exit: pending and polling tasks are
-/// cancelled, running blocking tasks are waited for, threads are joined.
+/// The first half of interpreter exit: every runner stops taking tasks,
+/// pending and polling tasks are cancelled (queued ones run instead with
+/// `run_pending_at_exit`). Returns how many tasks are still running, which
+/// `_join_all` then waits for.
 #[pyfunction]
-pub fn _shutdown_all(py: Python<'_>) -> PyResult<()> {
-    for engine in crate::engine::live_engines() {
+pub fn _close_all(py: Python<'_>) -> usize {
+    let engines = crate::engine::live_engines();
+    for engine in &engines {
         engine.close(py, !engine.run_pending_at_exit, true);
-        engine.join(py)?;
     }
-    Ok(())
+    engines.iter().map(|e| e.store.unfinished()).sum()
+}
+
+/// Waits, interruptibly, up to `timeout` seconds (None: as long as it takes)
+/// for every runner's threads to exit; true once they all have.
+#[pyfunction]
+#[pyo3(signature = (timeout=None))]
+pub fn _join_all(py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+    let deadline = deadline_of(timeout)?;
+    for engine in crate::engine::live_engines() {
+        if !engine.join_until(py, deadline)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Called in a forked child: the parent's threads are gone.

@@ -6,6 +6,23 @@ use pyo3::types::PyDict;
 
 use crate::record::{unix_now, Record};
 
+/// Every key of the status dict, in the order the dict has them: the one
+/// list that the Python package, the HTTP API and the dashboard read.
+pub const STATUS_KEYS: [&str; 12] = [
+    "id",
+    "name",
+    "kind",
+    "state",
+    "done",
+    "result",
+    "error",
+    "submitted_at",
+    "started_at",
+    "finished_at",
+    "runtime",
+    "polls",
+];
+
 pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py, PyDict>> {
     let p = record.progress.lock();
     let (state, kind, started, finished, polls) =
@@ -18,13 +35,6 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
     drop(p);
 
     let runtime = started.map(|s| finished.unwrap_or_else(unix_now) - s);
-    let d = PyDict::new(py);
-    d.set_item(intern!(py, "id"), record.id)?;
-    d.set_item(intern!(py, "name"), record.name.bind(py))?;
-    d.set_item(intern!(py, "kind"), kind.map(|k| k.as_str()))?;
-    d.set_item(intern!(py, "state"), state.as_str())?;
-    d.set_item(intern!(py, "done"), state.is_final())?;
-    d.set_item(intern!(py, "result"), result)?;
     let error = match error {
         None => None,
         Some((type_name, message, traceback)) => {
@@ -35,6 +45,13 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
             Some(e)
         }
     };
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "id"), record.id)?;
+    d.set_item(intern!(py, "name"), record.name.bind(py))?;
+    d.set_item(intern!(py, "kind"), kind.map(|k| k.as_str()))?;
+    d.set_item(intern!(py, "state"), state.as_str())?;
+    d.set_item(intern!(py, "done"), state.is_final())?;
+    d.set_item(intern!(py, "result"), result)?;
     d.set_item(intern!(py, "error"), error)?;
     d.set_item(intern!(py, "submitted_at"), record.submitted_at)?;
     d.set_item(intern!(py, "started_at"), started)?;

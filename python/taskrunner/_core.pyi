@@ -8,6 +8,9 @@ from typing_extensions import disjoint_base
 
 __all__ = [
     "DEFAULT_MAX_WORKERS",
+    "KINDS",
+    "STATES",
+    "STATUS_KEYS",
     "Completions",
     "EventStream",
     "PollPolicy",
@@ -15,12 +18,16 @@ __all__ = [
     "TaskHandle",
     "TaskTimeoutError",
     "_after_fork_in_child",
-    "_shutdown_all",
+    "_close_all",
+    "_join_all",
     "register_kind",
     "registered_kind",
 ]
 
 DEFAULT_MAX_WORKERS: int
+STATES: tuple[str, ...]
+KINDS: tuple[str, ...]
+STATUS_KEYS: tuple[str, ...]
 
 class TaskTimeoutError(Exception): ...
 
@@ -124,5 +131,6 @@ class Runner:
 
 def register_kind(cls: type, kind: str) -> None: ...
 def registered_kind(task: Any) -> Optional[str]: ...
-def _shutdown_all() -> None: ...
+def _close_all() -> int: ...
+def _join_all(timeout: Optional[float] = None) -> bool: ...
 def _after_fork_in_child() -> None: ...
