@@ -17,7 +17,7 @@ from conftest_web import OpenAPIChecker, parse_sse
 from prometheus_client.parser import text_string_to_metric_families
 
 import taskrunner
-from taskrunner import STATES, TaskRunner
+from taskrunner import STATES, STATUS_KEYS, TaskRunner
 from taskrunner.web import create_app, default_task_types, events
 from taskrunner.web.openapi import openapi_document
 from taskrunner.web.pollrate import PollRateMeter
@@ -587,6 +587,15 @@ def test_poll_rate_meter_averages_over_its_window():
     assert meter.rate(900) == pytest.approx(100.0)
 
 
+def test_meta_lists_states_kinds_and_status_keys_in_order(server):
+    meta = server.client.get("/api/meta").get_json()
+    assert meta == {
+        "states": list(STATES),
+        "kinds": list(taskrunner.KINDS),
+        "status_keys": list(STATUS_KEYS),
+    }
+
+
 def test_healthz_is_ok_then_503_when_shutting_down(server):
     response = server.client.get("/healthz")
     assert response.status_code == 200 and response.get_json() == {"status": "ok"}
@@ -617,6 +626,24 @@ def test_metrics_are_prometheus_text(server):
         s.labels == {"method": "POST", "endpoint": "taskrunner_api.submit_task", "status": "202"}
         for s in requests
     )
+
+
+def with_timed_out_workers(server: Server, monkeypatch: Any, count: int) -> None:
+    """The runner's stats as a core that reports ``workers_timed_out`` gives them."""
+    real_stats = server.runner.stats
+    monkeypatch.setattr(
+        server.runner, "stats", lambda: {**real_stats(), "workers_timed_out": count}
+    )
+
+
+def test_stats_and_metrics_carry_workers_timed_out_when_the_core_reports_it(server, monkeypatch):
+    assert "workers_timed_out" not in server.client.get("/api/stats").get_json()
+    assert 'activity="timed_out"' not in metrics_text(server)
+    with_timed_out_workers(server, monkeypatch, 2)
+    assert server.client.get("/api/stats").get_json()["workers_timed_out"] == 2
+    families = {f.name: f for f in text_string_to_metric_families(metrics_text(server))}
+    workers = {s.labels["activity"]: s.value for s in families["taskrunner_workers"].samples}
+    assert workers["timed_out"] == 2
 
 
 def metrics_text(server: Server) -> str:
@@ -813,6 +840,7 @@ def token_server(make_server) -> Server:
         ("GET", "/api/tasks/1"),
         ("DELETE", "/api/tasks/1"),
         ("GET", "/api/task-types"),
+        ("GET", "/api/meta"),
         ("GET", "/api/stats"),
         ("GET", "/api/events"),
         ("GET", "/metrics"),
@@ -865,6 +893,12 @@ def test_settings_reject_bad_values():
 
 
 # ---- the OpenAPI document ----------------------------------------------------
+
+
+def test_the_task_schema_documents_every_status_key_in_order():
+    properties = openapi_document()["components"]["schemas"]["Task"]["properties"]
+    assert [key for key in properties if key != "result_is_repr"] == list(STATUS_KEYS)
+    assert "result_is_repr" in properties
 
 
 @pytest.mark.parametrize("auth", [False, True])
@@ -936,6 +970,7 @@ def test_every_documented_response_is_produced_and_conforms(make_server):
     plain.finish(finished["id"])
     client.delete(f"/api/tasks/{finished['id']}")  # 409
     client.get("/api/task-types")
+    client.get("/api/meta")
     client.get("/api/stats")
     stream = client.get("/api/events")  # 200
     client.get("/api/events")  # 503

@@ -1,4 +1,4 @@
-"""The HTTP API: a Blueprint of JSON endpoints over the app's ``TaskRunner``."""
+"""The HTTP API: a Blueprint of JSON endpoints under ``/api`` over the app's ``TaskRunner``."""
 
 from __future__ import annotations
 
@@ -6,43 +6,30 @@ from typing import Any, Optional
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from taskrunner import STATES
+from taskrunner import KINDS, STATES, STATUS_KEYS
 from taskrunner.web import events
-from taskrunner.web.auth import check_bearer
+from taskrunner.web.auth import guard
 from taskrunner.web.encoding import task_json
-from taskrunner.web.metrics import metrics_response
 from taskrunner.web.openapi import openapi_document
 from taskrunner.web.problems import (
     NOT_CANCELLABLE,
     SHUTTING_DOWN,
     TOO_MANY_STREAMS,
-    UNKNOWN_TASK,
     Problem,
     invalid_params,
+    unknown_task,
 )
 from taskrunner.web.state import WebState, current_state
 from taskrunner.web.submission import parse_submission, read_json_object
 
-api = Blueprint("taskrunner_api", __name__)
+api = Blueprint("taskrunner_api", __name__, url_prefix="/api")
+guard(api, public={"openapi"})
 
-PUBLIC_ENDPOINTS = {"taskrunner_api.healthz", "taskrunner_api.openapi"}
 DEFAULT_PAGE = 100
 # A task id is an unsigned 64-bit number: 20 digits at most. Longer text is no
 # id, and the bound spares the parsing of huge numbers.
 MAX_DIGITS = 20
 MAX_ID = 2**64 - 1
-
-
-@api.before_request
-def _authenticate() -> None:
-    if request.endpoint not in PUBLIC_ENDPOINTS:
-        check_bearer(request.headers.get("Authorization"), current_state().settings.token)
-
-
-@api.after_request
-def _never_cache(response: Response) -> Response:
-    response.headers.setdefault("Cache-Control", "no-store")
-    return response
 
 
 def _whole_number(raw: str) -> Optional[int]:
@@ -56,7 +43,7 @@ def _task_id(raw: str) -> int:
     """The id in a path; any text that is not a whole number is an unknown task."""
     id = _whole_number(raw)
     if id is None:
-        raise Problem(404, f"no task with id {raw!r}", type=UNKNOWN_TASK)
+        raise unknown_task(raw)
     return id
 
 
@@ -64,10 +51,10 @@ def _status(state: WebState, id: int) -> dict[str, Any]:
     try:
         return state.runner.status(id)
     except KeyError:
-        raise Problem(404, f"no task with id {id}", type=UNKNOWN_TASK) from None
+        raise unknown_task(id) from None
 
 
-@api.post("/api/tasks")
+@api.post("/tasks")
 def submit_task() -> tuple[Response, int, dict[str, str]]:
     """Starts a task of a registered type; 202 with its status and Location."""
     state = current_state()
@@ -104,7 +91,7 @@ def _positive_int(raw: Optional[str], default: int) -> Optional[int]:
     return number if number else None
 
 
-@api.get("/api/tasks")
+@api.get("/tasks")
 def list_tasks() -> Response:
     """Tasks newest first, optionally in one state, a page at a time."""
     state, limit, cursor = _page_query()
@@ -121,13 +108,13 @@ def list_tasks() -> Response:
     return jsonify({"tasks": tasks, "next_cursor": next_cursor})
 
 
-@api.get("/api/tasks/<task_id>")
+@api.get("/tasks/<task_id>")
 def get_task(task_id: str) -> Response:
     """One task's status."""
     return jsonify(task_json(_status(current_state(), _task_id(task_id))))
 
 
-@api.delete("/api/tasks/<task_id>")
+@api.delete("/tasks/<task_id>")
 def cancel_task(task_id: str) -> Response:
     """Cancels a task; 409 when it is running and blocking, or already finished."""
     state = current_state()
@@ -135,7 +122,7 @@ def cancel_task(task_id: str) -> Response:
     try:
         cancelled = state.runner.cancel(id)
     except KeyError:
-        raise Problem(404, f"no task with id {id}", type=UNKNOWN_TASK) from None
+        raise unknown_task(id) from None
     status = _status(state, id)
     if cancelled or status["state"] == "cancelled":
         return jsonify(task_json(status))
@@ -146,13 +133,19 @@ def cancel_task(task_id: str) -> Response:
     raise Problem(409, detail, type=NOT_CANCELLABLE, state=status["state"])
 
 
-@api.get("/api/task-types")
+@api.get("/task-types")
 def list_task_types() -> Response:
     """The task types a client may submit."""
     return jsonify({"task_types": current_state().task_types.describe()})
 
 
-@api.get("/api/stats")
+@api.get("/meta")
+def meta() -> Response:
+    """The names a client reads tasks with: states, kinds and status keys, in order."""
+    return jsonify({"states": list(STATES), "kinds": list(KINDS), "status_keys": list(STATUS_KEYS)})
+
+
+@api.get("/stats")
 def stats() -> Response:
     """Counts per state, workers, the poller's queue and polls per second."""
     state = current_state()
@@ -169,7 +162,7 @@ def stats() -> Response:
     )
 
 
-@api.get("/api/events")
+@api.get("/events")
 def event_stream() -> Response:
     """State changes as server-sent events (see ``taskrunner.web.events``)."""
     state = current_state()
@@ -198,22 +191,7 @@ def event_stream() -> Response:
     return response
 
 
-@api.get("/healthz")
-def healthz() -> Response:
-    """200 while the runner takes tasks, 503 once it is shutting down."""
-    state = current_state()
-    if state.stopping.is_set() or state.runner.closed:
-        raise Problem(503, "the task runner is shutting down", type=SHUTTING_DOWN)
-    return jsonify({"status": "ok"})
-
-
-@api.get("/metrics")
-def metrics() -> Response:
-    """Prometheus metrics of the runner and the HTTP server."""
-    return metrics_response(current_state().metrics_registry)
-
-
-@api.get("/api/openapi.json")
+@api.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI 3.1 document of this server."""
     state = current_state()

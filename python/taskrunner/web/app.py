@@ -7,12 +7,14 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from flask import Flask, Response, request
+from prometheus_client import CollectorRegistry
 
 from taskrunner import TaskRunner
 from taskrunner.web.api import api
 from taskrunner.web.dashboard import dashboard
 from taskrunner.web.encoding import JSONProvider
-from taskrunner.web.metrics import count_requests, metrics_registry
+from taskrunner.web.metrics import instrument
+from taskrunner.web.operations import operations
 from taskrunner.web.problems import contain_base_exceptions, register_problem_handlers
 from taskrunner.web.settings import Settings
 from taskrunner.web.state import EXTENSION_KEY, WebState
@@ -73,15 +75,17 @@ def create_app(
     owns_runner = runner is None
     if runner is None:
         runner = TaskRunner(**settings.runner_options())
-    state = WebState(runner, owns_runner, registry, settings)
-    state.metrics_registry = metrics_registry(state)
+    # A registry of this app's own, not the process-wide default one.
+    metrics = CollectorRegistry(auto_describe=True)
+    state = WebState(runner, owns_runner, registry, settings, metrics)
     app.extensions[EXTENSION_KEY] = state
 
     register_problem_handlers(app)
-    app.wsgi_app = contain_base_exceptions(app.wsgi_app)  # type: ignore[method-assign]
-    count_requests(app, state.metrics_registry)
+    app.wsgi_app = contain_base_exceptions(app.wsgi_app)  # type: ignore[method-assign, assignment]
+    instrument(app, state)
     app.after_request(_harden)
     app.after_request(_log_access)
     app.register_blueprint(api)
+    app.register_blueprint(operations)
     app.register_blueprint(dashboard)
     return app

@@ -1,11 +1,16 @@
-"""Bearer-token checking, for when the server's owner sets ``TASKRUNNER_TOKEN``."""
+"""Bearer tokens, for when the server's owner sets ``TASKRUNNER_TOKEN``: checking one,
+and guarding the views of a blueprint with it."""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Collection
 from typing import Optional
 
+from flask import Blueprint, Response, request
+
 from taskrunner.web.problems import Problem
+from taskrunner.web.state import current_state
 
 
 def check_bearer(authorization: Optional[str], token: Optional[str]) -> None:
@@ -27,3 +32,25 @@ def check_bearer(authorization: Optional[str], token: Optional[str]) -> None:
         else "the bearer token is wrong",
         headers={"WWW-Authenticate": f'Bearer realm="taskrunner"{error}'},
     )
+
+
+def _never_cache(response: Response) -> Response:
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def guard(blueprint: Blueprint, public: Collection[str] = ()) -> None:
+    """Every view of ``blueprint`` needs the token (but the ``public`` ones) and is never cached.
+
+    Args:
+        blueprint: the blueprint to guard.
+        public: names of its view functions that need no token.
+    """
+    public_endpoints = {f"{blueprint.name}.{name}" for name in public}
+
+    @blueprint.before_request
+    def _authenticate() -> None:
+        if request.endpoint not in public_endpoints:
+            check_bearer(request.headers.get("Authorization"), current_state().settings.token)
+
+    blueprint.after_request(_never_cache)

@@ -32,6 +32,9 @@ class RunnerCollector(Collector):
         )
         workers.add_metric(["busy"], stats["workers_busy"])
         workers.add_metric(["idle"], stats["workers_idle"])
+        # Still inside the run() of a task that timed out: Python cannot stop them.
+        if "workers_timed_out" in stats:
+            workers.add_metric(["timed_out"], stats["workers_timed_out"])
         yield workers
         yield GaugeMetricFamily(
             "taskrunner_max_workers", "The most worker threads.", value=stats["max_workers"]
@@ -60,14 +63,14 @@ class RunnerCollector(Collector):
         )
 
 
-def metrics_registry(state: WebState) -> CollectorRegistry:
-    """A registry of this app's own (not the process-wide default one)."""
-    registry = CollectorRegistry(auto_describe=True)
-    registry.register(RunnerCollector(state))
-    return registry
+def instrument(app: Flask, state: WebState) -> None:
+    """Exports the runner's numbers, and counts and times the requests of ``app``,
+    in ``state.metrics_registry``."""
+    state.metrics_registry.register(RunnerCollector(state))
+    _count_requests(app, state.metrics_registry)
 
 
-def count_requests(app: Flask, registry: CollectorRegistry) -> None:
+def _count_requests(app: Flask, registry: CollectorRegistry) -> None:
     """Counts and times every request of ``app`` by method, route and status."""
     requests = Counter(
         "taskrunner_http_requests",

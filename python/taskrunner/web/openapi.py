@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any, Optional
 
-from taskrunner import STATES
+from taskrunner import KINDS, STATES
 from taskrunner.web.submission import MAX_NAME_CHARS, MAX_TIMEOUT_SECONDS, MAX_WAIT_SECONDS
 
 JSON = "application/json"
@@ -33,44 +33,70 @@ def _problem(description: str) -> dict[str, Any]:
     return _json(_ref("Problem"), description, PROBLEM)
 
 
+# A task over HTTP: the status dict (``taskrunner.STATUS_KEYS``, in order),
+# with ``result_is_repr`` after ``result``. Every key is required.
+TASK_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "integer", "minimum": 1},
+    "name": {"type": "string"},
+    "kind": {"enum": [*KINDS, None], "description": "None until known"},
+    "state": {"enum": list(STATES)},
+    "done": {"type": "boolean", "description": "the state is final"},
+    "result": {"description": "the output once succeeded, else null"},
+    "result_is_repr": {
+        "type": "boolean",
+        "description": "true when JSON cannot hold the result: it is then its repr()",
+    },
+    "error": _nullable(_ref("TaskError")),
+    "submitted_at": {"type": "number", "description": "Unix seconds"},
+    "started_at": _nullable({"type": "number"}),
+    "finished_at": _nullable({"type": "number"}),
+    "runtime": _nullable({"type": "number", "minimum": 0}),
+    "polls": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "get_output() calls made so far; meaningful for polling tasks",
+    },
+}
+
+STATS_PROPERTIES: dict[str, Any] = {
+    "counts": _ref("Counts"),
+    **{
+        name: {"type": "integer", "minimum": 0}
+        for name in (
+            "max_workers",
+            "workers",
+            "workers_busy",
+            "workers_idle",
+            "queued",
+            "polling",
+            "poller_queue",
+            "polls",
+            "unfinished",
+            "max_unfinished",
+            "event_streams",
+        )  # fmt: skip
+    },
+    "workers_timed_out": {
+        "type": "integer",
+        "minimum": 0,
+        "description": (
+            "workers still inside the run() of a task that already timed out (Python "
+            "cannot interrupt them); workers_busy does not count them. Absent from "
+            "servers that do not report it."
+        ),
+    },
+    "polls_per_second": {"type": "number", "minimum": 0},
+    "closed": {"type": "boolean"},
+}
+OPTIONAL_STATS = {"workers_timed_out"}
+
 SCHEMAS: dict[str, Any] = {
     "Task": {
         "type": "object",
         "description": "A task's status dict.",
-        "required": [
-            "id",
-            "name",
-            "kind",
-            "state",
-            "done",
-            "result",
-            "result_is_repr",
-            "error",
-            "submitted_at",
-            "started_at",
-            "finished_at",
-            "runtime",
-            "polls",
-        ],  # fmt: skip
+        "required": list(TASK_PROPERTIES),
         "additionalProperties": False,
-        "properties": {
-            "id": {"type": "integer", "minimum": 1},
-            "name": {"type": "string"},
-            "kind": {"enum": ["blocking", "polling", None], "description": "None until known"},
-            "state": {"enum": list(STATES)},
-            "done": {"type": "boolean", "description": "the state is final"},
-            "result": {"description": "the output once succeeded, else null"},
-            "result_is_repr": {
-                "type": "boolean",
-                "description": "true when JSON cannot hold the result: it is then its repr()",
-            },
-            "error": _nullable(_ref("TaskError")),
-            "submitted_at": {"type": "number", "description": "Unix seconds"},
-            "started_at": _nullable({"type": "number"}),
-            "finished_at": _nullable({"type": "number"}),
-            "runtime": _nullable({"type": "number", "minimum": 0}),
-            "polls": {"type": "integer", "minimum": 0},
-        },
+        "properties": TASK_PROPERTIES,
     },
     "TaskError": {
         "type": "object",
@@ -135,42 +161,26 @@ SCHEMAS: dict[str, Any] = {
     "Stats": {
         "type": "object",
         "additionalProperties": False,
-        "required": [
-            "counts",
-            "max_workers",
-            "workers",
-            "workers_busy",
-            "workers_idle",
-            "queued",
-            "polling",
-            "poller_queue",
-            "polls",
-            "polls_per_second",
-            "unfinished",
-            "max_unfinished",
-            "event_streams",
-            "closed",
-        ],  # fmt: skip
+        "required": [name for name in STATS_PROPERTIES if name not in OPTIONAL_STATS],
+        "properties": STATS_PROPERTIES,
+    },
+    "Meta": {
+        "type": "object",
+        "description": "The names a client reads tasks with, each list in its order.",
+        "required": ["states", "kinds", "status_keys"],
+        "additionalProperties": False,
         "properties": {
-            "counts": _ref("Counts"),
-            **{
-                name: {"type": "integer", "minimum": 0}
-                for name in (
-                    "max_workers",
-                    "workers",
-                    "workers_busy",
-                    "workers_idle",
-                    "queued",
-                    "polling",
-                    "poller_queue",
-                    "polls",
-                    "unfinished",
-                    "max_unfinished",
-                    "event_streams",
-                )  # fmt: skip
+            "states": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "every state, pending and running first, then the final ones",
             },
-            "polls_per_second": {"type": "number", "minimum": 0},
-            "closed": {"type": "boolean"},
+            "kinds": {"type": "array", "items": {"type": "string"}},
+            "status_keys": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "the keys of the status dict (a Task adds result_is_repr)",
+            },
         },
     },
     "Health": {
@@ -242,6 +252,7 @@ def _task_link(operation_id: str) -> dict[str, Any]:
 
 def _paths() -> dict[str, Any]:
     task = _json(_ref("Task"), "the task's status")
+    no_such_task = _problem("no task with that id")
     return {
         "/api/tasks": {
             "post": {
@@ -288,14 +299,14 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "getTask",
                 "summary": "One task's status",
-                "responses": {"200": task, "404": _problem("no task with that id")},
+                "responses": {"200": task, "404": no_such_task},
             },
             "delete": {
                 "operationId": "cancelTask",
                 "summary": "Cancel a task",
                 "responses": {
                     "200": _json(_ref("Task"), "cancelled (or already was)"),
-                    "404": _problem("no task with that id"),
+                    "404": no_such_task,
                     "409": _problem("a running blocking task, or one already finished"),
                 },
             },
@@ -305,6 +316,13 @@ def _paths() -> dict[str, Any]:
                 "operationId": "listTaskTypes",
                 "summary": "The task types a client may submit",
                 "responses": {"200": _json(_ref("TaskTypes"), "the registry")},
+            }
+        },
+        "/api/meta": {
+            "get": {
+                "operationId": "getMeta",
+                "summary": "The states, kinds and status keys of tasks",
+                "responses": {"200": _json(_ref("Meta"), "the lists, each in order")},
             }
         },
         "/api/stats": {

@@ -90,6 +90,11 @@ class Problem(Exception):
         return response
 
 
+def unknown_task(id: object) -> Problem:
+    """The 404 for an id (or the text in its place) that names no task."""
+    return Problem(404, f"no task with id {id!r}", type=UNKNOWN_TASK)
+
+
 def invalid_params(reasons: dict[str, str], *, where: str = "request") -> Problem:
     """A 400 naming each bad parameter and what is wrong with it."""
     names = ", ".join(sorted(reasons))

@@ -6,6 +6,7 @@ import threading
 from typing import Any, Optional
 
 from flask import current_app
+from prometheus_client import CollectorRegistry
 
 from taskrunner import TaskRunner
 from taskrunner.web.pollrate import PollRateMeter
@@ -46,7 +47,12 @@ class WebState:
     """The runner behind one app and what the views share about it."""
 
     def __init__(
-        self, runner: TaskRunner, owns_runner: bool, task_types: TaskTypes, settings: Settings
+        self,
+        runner: TaskRunner,
+        owns_runner: bool,
+        task_types: TaskTypes,
+        settings: Settings,
+        metrics_registry: CollectorRegistry,
     ) -> None:
         self.runner = runner
         self.owns_runner = owns_runner
@@ -56,7 +62,7 @@ class WebState:
         self.streams = StreamSlots(settings.max_event_streams)
         self.stopping = threading.Event()
         self.submitted = 0
-        self.metrics_registry: Any = None  # set by create_app
+        self.metrics_registry = metrics_registry
         # Checking the limit and submitting must be one step, or concurrent
         # requests could all pass the check and overshoot it.
         self._submit_lock = threading.Lock()

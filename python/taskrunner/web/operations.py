@@ -1,0 +1,29 @@
+"""``/healthz`` and ``/metrics``: the views that load balancers and scrapers poll."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from taskrunner.web.auth import guard
+from taskrunner.web.metrics import metrics_response
+from taskrunner.web.problems import SHUTTING_DOWN, Problem
+from taskrunner.web.state import current_state
+
+operations = Blueprint("taskrunner_operations", __name__)
+# A load balancer asks for health without credentials; metrics tell more.
+guard(operations, public={"healthz"})
+
+
+@operations.get("/healthz")
+def healthz() -> Response:
+    """200 while the runner takes tasks, 503 once it is shutting down."""
+    state = current_state()
+    if state.stopping.is_set() or state.runner.closed:
+        raise Problem(503, "the task runner is shutting down", type=SHUTTING_DOWN)
+    return jsonify({"status": "ok"})
+
+
+@operations.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics of the runner and the HTTP server."""
+    return metrics_response(current_state().metrics_registry)
