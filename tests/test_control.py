@@ -2,34 +2,79 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
+import weakref
 
 import pytest
 
 import taskrunner
 from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling
 
-from conftest import Gate, Polling, wait_for
+from conftest import Blocking, Gate, Polling, wait_for
+
+EAGER = taskrunner.PollPolicy(min_interval=0.001, max_interval=0.001, ratio=0)
+
+
+def poll_a_probe(runner: taskrunner.TaskRunner, times: int = 10) -> None:
+    """Returns once the poller has polled a fresh task `times` times.
+
+    The poller takes due entries earliest first: an `EAGER` task still in its
+    queue would be polled again in between. This stands for "no further poll
+    comes", without betting on a sleep.
+    """
+    probe = Polling(1, wait=60)
+    h = runner.submit(probe, kind="polling", poll=EAGER)
+    assert wait_for(lambda: probe.polls >= times)
+    assert h.cancel()
+
+
+class HeldPoll:
+    """A polling task whose second get_output() holds the poll until released."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.inside = threading.Event()
+        self.release = threading.Event()
+        self.returned = threading.Event()
+
+    def run(self) -> None:
+        pass
+
+    def get_output(self):
+        self.calls += 1
+        if self.calls != 2:
+            return None
+        self.inside.set()
+        self.release.wait(30)
+        self.returned.set()
+        return "late"
 
 
 def test_polling_task_times_out_and_is_no_longer_polled(runner):
     task = Polling(1, wait=60)
-    h = runner.submit(task, kind="polling", timeout=0.2)
+    h = runner.submit(task, kind="polling", timeout=0.2, poll=EAGER)
     with pytest.raises(taskrunner.TaskTimeoutError):
         h.result(timeout=10)
     assert h.state == "timed_out"
-    polls = task.polls
-    time.sleep(0.2)
-    assert task.polls == polls
-    assert h.status()["polls"] == polls
+    polls = h.status()["polls"]  # counted up to the timeout, none after it
+    assert polls >= 1
+    # A poll counted just before the timeout may still be on its way into get_output().
+    assert wait_for(lambda: task.polls == polls)
+    poll_a_probe(runner)
+    assert task.polls == polls and h.status()["polls"] == polls
 
 
-def test_blocking_task_times_out_and_its_late_result_is_discarded(runner):
-    task = FakeTaskBlocking(2, wait=0.5)
-    h = runner.submit(task, timeout=0.1)
+def test_blocking_task_times_out_and_its_late_result_is_discarded(one_worker):
+    gate = Gate()
+    h = one_worker.submit(gate, timeout=0.1)
+    assert gate.entered.wait(10)
     with pytest.raises(taskrunner.TaskTimeoutError):
         h.result(timeout=10)
-    assert wait_for(lambda: task.output == 4)
+    gate.release.set()
+    # The one worker hands in the late result before it takes the next task.
+    assert one_worker.submit(Blocking(2), kind="blocking").result(timeout=10) == 2
     assert h.state == "timed_out" and h.status()["result"] is None
 
 
@@ -42,15 +87,18 @@ def test_pending_task_times_out_without_running():
         assert wait_for(h.done)
         assert h.state == "timed_out"
         gate.release.set()
-        runner.wait(timeout=10)
-        assert late.ran is False
+    # Shut down and joined: the worker has been through its whole queue.
+    assert late.ran is False
 
 
 def test_task_finishing_before_its_timeout_succeeds(runner):
-    h = runner.submit(FakeTaskPolling(5, wait=0.05), timeout=5)
+    h = runner.submit(FakeTaskPolling(5, wait=0.05), timeout=0.5)
+    later = runner.submit(Polling(1, wait=60), kind="polling", timeout=0.5)
     assert h.result(timeout=10) == 10
-    time.sleep(0.05)
-    assert h.state == "succeeded"
+    # Timeouts are handled earliest first: once `later` timed out, h's timeout has passed.
+    with pytest.raises(taskrunner.TaskTimeoutError):
+        later.result(timeout=10)
+    assert h.state == "succeeded" and h.status()["result"] == 10
 
 
 def test_cancel_pending_task_never_runs():
@@ -62,20 +110,35 @@ def test_cancel_pending_task_never_runs():
         assert h.cancel() is True
         assert h.cancelled() and h.state == "cancelled" and h.done()
         gate.release.set()
-        runner.wait(timeout=10)
-        assert never.ran is False
         with pytest.raises(taskrunner.CancelledError):
             h.result()
+    # Shut down and joined: the worker has been through its whole queue.
+    assert never.ran is False
 
 
 def test_cancel_running_polling_task_stops_its_polls(runner):
     task = Polling(1, wait=60)
-    h = runner.submit(task, kind="polling")
+    h = runner.submit(task, kind="polling", poll=EAGER)
     assert wait_for(lambda: task.polls >= 2)
     assert runner.cancel(h.id) is True
-    polls = task.polls
-    time.sleep(0.2)
+    assert h.state == "cancelled"
+    polls = h.status()["polls"]  # counted up to the cancel, none after it
+    # A poll counted just before the cancel may still be on its way into get_output().
+    assert wait_for(lambda: task.polls == polls)
+    poll_a_probe(runner)
     assert task.polls == polls and h.state == "cancelled"
+
+
+def test_cancel_during_a_poll_discards_what_that_poll_returns(runner):
+    task = HeldPoll()
+    h = runner.submit(task, kind="polling", poll=EAGER)
+    assert task.inside.wait(10)
+    assert h.cancel() is True
+    task.release.set()
+    assert task.returned.wait(10)
+    poll_a_probe(runner)
+    assert task.calls == 2 and h.status()["polls"] == 2
+    assert h.state == "cancelled" and h.status()["result"] is None
 
 
 def test_cancel_running_blocking_task_returns_false(runner):
@@ -168,9 +231,6 @@ def test_tasks_beyond_the_cap_wait_in_fifo_order():
 
 
 def test_forget_releases_a_finished_task(runner):
-    import gc
-    import weakref
-
     class Result:
         pass
 
@@ -188,7 +248,7 @@ def test_forget_releases_a_finished_task(runner):
     task_id = h.id
     runner.forget(task_id)
     del h  # a handle keeps its own task's record alive, as a Future does
-    gc.collect()
-    assert ref() is None
+    # The worker lets go of the record just after the final state that result() saw.
+    assert wait_for(lambda: gc.collect() >= 0 and ref() is None)
     with pytest.raises(KeyError):
         runner.status(task_id)
