@@ -63,21 +63,28 @@ class Polling:
 
 
 class Gate:
-    """A blocking task that holds a worker until released."""
+    """A blocking task that holds a worker until released; its output is ``value``.
 
-    def __init__(self) -> None:
+    Registered as blocking, so that its kind is known before it runs.
+    """
+
+    def __init__(self, value: Any = "released") -> None:
+        self.value = value
         self.entered = threading.Event()
         self.release = threading.Event()
         self.ran = False
 
-    def run(self) -> str:
+    def run(self) -> Any:
         self.ran = True
         self.entered.set()
         self.release.wait(30)
-        return "released"
+        return self.value
 
     def get_output(self) -> None:
         return None
+
+
+taskrunner.register_kind(Gate, "blocking")
 
 
 def wait_for(predicate, timeout: float = 10.0) -> bool:

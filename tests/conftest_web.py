@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
+PROBLEM = "application/problem+json"
 SERVE_SNIPPET = (
     "import sys; from taskrunner.web.serve import main; sys.exit(main('127.0.0.1', 0, {threads}))"
 )
@@ -244,3 +245,26 @@ class OpenAPIChecker:
             errors = sorted(self.validator(pointer).iter_errors(body()), key=str)
             assert not errors, f"{method.upper()} {path} -> {status}: {errors[0].message}"
         self.observed.add((template, method, key))
+
+
+def assert_problem(response: Any, status: int, type: Optional[str] = None) -> dict[str, Any]:
+    """The response is RFC 9457 problem details with this status (and type); its body.
+
+    ``response`` is a Flask test response or a ``requests`` response.
+    """
+    assert response.status_code == status, (response.status_code, response.text[:500])
+    assert response.headers["Content-Type"].split(";")[0].strip() == PROBLEM
+    body = json.loads(response.text)
+    assert body["status"] == status
+    assert isinstance(body["type"], str) and body["type"]
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    if type is not None:
+        assert body["type"] == type, body
+    return body
+
+
+def invalid_names(response: Any) -> set[str]:
+    """The names of the parameters a 400 invalid-params problem lists."""
+    body = assert_problem(response, 400, "/problems/invalid-params")
+    return {param["name"] for param in body["invalid_params"]}

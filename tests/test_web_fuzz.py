@@ -32,13 +32,19 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from conftest_web import EventCollector, OpenAPIChecker, ServerProcess
+from conftest_web import (
+    PROBLEM,
+    EventCollector,
+    OpenAPIChecker,
+    ServerProcess,
+    assert_problem,
+    invalid_names,
+)
 
 FUZZ_SECONDS = int(os.environ.get("TASKRUNNER_FUZZ_SECONDS", "12"))
 FLOOD_SECONDS = float(os.environ.get("TASKRUNNER_FLOOD_SECONDS", "5"))
 FUZZ_SEED = os.environ.get("TASKRUNNER_FUZZ_SEED")
 TOKEN = "fuzz-token"
-PROBLEM = "application/problem+json"
 PATIENCE = 60.0  # generous: how long accepted tasks may take to finish
 
 CHECKS = [
@@ -140,6 +146,7 @@ def need_schemathesis() -> None:
     pytest.importorskip("schemathesis", reason="the fuzzer needs the schemathesis package")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(FUZZ_SECONDS + 240)
 def test_fuzzing_from_the_openapi_document_finds_nothing(tmp_path):
     need_schemathesis()
@@ -152,6 +159,7 @@ def test_fuzzing_from_the_openapi_document_finds_nothing(tmp_path):
     assert_clean_log(server)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(FUZZ_SECONDS + 240)
 def test_fuzzing_with_a_token_finds_nothing_and_the_token_is_enforced(tmp_path):
     need_schemathesis()
@@ -200,25 +208,6 @@ class Client:
 
     def submit(self, body: Any) -> requests.Response:
         return self.post_raw(json.dumps(body).encode())
-
-
-def assert_problem(response: requests.Response, status: int, type: Optional[str] = None) -> dict:
-    """RFC 9457 problem details with the documented members."""
-    assert response.status_code == status, (response.status_code, response.text[:500])
-    assert response.headers["Content-Type"].startswith(PROBLEM)
-    body = response.json()
-    assert body["status"] == status
-    assert isinstance(body["type"], str) and body["type"]
-    assert isinstance(body["title"], str) and body["title"]
-    assert isinstance(body["detail"], str) and body["detail"]
-    if type is not None:
-        assert body["type"] == type, body
-    return body
-
-
-def invalid_names(response: requests.Response) -> set[str]:
-    body = assert_problem(response, 400, "/problems/invalid-params")
-    return {param["name"] for param in body["invalid_params"]}
 
 
 @pytest.fixture(scope="module")
@@ -543,6 +532,7 @@ def _final_states(url: str) -> dict[int, str]:
             return states
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(FLOOD_SECONDS + 240)
 def test_a_flood_of_submits_is_refused_with_503_never_a_crash():
     limit = 50

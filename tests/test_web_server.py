@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from conftest_web import EventCollector, OpenAPIChecker, ServerProcess
+from conftest_web import EventCollector, OpenAPIChecker, ServerProcess, assert_problem
 
 from taskrunner import FINAL_STATES
 from taskrunner.web import serve
@@ -55,6 +55,7 @@ def test_it_listens_on_loopback_by_default(server):
     assert inspect.signature(serve.main).parameters["host"].default == "127.0.0.1"
 
 
+@pytest.mark.slow
 def test_submit_100_tasks_and_watch_all_finish(server, checker):
     events = EventCollector(server.url)
     assert events.status == 200
@@ -105,10 +106,9 @@ def test_submit_100_tasks_and_watch_all_finish(server, checker):
 
 def test_errors_over_the_wire_are_problem_json(server, checker):
     response = checked(checker, requests.post(f"{server.url}/api/tasks", data="{oops", timeout=10))
-    assert response.status_code == 400
-    assert response.headers["Content-Type"] == "application/problem+json"
+    assert_problem(response, 400, "/problems/invalid-body")
     gone = checked(checker, requests.get(f"{server.url}/api/tasks/99999", timeout=10))
-    assert gone.status_code == 404
+    assert_problem(gone, 404, "/problems/unknown-task")
 
 
 def test_cancel_over_the_wire(server, checker):
@@ -130,8 +130,7 @@ def test_a_client_that_hangs_up_frees_its_event_stream_at_once():
         first, second = EventCollector(process.url), EventCollector(process.url)
         assert first.status == second.status == 200
         third = requests.get(f"{process.url}/api/events", stream=True, timeout=10)
-        assert third.status_code == 503
-        assert third.headers["Content-Type"] == "application/problem+json"
+        assert_problem(third, 503, "/problems/too-many-event-streams")
         first.close()
         # Well before the 15 s heartbeat would find the dead connection.
         deadline = time.monotonic() + 5
