@@ -13,6 +13,19 @@ from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling
 from conftest import Gate, Polling
 
 
+class Released:
+    """A polling task whose output is None until its event is set."""
+
+    def __init__(self, value, release: threading.Event) -> None:
+        self.value, self.release = value, release
+
+    def run(self) -> None:
+        pass
+
+    def get_output(self):
+        return self.value if self.release.is_set() else None
+
+
 def test_result_times_out_while_task_runs(runner):
     h = runner.submit(FakeTaskPolling(1, wait=60))
     with pytest.raises(TimeoutError, match="not done"):
@@ -72,10 +85,16 @@ def test_wait_rejects_bad_return_when(runner):
 
 
 def test_as_completed_yields_in_completion_order(runner):
-    waits = [0.3, 0.1, 0.2]
-    handles = [runner.submit(FakeTaskPolling(i, wait=w)) for i, w in enumerate(waits)]
-    order = list(runner.as_completed(handles, timeout=10))
-    assert order == [handles[1].id, handles[2].id, handles[0].id]
+    releases = [threading.Event() for _ in range(3)]
+    handles = [runner.submit(Released(i, r), kind="polling") for i, r in enumerate(releases)]
+    finishing_order = [1, 2, 0]
+    releases[finishing_order[0]].set()
+    order = []
+    for task_id in runner.as_completed(handles, timeout=10):
+        order.append(task_id)
+        if len(order) < len(finishing_order):  # the next finishes only after this one
+            releases[finishing_order[len(order)]].set()
+    assert order == [handles[i].id for i in finishing_order]
 
 
 def test_as_completed_yields_finished_tasks_first_and_times_out(runner):
@@ -99,7 +118,7 @@ def test_done_callback_called_once_with_the_handle(runner):
     h = runner.submit(FakeTaskPolling(1, wait=0.05))
     h.add_done_callback(callback)
     assert called.wait(10)
-    time.sleep(0.05)
+    runner.shutdown(wait=True)  # joins the runner's threads: no call can still come
     assert seen == [(h.id, "succeeded")]
 
 
@@ -117,14 +136,22 @@ def test_raising_callback_is_logged_and_others_still_run(runner, caplog):
     gate = Gate()
     h = runner.submit(gate)
     seen = []
+    called = threading.Event()
 
     def bad(_):
         raise RuntimeError("callback broke")
 
+    def good(handle):
+        seen.append(handle.id)
+        called.set()
+
     h.add_done_callback(bad)
-    h.add_done_callback(lambda handle: seen.append(handle.id))
+    h.add_done_callback(good)
     gate.release.set()
-    h.result(timeout=10)
+    assert h.result(timeout=10) == "released"
+    # Callbacks run after the final state (as with concurrent.futures), in the
+    # order they were added: once the second has run, the first has been logged.
+    assert called.wait(10)
     assert seen == [h.id]
     assert any("done callback" in r.message for r in caplog.records)
     assert any("callback broke" in (r.exc_text or str(r.exc_info)) for r in caplog.records)
@@ -190,9 +217,14 @@ def test_event_stream_ends_promptly_after_shutdown():
     runner = taskrunner.TaskRunner()
     stream = runner.events()
     runner.submit(FakeTaskBlocking(1, wait=0)).result(timeout=10)
+    # The last event is published just after the final state that result() saw.
+    states = []
+    for _ in range(3):
+        states += [state for _, state in stream.next_batch(timeout=10)]
+        if "succeeded" in states:
+            break
+    assert states == ["pending", "running", "succeeded"]
     threading.Timer(0.2, runner.shutdown).start()
     started = time.monotonic()
-    batches = [stream.next_batch(timeout=30) for _ in range(2)]
+    assert stream.next_batch(timeout=30) == []
     assert time.monotonic() - started < 5
-    assert [state for _, state in batches[0]] == ["pending", "running", "succeeded"]
-    assert batches[1] == []
