@@ -3,6 +3,12 @@
 Registers 11 fake tasks (each runs 1-9 s), prints the time around each
 registration to show that it does not block, waits on the first task's status,
 then prints its status and result.
+
+Other tasks may still run when it ends. At exit, polling ones are cancelled;
+blocking ones cannot be interrupted, so they are waited for. When that takes
+over a second, a line on stderr says how many are left
+("taskrunner: waiting for 3 running tasks (Ctrl-C to quit now)"), and Ctrl-C
+quits at once with status 130.
 """
 
 from time import sleep, time

@@ -34,18 +34,30 @@ def _stop_runners_at_exit() -> None:
 
     atexit runs while the interpreter is intact: every Rust thread is joined
     here, so that none touches Python while it finalizes. Running blocking
-    tasks cannot be interrupted, so they are waited for; Ctrl-C quits at once.
+    tasks cannot be interrupted, so they are waited for; after a second of it
+    a line on stderr says so, and Ctrl-C quits at once with status 130.
     """
+    import signal
+
     try:
-        running = _core._close_all()
+        _core._close_all()
         if _core._join_all(1.0):
             return
-        tasks = "task" if running == 1 else "tasks"
-        print(
-            f"taskrunner: waiting for {running} running {tasks} (Ctrl-C again to quit now)",
-            file=sys.stderr,
-            flush=True,
-        )
+        # Count again: some may have ended during that second (closing twice is harmless).
+        running = _core._close_all()
+        if running:
+            tasks = "task" if running == 1 else "tasks"
+            hint = ""
+            # Only promise what Ctrl-C will do: a program may have set its own handler.
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                # After an uncaught KeyboardInterrupt, Ctrl-C was pressed once already.
+                interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
+                hint = f" (Ctrl-C{' again' if interrupted else ''} to quit now)"
+            print(
+                f"taskrunner: waiting for {running} running {tasks}{hint}",
+                file=sys.stderr,
+                flush=True,
+            )
         _core._join_all()
     except KeyboardInterrupt:
         # Finalizing with our threads still inside Python would crash: leave now.
