@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
 import shutil
 import sys
 import time
-from typing import Optional, TextIO
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Optional, TextIO
+from urllib.parse import unquote, urlparse
 
 from taskrunner.faketasks import gen_task
 from taskrunner.runner import TaskRunner
+
+PROG = "python -m taskrunner"
+DESCRIPTION = """\
+Launch long-running tasks without blocking, and see how each one is doing.
+Run "%(prog)s COMMAND --help" for a command's options."""
+EXAMPLES = """\
+examples:
+  %(prog)s demo --tasks 50 --wait 2
+  %(prog)s serve --port 8000"""
+SERVE_DESCRIPTION = """\
+Serve the HTTP API (/api/...) and the live dashboard (/) with waitress, in
+this one process, until Ctrl-C or SIGTERM. A stop cancels pending and polling
+tasks and waits for running blocking ones; a second Ctrl-C quits at once."""
+# Importable names of the packages the web extra installs (pyproject.toml).
+WEB_MODULES = ("flask", "waitress", "prometheus_client")
+# How long a stop waits quietly for running blocking tasks before saying so.
+QUIET_WAIT = 1.0
 
 STATE_MARKS = {
     "pending": "·",
@@ -55,63 +78,324 @@ def render(statuses: list[dict], elapsed: float, width: int, max_rows: int) -> l
     return lines
 
 
+def quit_now(code: int) -> NoReturn:
+    """Exits at once with ``code``, without waiting for the runners' threads.
+
+    Interpreter exit would wait for them, and finalizing while they are
+    still inside Python would crash; ``os._exit`` skips both.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
+
+
+def finish_running(runner: TaskRunner, interrupted: bool) -> None:
+    """Stops ``runner``: cancels its pending and polling tasks, waits for running blocking ones.
+
+    Blocking tasks cannot be interrupted. When they take over a second, a
+    line on stderr says how many are left; Ctrl-C then quits at once (130).
+
+    Args:
+        runner: the runner to stop.
+        interrupted: Ctrl-C was pressed once already (the hint says "again").
+    """
+    try:
+        runner.shutdown(wait=False, cancel_pending=True)
+        for id in runner.ids(state="running"):
+            runner.cancel(id)  # polling tasks stop; blocking ones decline
+        _, running = runner.wait(timeout=QUIET_WAIT)
+        if running:
+            tasks = "task" if len(running) == 1 else "tasks"
+            again = " again" if interrupted else ""
+            print(
+                f"taskrunner: waiting for {len(running)} running {tasks} "
+                f"(Ctrl-C{again} to quit now)",
+                file=sys.stderr,
+                flush=True,
+            )
+        runner.shutdown(wait=True)
+    except KeyboardInterrupt:
+        quit_now(130)
+
+
+def _write(out: TextIO, text: str) -> None:
+    out.write(text)
+    out.flush()  # a pipe (| tee, | head) sees each line as it comes
+
+
 def demo(tasks: int, wait: Optional[float], refresh: float, out: TextIO) -> int:
-    """Launches ``tasks`` fake tasks and shows them live until all are done."""
-    live = out.isatty()
+    """Launches ``tasks`` fake tasks and shows them live until all are done.
+
+    Returns:
+        0 when every task succeeded, else 1.
+
+    Raises:
+        KeyboardInterrupt, BrokenPipeError: after the running tasks are waited for.
+    """
+    if tasks < 1:
+        _write(out, "no tasks to run\n")
+        return 0
     started = time.time()
-    with TaskRunner() as runner:
+    runner = TaskRunner()
+    try:
         handles = [runner.submit(gen_task(i, wait)) for i in range(tasks)]
-        registered = time.time() - started
-        out.write(f"registered {tasks} tasks in {registered * 1000:.1f} ms\n")
-        drawn = 0
-        while True:
-            statuses = [h.status() for h in handles]
-            size = shutil.get_terminal_size((100, 30))
-            lines = render(statuses, time.time() - started, size.columns, max(size.lines - 8, 5))
-            if live:
-                # Move up over the previous frame and draw over it.
-                out.write(f"\x1b[{drawn}F\x1b[J" if drawn else "")
-                out.write("\n".join(lines) + "\n")
-                drawn = len(lines)
-            if all(s["done"] for s in statuses):
-                break
-            if not live:
-                out.write(lines[0] + "\n")
-            runner.wait(timeout=refresh)
-        if not live:
-            out.write("\n".join(lines) + "\n")
-    makespan = max((s["finished_at"] for s in statuses), default=started) - started
-    longest = max((s["runtime"] or 0.0) for s in statuses) if statuses else 0.0
+        _write(out, f"registered {tasks} tasks in {(time.time() - started) * 1000:.1f} ms\n")
+        statuses = _watch(runner, handles, started, refresh, out)
+    except KeyboardInterrupt:
+        if out.isatty():
+            out.write("\n")  # below the echoed ^C
+        finish_running(runner, interrupted=True)
+        raise
+    except BrokenPipeError:
+        finish_running(runner, interrupted=False)
+        raise
+    runner.shutdown(wait=True)
+    makespan = max(s["finished_at"] for s in statuses) - started
+    longest = max((s["runtime"] or 0.0) for s in statuses)
     counts = {state: sum(s["state"] == state for s in statuses) for state in STATE_MARKS}
-    out.write(
-        f"\nall {tasks} tasks done in {makespan:.2f} s (longest task {longest:.2f} s); "
-        + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
-        + "\n"
+    outcome = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    _write(
+        out,
+        f"\nall {tasks} tasks done in {makespan:.2f} s (longest task {longest:.2f} s); {outcome}\n",
     )
     return 0 if counts["succeeded"] == tasks else 1
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m taskrunner", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo_args = commands.add_parser("demo", help="launch fake tasks and watch them live")
-    demo_args.add_argument("--tasks", type=int, default=20, help="how many tasks (default 20)")
-    demo_args.add_argument(
-        "--wait", type=float, default=None, help="each task's wait in seconds (default: 1-9 s)"
+def _watch(
+    runner: TaskRunner, handles: list, started: float, refresh: float, out: TextIO
+) -> list[dict]:
+    """Draws the tasks every ``refresh`` seconds until all are done; their last statuses."""
+    live = out.isatty()
+    drawn = 0
+    while True:
+        statuses = [h.status() for h in handles]
+        size = shutil.get_terminal_size((100, 30))
+        lines = render(statuses, time.time() - started, size.columns, max(size.lines - 8, 5))
+        if live:
+            # Move up over the previous frame and draw over it.
+            _write(out, (f"\x1b[{drawn}F\x1b[J" if drawn else "") + "\n".join(lines) + "\n")
+            drawn = len(lines)
+        if all(s["done"] for s in statuses):
+            break
+        if not live:
+            _write(out, lines[0] + "\n")
+        runner.wait(timeout=refresh)
+    if not live:
+        _write(out, "\n".join(lines) + "\n")
+    return statuses
+
+
+def _local_source(dist: metadata.Distribution) -> Optional[tuple[Path, bool]]:
+    """The directory ``dist`` was installed from, and whether editably; None if not local."""
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "null")
+        url = urlparse(direct["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if url.scheme != "file" or "dir_info" not in direct:
+        return None
+    return Path(unquote(url.path)), bool(direct["dir_info"].get("editable"))
+
+
+def distribution() -> Optional[metadata.Distribution]:
+    """The installed distribution this package comes from, whatever it is named."""
+    package = Path(__file__).resolve().parent
+    for dist in metadata.distributions():
+        source = _local_source(dist)
+        if source is not None and package.is_relative_to(source[0].resolve()):
+            return dist  # an editable install of this checkout
+    for dist in metadata.distributions(path=[str(package.parent)]):
+        if any(f.as_posix() == f"{package.name}/__init__.py" for f in dist.files or ()):
+            return dist
+    return None
+
+
+def version() -> str:
+    """``taskrunner`` and the installed version."""
+    dist = distribution()
+    return f"taskrunner {dist.version}" if dist else "taskrunner (version unknown: not installed)"
+
+
+def web_extra_command() -> str:
+    """The command that installs the web extra, for how this package was installed."""
+    dist = distribution()
+    if dist is None:
+        return "pip install '.[web]' in the checkout"
+    source = _local_source(dist)
+    if source is None:
+        return f"pip install '{dist.metadata['Name']}[web]'"
+    path, editable = source
+    target = "." if Path.cwd().resolve() == path.resolve() else str(path)
+    return f"pip install {'-e ' if editable else ''}'{target}[web]'"
+
+
+def missing_web_modules() -> list[str]:
+    """The web extra's packages that cannot be imported."""
+    missing = []
+    for name in WEB_MODULES:
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
+def _serve_epilog() -> str:
+    missing = missing_web_modules()
+    if missing:
+        return (
+            f"It needs the web extra, which is not installed (missing: {', '.join(missing)}):\n"
+            f"  {web_extra_command()}\n"
+            "Its settings (TASKRUNNER_* environment variables) are listed here once it is."
+        )
+    from taskrunner.web.serve import settings_help
+
+    return (
+        f"It needs the web extra, which is installed ({web_extra_command()}).\n\n" + settings_help()
     )
-    demo_args.add_argument("--refresh", type=float, default=0.2, help="seconds between frames")
-    serve_args = commands.add_parser("serve", help="serve the HTTP API and dashboard")
-    serve_args.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    serve_args.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    serve_args.add_argument("--threads", type=int, default=16, help="server threads (default 16)")
-    args = parser.parse_args(argv)
 
+
+class _LazyHelp(argparse.Action):
+    """``--help`` whose epilog is made only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, epilog: Callable[[], str]) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS)
+        self.epilog = epilog
+        self.help = "show this help message and exit"
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        parser.epilog = self.epilog()
+        parser.print_help()
+        parser.exit()
+
+
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS)
+        self.help = "show the version and exit"
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(version())  # to stdout, as argparse's own version action does
+        parser.exit()
+
+
+def _number(
+    kind: Callable[[str], Any], minimum: float, *, above: bool = False, maximum: float = math.inf
+) -> Callable[[str], Any]:
+    """An argparse ``type``: a finite ``kind`` from ``minimum`` (or ``above`` it) to ``maximum``."""
+    what = "a whole number" if kind is int else "a number"
+    if maximum < math.inf:
+        bound = f"from {minimum} to {maximum}"
+    else:
+        bound = f"> {minimum}" if above else f">= {minimum}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        low_ok = value > minimum if above else value >= minimum
+        if not (math.isfinite(value) and low_ok and value <= maximum):
+            raise argparse.ArgumentTypeError(f"must be {what} {bound}, got {text!r}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m taskrunner``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action=_Version)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo_args = commands.add_parser(
+        "demo",
+        help="launch fake tasks, blocking and polling, and watch them live",
+        description="Launch fake tasks, half blocking (they sleep in run()) and half polling "
+        "(get_output() answers None until they are done), and show each one's state "
+        "live until all are done. Ctrl-C stops: pending and polling tasks are "
+        "cancelled, running blocking ones are waited for.",
+    )
+    demo_args.add_argument(
+        "--tasks", type=_number(int, 1), default=20, help="how many tasks (default 20)"
+    )
+    demo_args.add_argument(
+        "--wait",
+        type=_number(float, 0),
+        default=None,
+        metavar="SECONDS",
+        help="each task's wait in seconds (default: a random 1 to 9)",
+    )
+    demo_args.add_argument(
+        "--refresh",
+        type=_number(float, 0, above=True),
+        default=0.2,
+        metavar="SECONDS",
+        help="seconds between frames (default 0.2)",
+    )
+    serve_args = commands.add_parser(
+        "serve",
+        help="serve the HTTP API and the live dashboard (needs the web extra)",
+        description=SERVE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+    )
+    serve_args.add_argument("-h", "--help", action=_LazyHelp, epilog=_serve_epilog)
+    serve_args.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)"
+    )
+    serve_args.add_argument(
+        "--port",
+        type=_number(int, 0, maximum=65535),
+        default=8000,
+        help="TCP port (default 8000; 0 picks a free one)",
+    )
+    serve_args.add_argument(
+        "--threads", type=_number(int, 2), default=16, help="server threads (default 16)"
+    )
+    return parser
+
+
+def _silence_stdout() -> None:
+    # The reader left: point stdout at devnull so that the flush at exit
+    # does not fail again (the recipe in the signal module's documentation).
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Runs the command line; returns the exit status (2 for a usage error)."""
+    args = build_parser().parse_args(argv)
     if args.command == "demo":
-        if args.tasks < 0:
-            parser.error("--tasks must be >= 0")
-        if args.wait is not None and args.wait < 0:
-            parser.error("--wait must be >= 0")
-        return demo(args.tasks, args.wait, args.refresh, sys.stdout)
-    from taskrunner.web.serve import main as serve
-
+        try:
+            return demo(args.tasks, args.wait, args.refresh, sys.stdout)
+        except KeyboardInterrupt:
+            return 130
+        except BrokenPipeError:
+            _silence_stdout()
+            return 1
+    try:
+        from taskrunner.web.serve import main as serve
+    except ImportError:
+        missing = missing_web_modules()
+        if not missing:
+            raise
+        print(
+            f"{PROG} serve: needs the web extra, which is not installed "
+            f"(missing: {', '.join(missing)}); install it with: {web_extra_command()}",
+            file=sys.stderr,
+        )
+        return 2
     return serve(args.host, args.port, args.threads)

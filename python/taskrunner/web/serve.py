@@ -6,74 +6,142 @@ runner's threads live in the one process that serves every request.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+import re
 import signal
 import sys
+import textwrap
+from dataclasses import fields
 from types import FrameType
 from typing import Any, Optional
 
 import waitress
 from flask import Flask
 
+from taskrunner.cli import finish_running, quit_now
 from taskrunner.web.app import create_app
+from taskrunner.web.settings import ENV_PREFIX, Settings
 from taskrunner.web.state import EXTENSION_KEY, WebState
 
 logger = logging.getLogger("taskrunner.web")
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class _Stop(SystemExit):
     """Raised in the main thread by SIGTERM; waitress's loop ends on SystemExit."""
 
 
-def _stop_on_signals(state: WebState) -> dict[int, Any]:
+def _stop_on_signals(state: WebState, stopped_by: list[int]) -> dict[int, Any]:
+    def quit_at_once(signum: int, frame: Optional[FrameType]) -> None:
+        quit_now(128 + signum)
+
     def stop(signum: int, frame: Optional[FrameType]) -> None:
         logger.info("%s: stopping", signal.Signals(signum).name)
+        stopped_by.append(signum)
+        # Whoever asks twice means it: from here on, a signal quits at once.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, quit_at_once)
         # First let the event streams end, so that their threads come free.
         state.stopping.set()
         raise KeyboardInterrupt if signum == signal.SIGINT else _Stop(0)
 
-    return {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    return {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
 
 
 def run_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, threads: int = 16) -> int:
     """Serves an app made by ``create_app`` until SIGTERM or Ctrl-C; returns the exit code.
 
     On the signal, event streams end, requests in flight finish, and the
-    app's state is closed (pending tasks of its own runner are cancelled).
+    app's state is closed. If the app made its own runner, its pending and
+    polling tasks are cancelled and its running blocking tasks waited for,
+    with a line on stderr when that takes over a second. A second signal
+    quits at once, with status 128 + its number (130 for Ctrl-C).
 
     Args:
         app: the app; its state is ``app.extensions["taskrunner"]``.
         host: the address to listen on; 127.0.0.1 keeps it to this machine.
         port: the TCP port; 0 picks a free one (the address is printed).
         threads: the server's threads, at least 2.
+
+    Returns:
+        0 after a graceful stop; 1 when it cannot listen on ``host:port``.
     """
     state: WebState = app.extensions[EXTENSION_KEY]
-    server = waitress.create_server(
-        app,
-        host=host,
-        port=port,
-        threads=threads,
-        ident="taskrunner",
-        # Reading ahead lets an event stream notice at once that its client left.
-        channel_request_lookahead=1,
-    )
-    previous = _stop_on_signals(state)
     try:
-        print(
-            f"taskrunner: serving on http://{host}:{server.effective_port}/ "
-            f"with {threads} threads; Ctrl-C or SIGTERM stops",
-            flush=True,
+        server = waitress.create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="taskrunner",
+            # Reading ahead lets an event stream notice at once that its client left.
+            channel_request_lookahead=1,
         )
-        # run() returns on SystemExit or KeyboardInterrupt, after its threads end.
-        server.run()
+    except OSError as error:  # the port is taken, the host unknown, ...
+        print(f"taskrunner: cannot listen on {host}:{port}: {error}", file=sys.stderr)
+        state.close()
+        return 1
+    stopped_by: list[int] = []
+    previous = _stop_on_signals(state, stopped_by)
+    try:
+        try:
+            print(
+                f"taskrunner: serving on http://{host}:{server.effective_port}/ "
+                f"with {threads} threads; Ctrl-C or SIGTERM stops",
+                flush=True,
+            )
+            # run() returns on SystemExit or KeyboardInterrupt, after its threads end.
+            server.run()
+        finally:
+            state.close()
+            server.close()
+        logger.info("stopped")
+        if state.owns_runner:
+            finish_running(state.runner, interrupted=stopped_by[:1] == [signal.SIGINT])
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        state.close()
-        server.close()
-    logger.info("stopped")
     return 0
+
+
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """Each name of the ``Attributes:`` section of ``cls``'s docstring, and its text."""
+    docs: dict[str, str] = {}
+    section = inspect.cleandoc(cls.__doc__ or "").partition("\nAttributes:\n")[2]
+    name = None
+    for line in section.splitlines():
+        if line and not line[0].isspace():
+            break  # the next section
+        item = re.match(r"\s{4}(\w+): (.*)", line)
+        if item:
+            name = item[1]
+            docs[name] = item[2]
+        elif name and line.strip():
+            docs[name] += " " + line.strip()
+    # Plain text for a terminal: no reStructuredText literals.
+    return {name: text.replace("``", "") for name, text in docs.items()}
+
+
+def settings_help(width: int = 79) -> str:
+    """The settings of ``serve --help``: each environment variable, its meaning and default."""
+    docs = _attribute_docs(Settings)
+    lines = ["settings, from environment variables:"]
+    for field in fields(Settings):
+        name = ENV_PREFIX + field.name.upper()
+        default = "unset" if field.default is None else field.default
+        if field.name == "max_event_streams":
+            default = "half of --threads"  # main's choice, below
+        lines += textwrap.wrap(
+            f"{docs.get(field.name, '')} (default: {default})",
+            width=width,
+            initial_indent=f"  {name:<30}",
+            subsequent_indent=" " * 32,
+        )
+    return "\n".join(lines)
 
 
 def main(host: str = "127.0.0.1", port: int = 8000, threads: int = 16) -> int:
