@@ -60,6 +60,21 @@ def test_version():
     assert out.stdout == f"taskrunner {dist.version}\n"
 
 
+def test_the_distribution_is_found_by_its_files_whatever_its_name(monkeypatch, tmp_path):
+    # A wheel's install: the package and its dist-info side by side.
+    site = tmp_path / "site-packages"
+    (site / "taskrunner").mkdir(parents=True)
+    info = site / "taskrunner_renamed-9.8.7.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: taskrunner-renamed\nVersion: 9.8.7\n"
+    )
+    (info / "RECORD").write_text("taskrunner/__init__.py,,\ntaskrunner/cli.py,,\n")
+    monkeypatch.setattr(cli, "__file__", str(site / "taskrunner" / "cli.py"))
+    assert cli.version() == "taskrunner 9.8.7"
+    assert cli.web_extra_command() == "pip install 'taskrunner-renamed[web]'"
+
+
 def test_version_when_not_installed(monkeypatch):
     monkeypatch.setattr(cli, "distribution", lambda: None)
     assert cli.version() == "taskrunner (version unknown: not installed)"
