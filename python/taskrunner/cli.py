@@ -205,8 +205,9 @@ def distribution() -> Optional[metadata.Distribution]:
     package = Path(__file__).resolve().parent
     for dist in metadata.distributions():
         source = _local_source(dist)
-        if source is not None and package.is_relative_to(source[0].resolve()):
-            return dist  # an editable install of this checkout
+        # An editable install of this checkout: the package is at its top or in python/.
+        if source is not None and source[0].resolve() in (package.parent, package.parent.parent):
+            return dist
     for dist in metadata.distributions(path=[str(package.parent)]):
         if any(f.as_posix() == f"{package.name}/__init__.py" for f in dist.files or ()):
             return dist
