@@ -587,6 +587,7 @@ def test_failing_initializer_breaks_the_pool(make_executor, caplog):
         executor.submit(pow, 2, 2)
 
 
+@pytest.mark.slow
 def test_a_flood_of_tiny_calls_completes(make_executor):
     executor = make_executor()
     futures = [executor.submit(abs, -i) for i in range(100_000)]

@@ -17,10 +17,12 @@ from conftest import Polling, wait_for
 
 
 class BlockingGetOutput:
-    """A polling task whose second get_output() call blocks for `block` seconds."""
+    """A polling task whose second get_output() call blocks until released."""
 
-    def __init__(self, block: float) -> None:
-        self.block, self.calls = block, 0
+    def __init__(self) -> None:
+        self.calls = 0
+        self.inside = threading.Event()
+        self.release = threading.Event()
 
     def run(self) -> None:
         pass
@@ -28,20 +30,25 @@ class BlockingGetOutput:
     def get_output(self):
         self.calls += 1
         if self.calls == 2:
-            time.sleep(self.block)
+            self.inside.set()
+            self.release.wait(30)
             return "slow"
         return None
 
 
 def test_a_blocking_get_output_does_not_stall_other_polls(runner):
-    slow = runner.submit(BlockingGetOutput(block=3.0), kind="polling")
-    assert wait_for(lambda: slow.status()["polls"] >= 2)
-    started = time.monotonic()
-    quick = [runner.submit(FakeTaskPolling(i, wait=0.05)) for i in range(50)]
-    assert [h.result(timeout=10) for h in quick] == [2 * i for i in range(50)]
-    # Documented bound: POLL_STALL_BOUND (0.1 s) before another poller takes over.
-    assert time.monotonic() - started < 1.5
-    assert not slow.done()
+    task = BlockingGetOutput()
+    slow = runner.submit(task, kind="polling")
+    assert task.inside.wait(10)
+    try:
+        started = time.monotonic()
+        quick = [runner.submit(FakeTaskPolling(i, wait=0.05)) for i in range(50)]
+        assert [h.result(timeout=10) for h in quick] == [2 * i for i in range(50)]
+        # Documented bound: POLL_STALL_BOUND (0.1 s) before another poller takes over.
+        assert time.monotonic() - started < 1.5
+        assert not slow.done()
+    finally:
+        task.release.set()
     assert slow.result(timeout=10) == "slow"
     assert wait_for(lambda: runner.stats()["poller_queue"] == 0)
 
@@ -142,6 +149,7 @@ def test_shutdown_from_inside_a_task_is_refused_not_deadlocked(runner):
 EXIT_RUNS = int(os.environ.get("TASKRUNNER_EXIT_RUNS", "50"))
 
 
+@pytest.mark.slow  # EXIT_RUNS interpreters, four at a time
 def test_exit_with_1000_running_tasks_is_always_clean():
     code = textwrap.dedent(
         """

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 import taskrunner
 from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling
 
@@ -12,6 +14,8 @@ SUBMITTERS = 16
 PER_SUBMITTER = 10_000
 POLLING_TASKS = 100_000
 WATCHDOG_SECONDS = 300
+
+pytestmark = pytest.mark.slow
 
 
 def run_with_watchdog(target, *args) -> None:
