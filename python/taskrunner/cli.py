@@ -321,8 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo_args = commands.add_parser(
         "demo",
         help="launch fake tasks, blocking and polling, and watch them live",
-        description="Launch fake tasks, half blocking (they sleep in run()) and half polling "
-        "(get_output() answers None until they are done), and show each one's state "
+        description="Launch fake tasks, each at even odds blocking (it sleeps in run()) or "
+        "polling (get_output() answers None until it is done), and show each one's state "
         "live until all are done. Ctrl-C stops: pending and polling tasks are "
         "cancelled, running blocking ones are waited for.",
     )
