@@ -4,11 +4,12 @@
 //! `Engine::run_blocking`).
 
 use parking_lot::RwLock;
+use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 use std::sync::Arc;
 
-use crate::engine::check_task_shape;
 use crate::record::Kind;
 
 type Registry = Arc<Vec<(Py<PyType>, Kind)>>;
@@ -55,4 +56,25 @@ pub fn classify(task: &Bound<'_, PyAny>, requested: Option<Kind>) -> PyResult<Op
         Some(kind) => Ok(Some(kind)),
         None => registered_kind(task),
     }
+}
+
+/// True when `task` has callable `run` and `get_output`; a TypeError otherwise.
+pub fn check_task_shape(task: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = task.py();
+    for method in [intern!(py, "run"), intern!(py, "get_output")] {
+        let callable = task
+            .getattr(method)
+            .map(|m| m.is_callable())
+            .unwrap_or(false);
+        if !callable {
+            let type_name = task
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string());
+            return Err(PyTypeError::new_err(format!(
+                "a task needs callable run() and get_output() methods; {type_name} object has no callable {method}"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -1,17 +1,22 @@
-//! Fan-out of state changes to whoever listens: waits, `as_completed`, and
-//! event streams. Costs one atomic load per change while nobody listens.
+//! Fan-out of state changes to whoever listens: waits, `as_completed`, event
+//! streams, and anything else that must know when a task changed. This is
+//! the one tap: the engine publishes every transition here and nowhere else.
+//! Costs one atomic load per change while nobody listens.
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::record::State;
+use crate::record::{Record, State};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A task entered `state`. The record is there for listeners that need more
+/// than the id (it may have moved on since).
+#[derive(Clone)]
 pub struct Event {
     pub id: u64,
     pub state: State,
+    pub record: Arc<Record>,
 }
 
 struct Subscriber {
@@ -76,19 +81,24 @@ impl Events {
     }
 
     pub fn release_locks_in_child(&self) {
-        crate::store::release_in_child(&self.subscribers);
+        crate::fork::release_in_child(&self.subscribers);
     }
 
-    pub fn publish(&self, event: Event) {
+    pub fn publish(&self, record: &Arc<Record>, state: State) {
         if self.listening.load(Ordering::Acquire) == 0 {
             return;
         }
-        let final_change = event.state.is_final();
+        let event = Event {
+            id: record.id,
+            state,
+            record: record.clone(),
+        };
+        let final_change = state.is_final();
         for sub in self.subscribers.lock().iter() {
             if !(final_change || sub.every_change) {
                 continue;
             }
-            if let Err(TrySendError::Full(_)) = sub.tx.try_send(event) {
+            if let Err(TrySendError::Full(_)) = sub.tx.try_send(event.clone()) {
                 sub.lagged.store(true, Ordering::Relaxed);
             }
         }
@@ -98,20 +108,31 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::PollPolicy;
+    use pyo3::types::PyString;
+    use pyo3::Python;
+
+    fn record(id: u64) -> Arc<Record> {
+        Python::initialize();
+        Python::attach(|py| {
+            let name = PyString::new(py, "t").unbind();
+            Arc::new(Record::new(
+                id,
+                name,
+                py.None(),
+                None,
+                PollPolicy::default(),
+            ))
+        })
+    }
 
     #[test]
     fn final_only_listeners_skip_running() {
         let events = Arc::new(Events::default());
         let finals = events.subscribe(false, None);
         let all = events.subscribe(true, None);
-        events.publish(Event {
-            id: 1,
-            state: State::Running,
-        });
-        events.publish(Event {
-            id: 1,
-            state: State::Succeeded,
-        });
+        events.publish(&record(1), State::Running);
+        events.publish(&record(1), State::Succeeded);
         assert_eq!(finals.rx.try_iter().count(), 1);
         assert_eq!(all.rx.try_iter().count(), 2);
     }
@@ -120,14 +141,8 @@ mod tests {
     fn full_listener_is_flagged_lagged() {
         let events = Arc::new(Events::default());
         let sub = events.subscribe(true, Some(1));
-        events.publish(Event {
-            id: 1,
-            state: State::Running,
-        });
-        events.publish(Event {
-            id: 2,
-            state: State::Running,
-        });
+        events.publish(&record(1), State::Running);
+        events.publish(&record(2), State::Running);
         assert!(sub.lagged.load(Ordering::Relaxed));
         assert_eq!(sub.rx.try_iter().count(), 1);
     }

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use std::sync::Arc;
 
-use crate::engine::Engine;
+use crate::engine::{run_callbacks, Engine};
 use crate::record::{Record, State};
 use crate::status::status_dict;
 use crate::wait::wait_record;
@@ -52,16 +52,6 @@ fn wait_timeout_error(id: u64) -> PyErr {
 pub struct TaskHandle {
     pub(crate) engine: Arc<Engine>,
     pub(crate) record: Arc<Record>,
-}
-
-impl TaskHandle {
-    pub fn new_py(
-        py: Python<'_>,
-        engine: Arc<Engine>,
-        record: Arc<Record>,
-    ) -> PyResult<Py<TaskHandle>> {
-        Py::new(py, TaskHandle { engine, record })
-    }
 }
 
 #[pymethods]
@@ -129,35 +119,30 @@ impl TaskHandle {
     }
 
     /// Calls `fn(handle)` when the task is done (now, if it already is).
-    fn add_done_callback(&self, py: Python<'_>, callback: Bound<'_, PyAny>) -> PyResult<()> {
+    fn add_done_callback(slf: &Bound<'_, Self>, callback: Bound<'_, PyAny>) -> PyResult<()> {
         if !callback.is_callable() {
             return Err(pyo3::exceptions::PyTypeError::new_err(
                 "the done callback must be callable",
             ));
         }
-        {
-            let mut p = self.record.progress.lock();
-            if !p.state.is_final() {
-                p.callbacks.push(callback.unbind());
-                return Ok(());
-            }
+        let handle = slf.clone().into_any().unbind();
+        if let Some(now) = slf.get().record.add_callback(callback.unbind(), handle) {
+            run_callbacks(slf.py(), vec![now]);
         }
-        self.engine
-            .run_callbacks(py, &self.record, vec![callback.unbind()]);
         Ok(())
     }
 
     /// A `concurrent.futures.Future` that settles with this task.
     fn future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        py.import("taskrunner.executor")?
+        py.import("taskrunner.futures")?
             .call_method1("future_of", (slf,))
     }
 
     /// Awaiting a handle in asyncio waits for the task without blocking the loop.
     fn __await__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
-        py.import("taskrunner.aio")?
+        py.import("taskrunner.futures")?
             .call_method1("await_handle", (slf,))
     }
 

@@ -2,7 +2,9 @@
 
 mod classify;
 mod engine;
+mod errors;
 mod events;
+mod fork;
 mod handle;
 mod policy;
 mod poller;
@@ -41,5 +43,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         PyTuple::new(py, record::Kind::ALL.map(|k| k.as_str()))?,
     )?;
     m.add("STATUS_KEYS", PyTuple::new(py, status::STATUS_KEYS)?)?;
+    m.add("STATS_KEYS", PyTuple::new(py, status::STATS_KEYS)?)?;
     Ok(())
 }

@@ -1,19 +1,41 @@
-//! The deadline queue behind the one poller thread.
+//! The poller: one thread and a deadline queue for every timed action.
 //!
 //! Every timed action lives in one binary heap: starting a polling task,
 //! polling it again, and expiring a task at its timeout. The poller thread
 //! sleeps until the earliest entry is due, takes every due entry (up to
 //! `MAX_BATCH`), and handles them under one GIL acquisition.
+//!
+//! A `get_output()` that blocks would hold up every other poll, so a
+//! watchdog thread (which never touches Python) starts an extra poller when
+//! no entry was handled for `POLL_STALL_BOUND` while work waited; extras
+//! leave when they run out of work. The poller starts and joins its own
+//! threads; what an entry means is its owner's business (the `Polled` trait).
 
 use parking_lot::{Condvar, Mutex};
+use pyo3::prelude::*;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::fork::release_in_child;
 use crate::record::Record;
+
+/// The longest one blocked `get_output()` (or polling `run()`) call holds up
+/// the polling of other tasks: then the watchdog starts another poller.
+pub const POLL_STALL_BOUND: Duration = Duration::from_millis(100);
+
+/// What holds a poller and handles its due entries.
+pub trait Polled: Send + Sync + 'static {
+    fn poller(&self) -> &Poller;
+
+    /// Handles one due entry, attached; an entry to schedule again goes in
+    /// `again`. Contains its own panics, so that one bad task never kills a
+    /// poller thread.
+    fn handle_due(self: &Arc<Self>, py: Python<'_>, due: &Due, again: &mut Vec<Due>);
+}
 
 /// Entries handled per GIL acquisition; bounds how long the poller holds it.
 pub const MAX_BATCH: usize = 4096;
@@ -86,16 +108,38 @@ pub struct Poller {
     wake: Condvar,
     stopped: Condvar,
     handles: Mutex<Vec<JoinHandle<()>>>,
-    /// Polling tasks now running, for the poll-rate budget.
-    pub active: AtomicUsize,
     /// Entries handled so far: the watchdog's sign of progress.
     handled: AtomicU64,
 }
 
 impl Poller {
-    /// Adds entries. Returns true when the caller must start the main poller
-    /// thread and the watchdog.
-    pub fn schedule(&self, entries: impl IntoIterator<Item = Due>) -> bool {
+    /// Adds entries for `owner` (whose poller this is), starting the poller
+    /// thread and its watchdog if they are not running.
+    pub fn schedule<O: Polled>(
+        &self,
+        owner: &Arc<O>,
+        entries: impl IntoIterator<Item = Due>,
+    ) -> std::io::Result<()> {
+        if self.add(entries) {
+            Self::start(owner)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Starts the poller thread and its watchdog before any work arrives,
+    /// so that no submit pays for them.
+    pub fn warm_up<O: Polled>(&self, owner: &Arc<O>) -> std::io::Result<()> {
+        if self.reserve_main() {
+            Self::start(owner)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Adds entries. Returns true when the main poller thread (reserved now)
+    /// must be started.
+    fn add(&self, entries: impl IntoIterator<Item = Due>) -> bool {
         let mut s = self.state.lock();
         let mut earliest: Option<Instant> = None;
         for due in entries {
@@ -120,25 +164,100 @@ impl Poller {
         false
     }
 
-    pub fn started(&self, handle: JoinHandle<()>) {
+    /// Starts the reserved main poller thread and the watchdog.
+    fn start<O: Polled>(owner: &Arc<O>) -> std::io::Result<()> {
+        let poller = owner.poller();
+        if let Err(err) = Self::start_thread(owner, false) {
+            let mut s = poller.state.lock();
+            s.threads -= 1;
+            s.main_alive = false;
+            s.watchdog_alive = false;
+            return Err(err);
+        }
+        let watched = owner.clone();
+        let watchdog = thread::Builder::new()
+            .name("taskrunner-watchdog".into())
+            .spawn(move || Self::watch(&watched));
+        match watchdog {
+            Ok(handle) => poller.keep_handle(handle),
+            // Polling goes on; only a blocked get_output() is no longer bounded.
+            Err(_) => poller.state.lock().watchdog_alive = false,
+        }
+        Ok(())
+    }
+
+    /// Starts a poller thread whose place is already counted in `threads`.
+    fn start_thread<O: Polled>(owner: &Arc<O>, extra: bool) -> std::io::Result<()> {
+        let polling = owner.clone();
+        let handle = thread::Builder::new()
+            .name("taskrunner-poller".into())
+            .spawn(move || Self::run(&polling, extra))?;
+        owner.poller().keep_handle(handle);
+        Ok(())
+    }
+
+    fn keep_handle(&self, handle: JoinHandle<()>) {
         let mut handles = self.handles.lock();
         handles.retain(|h| !h.is_finished());
         handles.push(handle);
     }
 
-    /// A poller thread could not be started.
-    pub fn start_failed(&self, main: bool) {
-        let mut s = self.state.lock();
-        s.threads -= 1;
-        if main {
-            s.main_alive = false;
-            s.watchdog_alive = false;
+    /// A poller thread's body. The main poller sleeps until work is due; an
+    /// extra one (started by the watchdog) leaves when it runs out of work.
+    fn run<O: Polled>(owner: &Arc<O>, extra: bool) {
+        // One Python thread state for the thread's life (see `Pool::run_worker`).
+        Python::attach(|py| py.detach(|| Self::poll_until_stopped(owner, extra)));
+    }
+
+    fn poll_until_stopped<O: Polled>(owner: &Arc<O>, extra: bool) {
+        let poller = owner.poller();
+        loop {
+            let go_on = if extra {
+                poller.extra_has_work()
+            } else {
+                poller.wait_due()
+            };
+            if !go_on {
+                return;
+            }
+            poller.fill_ready();
+            let mut again = Vec::new();
+            Python::attach(|py| {
+                let mut refilled = false;
+                for _ in 0..MAX_BATCH {
+                    let mut due = poller.take_ready();
+                    if due.is_none() && !refilled {
+                        // What fell due while this thread waited for the GIL rides along.
+                        refilled = true;
+                        poller.fill_ready();
+                        due = poller.take_ready();
+                    }
+                    let Some(due) = due else {
+                        break;
+                    };
+                    owner.handle_due(py, &due, &mut again);
+                    poller.handled.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            // This thread is a poller: rescheduling never needs to start one.
+            poller.add(again);
         }
     }
 
-    /// The watchdog could not be started.
-    pub fn watchdog_failed(&self) {
-        self.state.lock().watchdog_alive = false;
+    /// The watchdog's body: starts an extra poller when a `get_output()` (or
+    /// `run()`) call has blocked every poller for `POLL_STALL_BOUND` while
+    /// work waits. Never touches Python.
+    fn watch<O: Polled>(owner: &Arc<O>) {
+        let poller = owner.poller();
+        let mut handled = poller.handled();
+        while poller.watchdog_sleep(POLL_STALL_BOUND) {
+            if poller.stalled(handled, POLL_STALL_BOUND / 2)
+                && Self::start_thread(owner, true).is_err()
+            {
+                poller.state.lock().threads -= 1;
+            }
+            handled = poller.handled();
+        }
     }
 
     fn has_work(s: &PollerState, now: Instant) -> bool {
@@ -147,7 +266,7 @@ impl Poller {
 
     /// The main poller sleeps here (detached) until something is due; false
     /// when it must stop.
-    pub fn wait_due(&self) -> bool {
+    fn wait_due(&self) -> bool {
         let mut s = self.state.lock();
         loop {
             if s.stop {
@@ -167,7 +286,7 @@ impl Poller {
     }
 
     /// An extra poller goes on while there is work; false when it should exit.
-    pub fn extra_has_work(&self) -> bool {
+    fn extra_has_work(&self) -> bool {
         let mut s = self.state.lock();
         if !s.stop && Self::has_work(&s, Instant::now()) {
             return true;
@@ -184,14 +303,14 @@ impl Poller {
     /// The next due entry, refilling the ready queue from the heap (every
     /// entry due now, up to `MAX_BATCH`) when it runs dry. Called attached,
     /// so that what fell due while waiting for the GIL rides along.
-    pub fn take_ready(&self) -> Option<Due> {
+    fn take_ready(&self) -> Option<Due> {
         self.state.lock().ready.pop_front()
     }
 
     /// Moves every entry due now (up to `MAX_BATCH`) from the heap to the
     /// ready queue, if that is empty. Heap work is cache-heavy: done detached
     /// before a batch, and once more attached for what fell due meanwhile.
-    pub fn fill_ready(&self) {
+    fn fill_ready(&self) {
         let mut s = self.state.lock();
         if !s.ready.is_empty() {
             return;
@@ -204,7 +323,7 @@ impl Poller {
     }
 
     /// Reserves the main poller thread if it is not running; true to start it.
-    pub fn reserve_main(&self) -> bool {
+    fn reserve_main(&self) -> bool {
         let mut s = self.state.lock();
         if s.main_alive || s.stop {
             return false;
@@ -215,12 +334,8 @@ impl Poller {
         true
     }
 
-    pub fn note_handled(&self) {
-        self.handled.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// The watchdog's wait: false once the poller stops.
-    pub fn watchdog_sleep(&self, period: Duration) -> bool {
+    fn watchdog_sleep(&self, period: Duration) -> bool {
         let mut s = self.state.lock();
         if !s.stop {
             self.stopped.wait_for(&mut s, period);
@@ -235,7 +350,7 @@ impl Poller {
 
     /// True (and an extra thread reserved) when work has waited for a whole
     /// watchdog period with no entry handled: some call blocks every poller.
-    pub fn stalled(&self, handled_before: u64, grace: Duration) -> bool {
+    fn stalled(&self, handled_before: u64, grace: Duration) -> bool {
         let mut s = self.state.lock();
         let overdue = Instant::now()
             .checked_sub(grace)
@@ -248,7 +363,7 @@ impl Poller {
         false
     }
 
-    pub fn handled(&self) -> u64 {
+    fn handled(&self) -> u64 {
         self.handled.load(Ordering::Relaxed)
     }
 
@@ -310,8 +425,8 @@ impl Poller {
     }
 
     pub fn release_locks_in_child(&self) {
-        crate::store::release_in_child(&self.state);
-        crate::store::release_in_child(&self.handles);
+        release_in_child(&self.state);
+        release_in_child(&self.handles);
     }
 
     /// In a forked child the threads are gone: let the next schedule start them.
@@ -375,7 +490,7 @@ mod tests {
             record: records[i].clone(),
             action: Action::Expire,
         };
-        assert!(poller.schedule([at(2, ms(60)), at(0, ms(0)), at(1, ms(30))]));
+        assert!(poller.add([at(2, ms(60)), at(0, ms(0)), at(1, ms(30))]));
         let first = poller.next_batch().unwrap();
         assert_eq!(
             first.iter().map(|d| d.record.id).collect::<Vec<_>>(),
@@ -395,7 +510,7 @@ mod tests {
     fn equal_deadlines_keep_their_order() {
         let poller = Poller::default();
         let at = Instant::now();
-        poller.schedule((1..=5).map(|id| due(at, id)));
+        poller.add((1..=5).map(|id| due(at, id)));
         let ids: Vec<u64> = poller
             .next_batch()
             .unwrap()
@@ -408,11 +523,11 @@ mod tests {
     #[test]
     fn stop_hands_back_every_entry_and_ends_the_loop() {
         let poller = Poller::default();
-        poller.schedule([due(Instant::now() + Duration::from_secs(60), 1)]);
+        poller.add([due(Instant::now() + Duration::from_secs(60), 1)]);
         assert_eq!(poller.stop().len(), 1);
         assert!(poller.next_batch().is_none());
         assert!(
-            !poller.schedule([due(Instant::now(), 2)]),
+            !poller.add([due(Instant::now(), 2)]),
             "no thread after stop"
         );
     }

@@ -10,13 +10,40 @@
 //! same GIL acquisition, so a flood of short jobs pays for one attach, not
 //! one per job; and while one worker waits for the GIL with a job in hand,
 //! no other is woken, so such a flood does not start a thread per job.
+//!
+//! The pool starts and joins its own threads. What a job means is its
+//! owner's business (the `Jobs` trait): each worker holds the owner for its
+//! life, so an owner outlives the work it queued.
 
 use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::thread::JoinHandle;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use crate::fork::release_in_child;
+
+const WORKER_STACK: usize = 8 << 20;
+
+/// What holds a pool and runs its jobs.
+pub trait Jobs: Send + Sync + 'static {
+    type Job: Send + 'static;
+
+    fn pool(&self) -> &Pool<Self::Job>;
+
+    /// Runs one job on a worker, attached. Contains its own panics, so that
+    /// one bad job never kills a worker.
+    fn run_job(self: &Arc<Self>, py: Python<'_>, job: Self::Job);
+}
+
+/// No worker thread could be started.
+pub struct StartFailed<J> {
+    pub error: std::io::Error,
+    /// Queued jobs that no worker will ever take: none is left to take them.
+    pub orphans: Vec<J>,
+}
 
 thread_local! {
     /// The pool whose worker this thread is (its address), or 0.
@@ -51,8 +78,8 @@ pub struct Pool<J> {
     work_ready: Condvar,
     all_exited: Condvar,
     handles: Mutex<Vec<JoinHandle<()>>>,
-    pub max_workers: usize,
-    pub keep_alive: Duration,
+    max_workers: usize,
+    keep_alive: Duration,
 }
 
 /// A snapshot for statistics.
@@ -64,7 +91,7 @@ pub struct PoolStats {
     pub queued: usize,
 }
 
-impl<J> Pool<J> {
+impl<J: Send + 'static> Pool<J> {
     pub fn new(max_workers: usize, keep_alive: Duration) -> Self {
         Pool {
             state: Mutex::new(PoolState {
@@ -85,18 +112,36 @@ impl<J> Pool<J> {
         }
     }
 
-    /// Queues a job. Returns true when the caller must start a worker
-    /// (and report back with `spawned` or `spawn_failed`).
-    pub fn push(&self, job: J) -> bool {
-        let mut s = self.state.lock();
-        s.queue.push_back(job);
-        s.unattended() && self.wake_one(&mut s)
+    pub fn max_workers(&self) -> usize {
+        self.max_workers
     }
 
-    /// Reserves a first worker if there is none; true to start it.
-    pub fn reserve_worker(&self) -> bool {
-        let mut s = self.state.lock();
-        s.threads == 0 && !s.shutdown && self.wake_one(&mut s)
+    /// Queues a job for `owner` (whose pool this is), waking or starting a
+    /// worker if none is on its way to the queue.
+    pub fn push<O: Jobs<Job = J>>(&self, owner: &Arc<O>, job: J) -> Result<(), StartFailed<J>> {
+        let start = {
+            let mut s = self.state.lock();
+            s.queue.push_back(job);
+            s.unattended() && self.wake_one(&mut s)
+        };
+        if start {
+            Self::start_worker(owner)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Starts a first worker if there is none, so that no push pays for it.
+    pub fn warm_up<O: Jobs<Job = J>>(&self, owner: &Arc<O>) -> Result<(), StartFailed<J>> {
+        let start = {
+            let mut s = self.state.lock();
+            s.threads == 0 && !s.shutdown && self.wake_one(&mut s)
+        };
+        if start {
+            Self::start_worker(owner)
+        } else {
+            Ok(())
+        }
     }
 
     /// Wakes an idle worker, or reserves a new one (returns true to start it).
@@ -115,15 +160,31 @@ impl<J> Pool<J> {
         }
     }
 
-    pub fn spawned(&self, handle: JoinHandle<()>) {
-        let mut handles = self.handles.lock();
-        handles.retain(|h| !h.is_finished());
-        handles.push(handle);
+    /// Starts the worker reserved by `wake_one`.
+    fn start_worker<O: Jobs<Job = J>>(owner: &Arc<O>) -> Result<(), StartFailed<J>> {
+        let worker = owner.clone();
+        let spawned = thread::Builder::new()
+            .name("taskrunner-worker".into())
+            .stack_size(WORKER_STACK)
+            .spawn(move || worker.pool().run_worker(&worker));
+        let pool = owner.pool();
+        match spawned {
+            Ok(handle) => {
+                let mut handles = pool.handles.lock();
+                handles.retain(|h| !h.is_finished());
+                handles.push(handle);
+                Ok(())
+            }
+            Err(error) => Err(StartFailed {
+                error,
+                orphans: pool.start_failed(),
+            }),
+        }
     }
 
     /// Undoes the reservation of a worker that could not be started; returns
     /// the jobs no worker will ever take (when no worker is left at all).
-    pub fn spawn_failed(&self) -> Vec<J> {
+    fn start_failed(&self) -> Vec<J> {
         let mut s = self.state.lock();
         s.threads -= 1;
         s.searching -= 1;
@@ -134,32 +195,35 @@ impl<J> Pool<J> {
         Vec::new()
     }
 
-    /// The body of a worker thread: runs jobs until shutdown or keep-alive
-    /// expiry. `spawn` starts another worker when the relay asks for one.
-    pub fn run_worker(&self, handle: impl Fn(Python<'_>, J) + Sync, spawn: impl Fn() + Sync)
-    where
-        J: Send,
-    {
+    /// The body of a worker thread: runs jobs until shutdown or keep-alive expiry.
+    fn run_worker<O: Jobs<Job = J>>(&self, owner: &Arc<O>) {
         WORKER_OF.with(|w| w.set(self as *const Self as usize));
         // One Python thread state for the worker's whole life: thread-locals
         // and the thread's name last from one job to the next, as on a
         // Python thread. The worker holds the GIL only inside `attach`.
-        Python::attach(|py| py.detach(|| self.work(&handle, &spawn)));
+        Python::attach(|py| py.detach(|| self.work(owner)));
     }
 
-    fn work(&self, handle: &impl Fn(Python<'_>, J), spawn: &impl Fn()) {
+    fn work<O: Jobs<Job = J>>(&self, owner: &Arc<O>) {
+        // Another worker will try again if a relayed one cannot start; this
+        // one is alive, so no job is orphaned.
+        let relay = || {
+            if let Err(failed) = Self::start_worker(owner) {
+                debug_assert!(failed.orphans.is_empty());
+            }
+        };
         let mut searching = true; // a new worker is counted as searching
         while let Some(first) = self.next_job(&mut searching) {
             Python::attach(|py| {
                 if self.attached() {
-                    spawn();
+                    relay();
                 }
                 let mut job = first;
                 loop {
-                    handle(py, job);
+                    owner.run_job(py, job);
                     let (next, wake) = self.finish_and_take_next();
                     if wake {
-                        spawn();
+                        relay();
                     }
                     match next {
                         Some(next) => job = next,
@@ -259,8 +323,8 @@ impl<J> Pool<J> {
     }
 
     pub fn release_locks_in_child(&self) {
-        crate::store::release_in_child(&self.state);
-        crate::store::release_in_child(&self.handles);
+        release_in_child(&self.state);
+        release_in_child(&self.handles);
     }
 
     /// True on one of this pool's worker threads.
@@ -294,64 +358,96 @@ impl<J> Pool<J> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{mpsc, Arc};
+    use std::sync::mpsc;
 
-    fn start_worker(pool: &Arc<Pool<u32>>, done: mpsc::Sender<u32>) {
-        let pool = pool.clone();
-        std::thread::spawn(move || pool.run_worker(|_py, job| done.send(job).unwrap(), || {}));
+    /// Records each job it runs.
+    struct Recorder {
+        pool: Pool<u32>,
+        done: Mutex<mpsc::Sender<u32>>,
+    }
+
+    impl Jobs for Recorder {
+        type Job = u32;
+
+        fn pool(&self) -> &Pool<u32> {
+            &self.pool
+        }
+
+        fn run_job(self: &Arc<Self>, _py: Python<'_>, job: u32) {
+            self.done.lock().send(job).unwrap();
+        }
+    }
+
+    fn recorder(max_workers: usize, keep_alive: Duration) -> (Arc<Recorder>, mpsc::Receiver<u32>) {
+        Python::initialize();
+        let (tx, rx) = mpsc::channel();
+        let owner = Arc::new(Recorder {
+            pool: Pool::new(max_workers, keep_alive),
+            done: Mutex::new(tx),
+        });
+        (owner, rx)
     }
 
     #[test]
-    fn first_push_asks_for_a_worker_and_later_pushes_do_not() {
+    fn first_push_reserves_a_worker_and_later_pushes_wake_none() {
         let pool: Pool<u32> = Pool::new(4, Duration::from_secs(1));
-        assert!(pool.push(1));
+        let mut s = pool.state.lock();
+        assert!(pool.wake_one(&mut s), "no idle worker: reserve one");
+        s.queue.push_back(1);
         // The reserved worker has not looked at the queue yet: no second wake.
-        assert!(!pool.push(2));
-        assert_eq!(pool.stats().queued, 2);
+        assert!(!s.unattended());
+        drop(s);
         assert_eq!(pool.stats().threads, 1);
     }
 
     #[test]
     fn never_more_workers_than_the_cap() {
         let pool: Pool<u32> = Pool::new(1, Duration::from_secs(1));
-        assert!(pool.push(1));
-        assert_eq!(pool.spawn_failed(), vec![1]);
-        assert!(pool.push(2));
-        assert!(!pool.push(3));
+        let mut s = pool.state.lock();
+        assert!(pool.wake_one(&mut s));
+        s.queue.push_back(1);
+        drop(s);
+        assert_eq!(
+            pool.start_failed(),
+            vec![1],
+            "no worker left: the job is orphaned"
+        );
+        let mut s = pool.state.lock();
+        assert!(pool.wake_one(&mut s));
+        s.searching = 0;
+        assert!(!pool.wake_one(&mut s), "the cap is reached");
+        drop(s);
         assert_eq!(pool.stats().threads, 1);
     }
 
     #[test]
     fn a_worker_runs_jobs_in_fifo_order_and_leaves_after_keep_alive() {
-        Python::initialize();
-        let pool = Arc::new(Pool::new(1, Duration::from_millis(50)));
-        let (tx, rx) = mpsc::channel();
+        let (owner, rx) = recorder(1, Duration::from_millis(50));
         for job in 0..100 {
-            if pool.push(job) {
-                start_worker(&pool, tx.clone());
-            }
+            owner.pool.push(&owner, job).ok().unwrap();
         }
         let seen: Vec<u32> = (0..100)
             .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
             .collect();
         assert_eq!(seen, (0..100).collect::<Vec<_>>());
-        assert!(pool.wait_exited(Duration::from_secs(10)));
-        assert_eq!(pool.stats(), PoolStats::default());
+        assert!(owner.pool.wait_exited(Duration::from_secs(10)));
+        assert_eq!(owner.pool.stats(), PoolStats::default());
     }
 
     #[test]
     fn shutdown_lets_workers_drain_then_exit() {
-        Python::initialize();
-        let pool = Arc::new(Pool::new(2, Duration::from_secs(60)));
-        let (tx, rx) = mpsc::channel();
+        let (owner, rx) = recorder(2, Duration::from_secs(60));
         for job in 0..10 {
-            if pool.push(job) {
-                start_worker(&pool, tx.clone());
-            }
+            owner.pool.push(&owner, job).ok().unwrap();
         }
-        pool.shutdown();
-        assert!(pool.wait_exited(Duration::from_secs(10)));
+        owner.pool.shutdown();
+        assert!(owner.pool.wait_exited(Duration::from_secs(10)));
         assert_eq!(rx.try_iter().count(), 10);
-        assert!(!pool.push(11), "no worker is started after shutdown");
+        owner.pool.push(&owner, 11).ok().unwrap();
+        assert_eq!(
+            owner.pool.stats().threads,
+            0,
+            "no worker is started after shutdown"
+        );
     }
 }

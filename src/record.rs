@@ -3,10 +3,10 @@
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::policy::PollPolicy;
-use crate::store::Counts;
 
 /// A task's lifecycle. `Pending` and `Running` may change; the rest are final.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,6 +79,58 @@ impl Kind {
     }
 }
 
+/// Figures that records keep up to date as they change, under their own
+/// lock, so that the counts never see a task in two states or in none.
+#[derive(Default)]
+pub struct Counts {
+    states: [AtomicUsize; 6],
+    /// Polling tasks now running: the poll budget is shared among them.
+    polling: AtomicUsize,
+    /// `get_output()` calls made by the poller so far.
+    polls: AtomicU64,
+    /// Tasks that ended (timed out) while a worker is still inside their
+    /// `run()`: Python cannot interrupt it, so the worker stays busy.
+    ended_on_worker: AtomicUsize,
+}
+
+impl Counts {
+    fn transition(&self, from: State, to: State) {
+        self.states[from.index()].fetch_sub(1, Ordering::Relaxed);
+        self.states[to.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A new record, pending.
+    pub fn added(&self) {
+        self.states[State::Pending.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A record forgotten in `state`.
+    pub fn removed(&self, state: State) {
+        self.states[state.index()].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, state: State) -> usize {
+        self.states[state.index()].load(Ordering::Relaxed)
+    }
+
+    pub fn polling(&self) -> usize {
+        self.polling.load(Ordering::Relaxed)
+    }
+
+    pub fn polls(&self) -> u64 {
+        self.polls.load(Ordering::Relaxed)
+    }
+
+    pub fn ended_on_worker(&self) -> usize {
+        self.ended_on_worker.load(Ordering::Relaxed)
+    }
+
+    /// In a forked child no worker exists: none is held by an ended task.
+    pub fn forget_workers(&self) {
+        self.ended_on_worker.store(0, Ordering::Relaxed);
+    }
+}
+
 /// Why a task failed, kept as text so that a status never calls into user code.
 pub struct ErrorInfo {
     pub type_name: String,
@@ -120,7 +172,10 @@ pub struct Progress {
     pub task: Option<Py<PyAny>>,
     /// The task's bound `get_output`, while it is polled.
     pub get_output: Option<Py<PyAny>>,
-    pub callbacks: Vec<Py<PyAny>>,
+    /// Done callbacks, each with the argument it is called with.
+    pub callbacks: Vec<(Py<PyAny>, Py<PyAny>)>,
+    /// A worker is inside the task's `run()` (or collecting its output).
+    pub on_worker: bool,
 }
 
 pub struct Record {
@@ -155,6 +210,7 @@ impl Record {
                 task: Some(task),
                 get_output: None,
                 callbacks: Vec::new(),
+                on_worker: false,
             }),
         }
     }
@@ -168,7 +224,8 @@ impl Record {
     }
 
     /// Pending to running; returns the task object, or None when the task
-    /// was cancelled or timed out before it could start.
+    /// was cancelled or timed out before it could start. A task not known to
+    /// be polling starts on a worker, which calls its `run()`.
     pub fn start(&self, py: Python<'_>, kind: Option<Kind>, counts: &Counts) -> Option<Py<PyAny>> {
         let mut p = self.progress.lock();
         if p.state != State::Pending {
@@ -180,10 +237,32 @@ impl Record {
         if kind.is_some() {
             p.kind = kind;
         }
+        if p.kind == Some(Kind::Polling) {
+            counts.polling.fetch_add(1, Ordering::Relaxed);
+        } else {
+            p.on_worker = true;
+        }
         p.task.as_ref().map(|t| t.clone_ref(py))
     }
 
-    /// The task object of a running task, counting one poll.
+    /// The worker is done with the task's `run()`. If the task ended
+    /// meanwhile, its worker no longer counts as held by an ended task.
+    pub fn leave_worker(&self, counts: &Counts) {
+        let mut p = self.progress.lock();
+        if std::mem::take(&mut p.on_worker) && p.state.is_final() {
+            counts.ended_on_worker.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A running task whose kind was not known turned out to be `kind`.
+    pub fn classified(&self, kind: Kind, counts: &Counts) {
+        let mut p = self.progress.lock();
+        if p.kind.is_none() && kind == Kind::Polling && p.state == State::Running {
+            counts.polling.fetch_add(1, Ordering::Relaxed);
+        }
+        p.kind = Some(kind);
+    }
+
     /// Looks up `get_output` once, so that each poll is a plain call.
     pub fn bind_get_output(&self, py: Python<'_>) -> PyResult<()> {
         let Some(task) = self.progress.lock().task.as_ref().map(|t| t.clone_ref(py)) else {
@@ -197,28 +276,39 @@ impl Record {
         Ok(())
     }
 
-    /// The bound `get_output` of a running task, counting one poll.
-    pub fn get_output_for_poll(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+    /// The bound `get_output` of a running task, counting one poll: the only
+    /// place polls are counted.
+    pub fn get_output_for_poll(&self, py: Python<'_>, counts: &Counts) -> Option<Py<PyAny>> {
         let mut p = self.progress.lock();
         if p.state != State::Running {
             return None;
         }
         p.polls += 1;
+        counts.polls.fetch_add(1, Ordering::Relaxed);
         p.get_output.as_ref().map(|m| m.clone_ref(py))
     }
 
-    pub fn set_kind(&self, kind: Kind) {
-        self.progress.lock().kind = Some(kind);
+    /// Adds a done callback, called with `arg`, unless the task is final:
+    /// then hands it back to be called now.
+    pub fn add_callback(
+        &self,
+        callback: Py<PyAny>,
+        arg: Py<PyAny>,
+    ) -> Option<(Py<PyAny>, Py<PyAny>)> {
+        let mut p = self.progress.lock();
+        if p.state.is_final() {
+            return Some((callback, arg));
+        }
+        p.callbacks.push((callback, arg));
+        None
     }
 }
 
 /// What a final transition hands back to the engine: the state left, and
 /// what must be released or called while attached to Python.
 pub struct Finished {
-    pub from: State,
     pub to: State,
-    pub kind: Option<Kind>,
-    pub callbacks: Vec<Py<PyAny>>,
+    pub callbacks: Vec<(Py<PyAny>, Py<PyAny>)>,
     /// The task object and its bound method, to release while attached.
     pub task: (Option<Py<PyAny>>, Option<Py<PyAny>>),
 }
@@ -238,6 +328,12 @@ impl Record {
         let to = outcome.state();
         p.state = to;
         counts.transition(from, to);
+        if from == State::Running && p.kind == Some(Kind::Polling) {
+            counts.polling.fetch_sub(1, Ordering::Relaxed);
+        }
+        if p.on_worker {
+            counts.ended_on_worker.fetch_add(1, Ordering::Relaxed);
+        }
         p.finished_at = Some(unix_now());
         match outcome {
             Outcome::Succeeded(value) => p.result = Some(value),
@@ -245,9 +341,7 @@ impl Record {
             Outcome::Cancelled | Outcome::TimedOut => {}
         }
         Some(Finished {
-            from,
             to,
-            kind: p.kind,
             callbacks: std::mem::take(&mut p.callbacks),
             task: (p.task.take(), p.get_output.take()),
         })
@@ -258,4 +352,77 @@ pub fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: Option<Kind>) -> Record {
+        Python::initialize();
+        Python::attach(|py| {
+            let name = PyString::new(py, "t").unbind();
+            Record::new(1, name, py.None(), kind, PollPolicy::default())
+        })
+    }
+
+    fn counted(kind: Option<Kind>, counts: &Counts) -> Record {
+        let record = record(kind);
+        counts.added();
+        record
+    }
+
+    #[test]
+    fn a_running_polling_task_is_counted_until_it_ends() {
+        let counts = Counts::default();
+        let known = counted(Some(Kind::Polling), &counts);
+        let found = counted(None, &counts);
+        Python::attach(|py| {
+            known.start(py, Some(Kind::Polling), &counts);
+            found.start(py, None, &counts);
+        });
+        assert_eq!(counts.polling(), 1);
+        found.leave_worker(&counts);
+        found.classified(Kind::Polling, &counts);
+        assert_eq!(counts.polling(), 2);
+        drop(known.finish(Outcome::Cancelled, &counts));
+        drop(found.finish(Outcome::TimedOut, &counts));
+        assert_eq!(counts.polling(), 0);
+        assert_eq!(counts.get(State::Running), 0);
+        assert_eq!(counts.get(State::Cancelled), 1);
+    }
+
+    #[test]
+    fn a_task_that_ends_while_its_worker_runs_it_holds_the_worker_until_run_returns() {
+        let counts = Counts::default();
+        let task = counted(Some(Kind::Blocking), &counts);
+        Python::attach(|py| task.start(py, Some(Kind::Blocking), &counts));
+        drop(task.finish(Outcome::TimedOut, &counts));
+        assert_eq!(counts.ended_on_worker(), 1);
+        task.leave_worker(&counts);
+        assert_eq!(counts.ended_on_worker(), 0);
+        // A task that ends after its worker left it holds no worker.
+        let task = counted(Some(Kind::Blocking), &counts);
+        Python::attach(|py| task.start(py, Some(Kind::Blocking), &counts));
+        task.leave_worker(&counts);
+        drop(task.finish(Outcome::Cancelled, &counts));
+        assert_eq!(counts.ended_on_worker(), 0);
+    }
+
+    #[test]
+    fn only_polls_count_as_polls() {
+        let counts = Counts::default();
+        let task = counted(Some(Kind::Polling), &counts);
+        Python::attach(|py| {
+            assert!(
+                task.get_output_for_poll(py, &counts).is_none(),
+                "not running yet"
+            );
+            task.start(py, Some(Kind::Polling), &counts);
+            task.get_output_for_poll(py, &counts);
+            task.get_output_for_poll(py, &counts);
+        });
+        assert_eq!(task.progress.lock().polls, 2);
+        assert_eq!(counts.polls(), 2);
+    }
 }

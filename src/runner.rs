@@ -3,7 +3,6 @@
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyString};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::classify::classify;
@@ -11,7 +10,7 @@ use crate::engine::{Config, Engine, Submission};
 use crate::handle::TaskHandle;
 use crate::policy::PollPolicy;
 use crate::record::{Kind, Record, State};
-use crate::status::status_dict;
+use crate::status::{stats_dict, status_dict};
 use crate::store::Retention;
 use crate::wait::{deadline_of, seconds, wait_for, Completions, EventStream, WaitFor};
 
@@ -65,14 +64,7 @@ impl Drop for Runner {
 
 impl Runner {
     fn record(&self, id: u64) -> PyResult<Arc<Record>> {
-        self.expire();
-        self.engine.store.get(id).ok_or_else(|| unknown(id))
-    }
-
-    /// Forgets records past their retention age. Reads call it too, so that
-    /// an idle runner forgets them on time (it only holds the GIL to do it).
-    fn expire(&self) {
-        drop(self.engine.store.expire(crate::record::unix_now()));
+        self.engine.record(id).ok_or_else(|| unknown(id))
     }
 
     /// The record of an id as Python gives it: an int out of range is
@@ -207,9 +199,8 @@ impl Runner {
     #[pyo3(signature = (state=None))]
     fn tasks<'py>(&self, py: Python<'py>, state: Option<&str>) -> PyResult<Bound<'py, PyList>> {
         let wanted = state.map(parse_state).transpose()?;
-        self.expire();
         let list = PyList::empty(py);
-        for record in self.engine.store.all() {
+        for record in self.engine.records() {
             if wanted.is_none_or(|w| record.state() == w) {
                 list.append(status_dict(py, &record)?)?;
             }
@@ -226,7 +217,6 @@ impl Runner {
         before: Option<&Bound<'_, PyInt>>,
     ) -> PyResult<Vec<u64>> {
         let wanted = state.map(parse_state).transpose()?;
-        self.expire();
         // Out-of-range ints mean what they say: no id is below a negative
         // cursor, every id is below a huge one, and a huge limit is no limit.
         if before.is_some_and(|b| b.lt(0).unwrap_or(false)) {
@@ -244,8 +234,7 @@ impl Runner {
         };
         Ok(self
             .engine
-            .store
-            .all()
+            .records()
             .iter()
             .rev()
             .filter(|r| before.is_none_or(|b| r.id < b))
@@ -257,10 +246,10 @@ impl Runner {
 
     /// The number of tasks in each state.
     fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.expire();
+        self.engine.expire();
         let d = PyDict::new(py);
         for state in State::ALL {
-            d.set_item(state.as_str(), self.engine.store.count(state))?;
+            d.set_item(state.as_str(), self.engine.count(state))?;
         }
         Ok(d)
     }
@@ -284,13 +273,12 @@ impl Runner {
     /// Forgets a finished task now, releasing its result.
     fn forget(&self, id: &Bound<'_, PyAny>) -> PyResult<()> {
         let record = self.record_of(id)?;
-        let id = record.id;
-        if !record.state().is_final() {
+        if !self.engine.forget(&record) {
             return Err(PyValueError::new_err(format!(
-                "task {id} is not finished; only finished tasks can be forgotten"
+                "task {} is not finished; only finished tasks can be forgotten",
+                record.id
             )));
         }
-        drop(self.engine.store.remove(id));
         Ok(())
     }
 
@@ -335,33 +323,22 @@ impl Runner {
 
     /// Load figures: workers, queues and polls so far.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let pool = self.engine.pool.stats();
-        let d = PyDict::new(py);
-        d.set_item("max_workers", self.engine.pool.max_workers)?;
-        d.set_item("workers", pool.threads)?;
-        d.set_item("workers_busy", pool.busy)?;
-        d.set_item("workers_idle", pool.idle)?;
-        d.set_item("queued", pool.queued)?;
-        d.set_item("polling", self.engine.poller.active.load(Ordering::Relaxed))?;
-        d.set_item("poller_queue", self.engine.poller.queue_len())?;
-        d.set_item("polls", self.engine.polls.load(Ordering::Relaxed))?;
-        d.set_item("unfinished", self.engine.store.unfinished())?;
-        Ok(d)
+        stats_dict(py, &self.engine.stats())
     }
 
     #[getter]
     fn max_workers(&self) -> usize {
-        self.engine.pool.max_workers
+        self.engine.max_workers()
     }
 
     #[getter]
     fn poll(&self) -> PollPolicy {
-        self.engine.policy
+        self.engine.policy()
     }
 
     #[getter]
     fn max_poll_rate(&self) -> f64 {
-        self.engine.max_poll_rate
+        self.engine.max_poll_rate()
     }
 
     /// True once `shutdown` was called.
@@ -374,7 +351,7 @@ impl Runner {
 impl Runner {
     fn records_of(&self, ids: Option<Vec<u64>>) -> PyResult<Vec<Arc<Record>>> {
         match ids {
-            None => Ok(self.engine.store.all()),
+            None => Ok(self.engine.records()),
             Some(ids) => ids.into_iter().map(|id| self.record(id)).collect(),
         }
     }
@@ -406,9 +383,9 @@ pub fn registered_kind(task: Bound<'_, PyAny>) -> PyResult<Option<&'static str>>
 pub fn _close_all(py: Python<'_>) -> usize {
     let engines = crate::engine::live_engines();
     for engine in &engines {
-        engine.close(py, !engine.run_pending_at_exit, true);
+        engine.close(py, !engine.run_pending_at_exit(), true);
     }
-    engines.iter().map(|e| e.store.unfinished()).sum()
+    engines.iter().map(|e| e.unfinished()).sum()
 }
 
 /// Waits, interruptibly, up to `timeout` seconds (None: as long as it takes)

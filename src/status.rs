@@ -1,9 +1,11 @@
-//! A record as the status dict that the Python and HTTP APIs share.
+//! A record as the status dict that the Python and HTTP APIs share, and the
+//! engine's load figures as the stats dict.
 
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::engine::Stats;
 use crate::record::{unix_now, Record};
 
 /// Every key of the status dict, in the order the dict has them: the one
@@ -58,5 +60,34 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
     d.set_item(intern!(py, "finished_at"), finished)?;
     d.set_item(intern!(py, "runtime"), runtime)?;
     d.set_item(intern!(py, "polls"), polls)?;
+    Ok(d)
+}
+
+/// Every key of the stats dict, in order.
+pub const STATS_KEYS: [&str; 10] = [
+    "max_workers",
+    "workers",
+    "workers_busy",
+    "workers_idle",
+    "workers_timed_out",
+    "queued",
+    "polling",
+    "poller_queue",
+    "polls",
+    "unfinished",
+];
+
+pub fn stats_dict<'py>(py: Python<'py>, stats: &Stats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item(intern!(py, "max_workers"), stats.max_workers)?;
+    d.set_item(intern!(py, "workers"), stats.workers)?;
+    d.set_item(intern!(py, "workers_busy"), stats.workers_busy)?;
+    d.set_item(intern!(py, "workers_idle"), stats.workers_idle)?;
+    d.set_item(intern!(py, "workers_timed_out"), stats.workers_timed_out)?;
+    d.set_item(intern!(py, "queued"), stats.queued)?;
+    d.set_item(intern!(py, "polling"), stats.polling)?;
+    d.set_item(intern!(py, "poller_queue"), stats.poller_queue)?;
+    d.set_item(intern!(py, "polls"), stats.polls)?;
+    d.set_item(intern!(py, "unfinished"), stats.unfinished)?;
     Ok(d)
 }

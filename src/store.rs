@@ -3,41 +3,16 @@
 
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::record::{Record, State};
+use crate::fork::release_in_child;
+use crate::record::{Counts, Record, State};
 
 /// Ids are handed out in order, so a deque indexed by `id - first_id` finds a
 /// record in O(1); a forgotten record leaves a hole until the front catches up.
 struct Table {
     first_id: u64,
     slots: VecDeque<Option<Arc<Record>>>,
-}
-
-/// Unlocks `lock` if a thread that did not survive `fork()` held it.
-pub fn release_in_child<T>(lock: &Mutex<T>) {
-    if lock.is_locked() {
-        // SAFETY: in a forked child only the forking thread exists, and it
-        // holds none of these locks, so the holder is gone for good.
-        unsafe { lock.force_unlock() };
-    }
-}
-
-/// Tasks per state. Records update it under their own lock, so that the
-/// counts never see a task in two states or in none.
-#[derive(Default)]
-pub struct Counts([AtomicUsize; 6]);
-
-impl Counts {
-    pub fn transition(&self, from: State, to: State) {
-        self.0[from.index()].fetch_sub(1, Ordering::Relaxed);
-        self.0[to.index()].fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn get(&self, state: State) -> usize {
-        self.0[state.index()].load(Ordering::Relaxed)
-    }
 }
 
 /// How many finished records to keep, and for how long (seconds).
@@ -135,7 +110,7 @@ impl Store {
         let record = Arc::new(make(id));
         table.slots.push_back(Some(record.clone()));
         drop(table);
-        self.counts.0[State::Pending.index()].fetch_add(1, Ordering::Relaxed);
+        self.counts.added();
         record
     }
 
@@ -155,7 +130,7 @@ impl Store {
             table.first_id += 1;
         }
         drop(table);
-        self.counts.0[record.state().index()].fetch_sub(1, Ordering::Relaxed);
+        self.counts.removed(record.state());
         Some(record)
     }
 

@@ -93,7 +93,7 @@ pub fn wait_record(
     if record.state().is_final() {
         return Ok(true);
     }
-    let sub = engine.events.subscribe(false, None);
+    let sub = engine.subscribe(false, None);
     wait_until(
         py,
         &sub,
@@ -134,7 +134,7 @@ pub fn wait_for(
     condition: WaitFor,
 ) -> PyResult<(Vec<u64>, Vec<u64>)> {
     // Subscribe before looking at states, so that no completion slips between.
-    let sub = engine.events.subscribe(false, None);
+    let sub = engine.subscribe(false, None);
     let progress = Mutex::new(WaitProgress::default());
     for record in records {
         progress.lock().add(record);
@@ -202,7 +202,7 @@ impl Completions {
         deadline: Option<Instant>,
     ) -> PyResult<Self> {
         // Subscribe before looking at states, so that no completion slips between.
-        let sub = engine.events.subscribe(false, None);
+        let sub = engine.subscribe(false, None);
         let total = records.len();
         let (done, pending): (Vec<_>, Vec<_>) =
             records.into_iter().partition(|r| r.state().is_final());
@@ -259,14 +259,14 @@ pub struct EventStream {
 impl EventStream {
     pub fn new(engine: &Arc<Engine>, capacity: usize) -> Self {
         EventStream {
-            sub: engine.events.subscribe(true, Some(capacity.max(1))),
+            sub: engine.subscribe(true, Some(capacity.max(1))),
             engine: engine.clone(),
         }
     }
 
     /// No event can come any more: the runner is shut down with nothing left to run.
     fn ended(&self) -> bool {
-        self.engine.is_closed() && self.engine.store.unfinished() == 0 && self.sub.rx.is_empty()
+        self.engine.is_closed() && self.engine.unfinished() == 0 && self.sub.rx.is_empty()
     }
 }
 

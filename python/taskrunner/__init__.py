@@ -19,10 +19,12 @@ from taskrunner.runner import (
     DoneAndNotDone,
     TaskRunner,
 )
+from taskrunner.status import ErrorInfo, RunnerStats, TaskStatus
 
 STATES: tuple[str, ...] = _core.STATES
 KINDS: tuple[str, ...] = _core.KINDS
 STATUS_KEYS: tuple[str, ...] = _core.STATUS_KEYS
+STATS_KEYS: tuple[str, ...] = _core.STATS_KEYS
 FINAL_STATES = frozenset(STATES[2:])
 
 register_kind(FakeTaskBlocking, "blocking")
@@ -80,14 +82,18 @@ __all__ = [
     "FIRST_COMPLETED",
     "FIRST_EXCEPTION",
     "STATES",
+    "STATS_KEYS",
     "STATUS_KEYS",
     "CancelledError",
     "DoneAndNotDone",
+    "ErrorInfo",
     "Executor",
     "PollPolicy",
+    "RunnerStats",
     "TaskHandle",
     "TaskHandler",
     "TaskRunner",
+    "TaskStatus",
     "TaskTimeoutError",
     "is_task_polling",
     "register_kind",

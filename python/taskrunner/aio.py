@@ -3,12 +3,8 @@
 Nothing here blocks the event loop: a task's done callback (on a runner
 thread) hands the outcome to the loop with ``loop.call_soon_threadsafe``.
 
-- ``await handle`` (``await_handle``) behaves like
-  ``await asyncio.wrap_future(handle.future())``: it gives the task's result or
-  raises its exception; a cancelled task cancels the awaiting coroutine; and
-  cancelling the awaiting coroutine (``asyncio.wait_for`` timing out, say)
-  cancels the task if it can be (pending, or running and polling). A running
-  blocking task runs on; ``asyncio.shield(handle)`` leaves the task alone.
+- ``await handle`` (``taskrunner.futures.await_handle``, kept here by name)
+  waits for the task as ``await asyncio.wrap_future(handle.future())`` would.
 - ``AsyncRunner`` wraps a ``TaskRunner``: ``await result(...)``, ``await
   wait(...)``, ``async for ... in as_completed(...)``, ``await shutdown()``.
   These mirror the runner's methods, task ids included, and never cancel a
@@ -19,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
-from collections.abc import AsyncIterator, Generator, Iterable
-from typing import Any, Callable, Optional, Union
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Optional, Union
 
 from taskrunner._core import TaskHandle
+from taskrunner.futures import _call_soon_threadsafe, await_handle
 from taskrunner.runner import (
     ALL_COMPLETED,
     FIRST_COMPLETED,
@@ -36,71 +32,6 @@ __all__ = ["AsyncRunner", "as_completed", "await_handle"]
 
 TaskRef = Union[int, TaskHandle]
 _RETURN_CONDITIONS = (FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED)
-
-
-def _call_soon_threadsafe(
-    loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: Any
-) -> None:
-    """Schedules ``callback`` on ``loop`` from any thread; nothing happens if the loop is closed."""
-    try:
-        loop.call_soon_threadsafe(callback, *args)
-    except RuntimeError:
-        pass  # the loop is closed: nobody is left to tell
-
-
-def await_handle(handle: TaskHandle) -> Generator[Any, None, Any]:
-    """What ``await handle`` runs: waits for the task without blocking the event loop.
-
-    Args:
-        handle: a handle from ``TaskRunner.submit``.
-
-    Returns:
-        The iterator ``__await__`` must return; awaiting gives the task's result.
-
-    Raises:
-        RuntimeError: outside a running event loop.
-        asyncio.CancelledError: when the task is cancelled.
-        TaskTimeoutError: when the task timed out; any exception the task raised.
-    """
-    loop = asyncio.get_running_loop()
-    outcome = loop.create_future()
-    outcome.add_done_callback(functools.partial(_cancel_task_if_abandoned, handle))
-    handle.add_done_callback(functools.partial(_deliver_soon, loop, outcome))
-    return outcome.__await__()
-
-
-def _cancel_task_if_abandoned(handle: TaskHandle, outcome: asyncio.Future[Any]) -> None:
-    # As asyncio.wrap_future does: a cancelled awaiter cancels the work if it
-    # still can be; a running blocking task cannot, and just runs on.
-    if outcome.cancelled():
-        handle.cancel()
-
-
-def _deliver_soon(
-    loop: asyncio.AbstractEventLoop, outcome: asyncio.Future[Any], handle: TaskHandle
-) -> None:
-    _call_soon_threadsafe(loop, _deliver, outcome, handle)
-
-
-def _deliver(outcome: asyncio.Future[Any], handle: TaskHandle) -> None:
-    """On the loop: gives the asyncio future the task's outcome."""
-    if outcome.done():
-        return  # the awaiter was cancelled meanwhile
-    if handle.cancelled():
-        outcome.cancel()
-        return
-    try:
-        result = handle.result()
-    except StopIteration as exc:
-        # A future refuses StopIteration (it would end the awaiting generator
-        # silently); asyncio turns one raised by a coroutine into RuntimeError too.
-        error = RuntimeError("the task raised StopIteration")
-        error.__cause__ = exc
-        outcome.set_exception(error)
-    except BaseException as exc:
-        outcome.set_exception(exc)
-    else:
-        outcome.set_result(result)
 
 
 class _Completions:

@@ -1,9 +1,8 @@
-"""taskrunner as a ``concurrent.futures`` executor, and Futures for task handles.
+"""taskrunner as a ``concurrent.futures`` executor.
 
 ``Executor`` runs plain callables on the Rust elastic pool and keeps the
 documented behaviour of ``ThreadPoolExecutor``, so that one can replace the
-other. ``future_of(handle)`` (also ``handle.future()``) links a task of a
-``TaskRunner`` to a standard ``concurrent.futures.Future``.
+other. ``future_of`` (from ``taskrunner.futures``) is kept here by name.
 """
 
 from __future__ import annotations
@@ -14,12 +13,13 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from concurrent.futures import _base as futures_base
 from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, Optional
 
-from taskrunner._core import TaskHandle, register_kind
+from taskrunner._core import register_kind
+from taskrunner.futures import _set_exception_unless_done, future_of
 from taskrunner.runner import TaskRunner
 
 __all__ = ["BrokenThreadPool", "Executor", "future_of"]
@@ -161,13 +161,6 @@ class _WorkItem:
 
 # Classified by type in the core: no kind argument to parse on every submit.
 register_kind(_WorkItem, "blocking")
-
-
-def _set_exception_unless_done(future: Future[Any], exception: BaseException) -> None:
-    try:
-        future.set_exception(exception)
-    except InvalidStateError:
-        pass  # cancelled (or settled) meanwhile: that outcome stands
 
 
 class Executor(futures_base.Executor):
@@ -330,68 +323,3 @@ def _register_exit_hook() -> None:
 
 
 _register_exit_hook()
-
-
-class _TaskFuture(Future[Any]):
-    """A Future that follows one task of a TaskRunner."""
-
-    def __init__(self, handle: TaskHandle) -> None:
-        super().__init__()
-        self._handle = handle
-
-    def cancel(self) -> bool:
-        """Cancels the task if it can be: pending, or a running polling task.
-
-        Returns:
-            True if the task (and so this future) is cancelled.
-        """
-        if self.done():
-            return self.cancelled()
-        if not self._handle.cancel():
-            return False
-        return super().cancel()
-
-    def running(self) -> bool:
-        """True while the task is running."""
-        return not self.done() and self._handle.running()
-
-    def _settle(self, handle: TaskHandle) -> None:
-        """The task's done callback: gives this future the task's outcome."""
-        if handle.cancelled():
-            if Future.cancel(self):
-                self.set_running_or_notify_cancel()
-            return
-        try:
-            result = handle.result()
-        except BaseException as exc:
-            _set_exception_unless_done(self, exc)
-        else:
-            try:
-                self.set_result(result)
-            except InvalidStateError:
-                pass
-
-
-def future_of(handle: TaskHandle) -> Future[Any]:
-    """A ``concurrent.futures.Future`` that settles with the task of ``handle``.
-
-    It works with ``concurrent.futures.wait`` and ``as_completed``. Each call
-    returns a new Future.
-
-    Args:
-        handle: a handle from ``TaskRunner.submit``.
-
-    Returns:
-        A Future with the task's result, or its exception (``TaskTimeoutError``
-        if it timed out); cancelled if the task is. ``cancel()`` cancels the
-        task when it can be cancelled (pending, or running and polling) and
-        returns False otherwise; ``running()`` tells whether the task runs.
-
-    Raises:
-        TypeError: if ``handle`` is not a TaskHandle.
-    """
-    if not isinstance(handle, TaskHandle):
-        raise TypeError(f"expected a TaskHandle, got {type(handle).__name__}")
-    future = _TaskFuture(handle)
-    handle.add_done_callback(future._settle)
-    return future

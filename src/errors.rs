@@ -1,0 +1,58 @@
+//! Python exceptions as the engine keeps and reports them: a failed task's
+//! error record, and user callbacks' exceptions, logged and never raised further.
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+use crate::record::{ErrorInfo, Outcome};
+
+/// The failure record of a Python exception: type, message, traceback.
+pub fn failure(py: Python<'_>, err: PyErr) -> Outcome {
+    // into_value attaches the traceback, so the exception re-raised later keeps it.
+    let value = err.into_value(py).into_bound(py);
+    let type_name = value
+        .get_type()
+        .qualname()
+        .map_or_else(|_| "<unknown>".to_string(), |n| n.to_string());
+    let message = value
+        .str()
+        .map_or_else(|_| "<unprintable>".to_string(), |s| s.to_string());
+    let traceback = format_traceback(&value).unwrap_or_else(|_| format!("{type_name}: {message}"));
+    Outcome::Failed(ErrorInfo {
+        type_name,
+        message,
+        traceback,
+        exception: value.into_any().unbind(),
+    })
+}
+
+fn format_traceback(value: &Bound<'_, pyo3::exceptions::PyBaseException>) -> PyResult<String> {
+    let py = value.py();
+    let lines = py
+        .import(intern!(py, "traceback"))?
+        .call_method1(intern!(py, "format_exception"), (value,))?;
+    PyString::new(py, "")
+        .call_method1(intern!(py, "join"), (lines,))?
+        .extract()
+}
+
+/// Logs an exception raised by user code we call back (never raised further).
+pub fn log_exception(py: Python<'_>, message: &str, err: PyErr) {
+    let logged = (|| -> PyResult<()> {
+        let logger = py
+            .import(intern!(py, "logging"))?
+            .call_method1(intern!(py, "getLogger"), ("taskrunner",))?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("exc_info", err.value(py))?;
+        logger.call_method(
+            intern!(py, "error"),
+            PyTuple::new(py, [message])?,
+            Some(&kwargs),
+        )?;
+        Ok(())
+    })();
+    if logged.is_err() {
+        err.print(py);
+    }
+}
