@@ -14,9 +14,14 @@ import pytest
 import requests
 from conftest_web import ServerProcess
 
+from taskrunner import STATES
+
+pytestmark = pytest.mark.slow
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 PATIENCE = 20.0  # seconds to wait for the page to show a change
+WIDE = (1400, 1000)
 
 
 def _missing() -> list[str]:
@@ -54,7 +59,7 @@ def browser():
         "--no-sandbox",
         "--disable-dev-shm-usage",
         "--disable-gpu",
-        "--window-size=1400,1000",
+        f"--window-size={WIDE[0]},{WIDE[1]}",
     ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -133,6 +138,8 @@ def test_submit_from_the_form_and_watch_it_succeed_without_a_reload(page, server
     assert cells.find_element("css selector", ".outcome").text == "42"
     assert cells.find_element("css selector", ".name").text == "from the form"
     assert cells.find_element("css selector", ".kind").text == "blocking"
+    # get_output() after a blocking task's run() is no poll: there are none to show.
+    assert cells.find_element("css selector", ".polls").text == "–"
     assert page.execute_script("return window.notReloaded === true;"), "the page reloaded"
     assert int(page.find_element("id", "count-succeeded").text) >= 1
 
@@ -225,3 +232,55 @@ def test_the_page_logs_no_errors(page):
         e for e in severe if "the server responded with a status of 4" not in e["message"]
     ]
     assert not unexpected, unexpected
+
+
+def test_the_states_come_from_the_server_in_order(page):
+    buttons = page.find_elements("css selector", ".counts .count")
+    assert [b.get_attribute("data-state") for b in buttons] == ["", *STATES]
+    options = page.find_elements("css selector", "#state-filter option")
+    assert [o.get_attribute("value") for o in options] == ["", *STATES]
+
+
+def test_polls_show_for_polling_tasks(page, server):
+    body = {"type": "fake_polling", "input": 1, "wait": 0.3}
+    id = requests.post(f"{server.url}/api/tasks", json=body, timeout=10).json()["id"]
+    wait_until(page, lambda d: row_state(d, id) == "succeeded", f"task {id} never succeeded")
+    assert int(row(page, id).find_element("css selector", ".polls").text) >= 1
+
+
+def fits(driver) -> dict:
+    """Whether the page is no wider than the window, and where the Submit button is."""
+    return driver.execute_script(
+        """
+        const button = document.getElementById("submit-button");
+        button.scrollIntoView({block: "center"});
+        const box = button.getBoundingClientRect();
+        return {
+          innerWidth: window.innerWidth,
+          innerHeight: window.innerHeight,
+          scrollWidth: document.documentElement.scrollWidth,
+          button: {left: box.left, right: box.right, top: box.top, bottom: box.bottom},
+        };
+        """
+    )
+
+
+@pytest.mark.parametrize("width", [500, 360])
+def test_a_narrow_window_scrolls_only_down_and_shows_the_submit_button(page, server, width):
+    # Rows with long names and results, as a busy page has.
+    for n in range(3):
+        body = {"type": "fake_blocking", "input": "x" * 80, "wait": 0, "name": f"long-{n}" * 12}
+        requests.post(f"{server.url}/api/tasks", json=body, timeout=10)
+    try:
+        page.set_window_size(width, 800)
+        wait_until(
+            page, lambda d: d.execute_script("return window.innerWidth") == width, "no resize"
+        )
+        wait_until(page, lambda d: d.find_elements("css selector", "#task-rows tr"), "no rows")
+        layout = fits(page)
+        assert layout["scrollWidth"] <= layout["innerWidth"], layout
+        button = layout["button"]
+        assert 0 <= button["left"] and button["right"] <= layout["innerWidth"], layout
+        assert 0 <= button["top"] and button["bottom"] <= layout["innerHeight"], layout
+    finally:
+        page.set_window_size(*WIDE)

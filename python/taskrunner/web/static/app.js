@@ -2,7 +2,6 @@
 // /api/events. Relative URLs throughout, so that it works under any prefix.
 "use strict";
 
-const STATES = ["pending", "running", "succeeded", "failed", "cancelled", "timed_out"];
 const MAX_ROWS = 500;
 const MAX_KEPT = 2000; // tasks remembered in the page, newest first
 const STATS_EVERY_MS = 2000;
@@ -13,6 +12,9 @@ const rows = new Map(); // id -> <tr>
 let filter = "";
 let token = sessionStorage.getItem("taskrunner-token") || "";
 let renderQueued = false;
+let states = []; // every task state, in order, as GET api/meta lists them
+let statesLoading = null; // the request for them, while one is out
+let lastCounts = null;
 
 const $ = (id) => document.getElementById(id);
 
@@ -120,7 +122,7 @@ function render() {
     previous = tr;
   }
   $("empty").hidden = shown.length > 0;
-  $("empty").textContent = filter ? `No ${filter.replace("_", " ")} tasks.` : "No tasks yet. Submit one with the form.";
+  $("empty").textContent = filter ? `No ${stateLabel(filter)} tasks.` : "No tasks yet. Submit one with the form.";
   $("shown").textContent = ids.length > MAX_ROWS ? `newest ${MAX_ROWS} of ${ids.length} shown` : `${ids.length} shown`;
 }
 
@@ -182,9 +184,10 @@ function fillRow(tr, entry) {
     stateCell.appendChild(badge);
   }
   badge.dataset.state = status.state;
-  setText(badge, status.state.replace("_", " "));
+  setText(badge, stateLabel(status.state));
   setText(tr.querySelector(".runtime"), formatSeconds(runtimeOf(entry)));
-  setText(tr.querySelector(".polls"), String(status.polls));
+  // The poller calls get_output() on polling tasks only: a blocking task has no polls.
+  setText(tr.querySelector(".polls"), status.kind === "blocking" ? "–" : String(status.polls));
   fillOutcome(tr.querySelector(".outcome"), status);
   const button = tr.querySelector("button.cancel");
   button.hidden = status.done;
@@ -231,16 +234,77 @@ function tickRuntimes() {
   }
 }
 
-// ---- counts, stats and notices --------------------------------------------
+// ---- states, counts, stats and notices ------------------------------------
+
+function stateLabel(state) {
+  return state.replaceAll("_", " ");
+}
+
+// One count button and one filter option per state, in the server's order.
+function buildStateControls() {
+  const counts = $("counts");
+  const select = $("state-filter");
+  for (const state of states) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "count";
+    button.dataset.state = state;
+    button.setAttribute("aria-pressed", String(filter === state));
+    const label = document.createElement("span");
+    label.className = "count-label";
+    label.textContent = stateLabel(state);
+    const value = document.createElement("span");
+    value.className = "count-value";
+    value.id = `count-${state}`;
+    value.textContent = "0";
+    button.append(label, value);
+    button.addEventListener("click", () => setFilter(state));
+    counts.appendChild(button);
+
+    const option = document.createElement("option");
+    option.value = state;
+    option.textContent = stateLabel(state);
+    select.appendChild(option);
+  }
+  if (lastCounts) showCounts(lastCounts);
+}
+
+// Asks once; a failed attempt leaves the way open for the next one.
+function loadStates() {
+  if (states.length) return Promise.resolve();
+  if (!statesLoading) {
+    statesLoading = api("api/meta")
+      .then((meta) => {
+        states = meta.states;
+        buildStateControls();
+      })
+      .finally(() => {
+        statesLoading = null;
+      });
+  }
+  return statesLoading;
+}
+
+function reportStatesError(error) {
+  if (!(error instanceof ApiError && error.status === 401)) notify(`States: ${error.message}`);
+}
 
 function showCounts(counts) {
+  lastCounts = counts;
   let all = 0;
-  for (const state of STATES) {
-    const n = counts[state] || 0;
+  for (const [state, n] of Object.entries(counts)) {
     all += n;
-    setText($(`count-${state}`), String(n));
+    const element = $(`count-${state}`);
+    if (element) setText(element, String(n));
   }
   setText($("count-all"), String(all));
+}
+
+// Workers still inside the run() of a task that timed out: shown only when there are some.
+function showTimedOutWorkers(count) {
+  const shown = typeof count === "number" && count > 0;
+  $("stat-workers-timed-out-item").hidden = !shown;
+  if (shown) setText($("stat-workers-timed-out"), String(count));
 }
 
 async function refreshStats() {
@@ -250,6 +314,7 @@ async function refreshStats() {
     showCounts(stats.counts);
     setText($("stat-workers-busy"), String(stats.workers_busy));
     setText($("stat-workers-idle"), String(stats.workers_idle));
+    showTimedOutWorkers(stats.workers_timed_out);
     setText($("stat-poller-queue"), String(stats.poller_queue));
     setText($("stat-polls-per-second"), stats.polls_per_second.toFixed(1));
     // Polls and runtimes move without a state change: refresh the running tasks.
@@ -302,6 +367,8 @@ function handleEvent(name, data) {
   else if (name === "counts") showCounts(data);
   else if (name === "forgotten") forget(data.id);
   else if (name === "ready" || name === "resync") {
+    // Also when the server was out of reach as the page loaded.
+    loadStates().catch(reportStatesError);
     showCounts(data.counts);
     loadTasks().catch((error) => notify(`Loading tasks: ${error.message}`));
   }
@@ -462,9 +529,7 @@ function start() {
   $("submit-form").addEventListener("submit", submitTasks);
   $("task-type").addEventListener("change", describeType);
   $("state-filter").addEventListener("change", (event) => setFilter(event.target.value));
-  for (const button of document.querySelectorAll(".count")) {
-    button.addEventListener("click", () => setFilter(button.dataset.state));
-  }
+  $("count-all").closest(".count").addEventListener("click", () => setFilter(""));
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     token = $("token-input").value.trim();
@@ -472,6 +537,7 @@ function start() {
     $("token-form").hidden = true;
     location.reload();
   });
+  loadStates().catch(reportStatesError);
   loadTaskTypes().catch((error) => notify(`Task types: ${error.message}`));
   followEvents();
   refreshStats();
