@@ -16,7 +16,7 @@ from conftest_web import OpenAPIChecker, assert_problem, invalid_names, parse_ss
 from prometheus_client.parser import text_string_to_metric_families
 
 import taskrunner
-from taskrunner import STATES, STATUS_KEYS, TaskRunner
+from taskrunner import STATES, STATS_KEYS, STATUS_KEYS, TaskRunner
 from taskrunner.web import create_app, default_task_types, events
 from taskrunner.web.openapi import openapi_document
 from taskrunner.web.pollrate import PollRateMeter
@@ -524,6 +524,19 @@ def test_stats_count_states_workers_and_poller(server):
     assert stats["unfinished"] == 2
 
 
+def test_stats_count_a_worker_held_by_a_timed_out_task_apart(server):
+    task = server.submit("gate", 1, timeout=0.1)
+    assert server.gates[0].entered.wait(WAIT)
+    server.finish(task["id"])
+    assert server.runner.status(task["id"])["state"] == "timed_out"
+    stats = server.client.get("/api/stats").get_json()
+    assert stats["workers_timed_out"] == 1 and stats["workers_busy"] == 0
+    server.gates[0].release.set()
+    assert wait_for(
+        lambda: server.client.get("/api/stats").get_json()["workers_timed_out"] == 0, WAIT
+    )
+
+
 def test_stats_report_polls_per_second(server):
     server.submit("fake_polling", 1, wait=60)
     server.client.get("/api/stats")
@@ -573,7 +586,7 @@ def test_metrics_are_prometheus_text(server):
     assert tasks["succeeded"] == 1 and tasks["running"] == 1
     assert set(tasks) == set(STATES)
     workers = {s.labels["activity"] for s in families["taskrunner_workers"].samples}
-    assert workers == {"busy", "idle"}
+    assert workers == {"busy", "idle", "timed_out"}
     assert families["taskrunner_polling_tasks"].samples[0].value == 1
     # The poller takes a task out of its queue while it polls it.
     assert wait_for(lambda: "taskrunner_poller_queue_length 1.0" in metrics_text(server), WAIT)
@@ -586,18 +599,24 @@ def test_metrics_are_prometheus_text(server):
     )
 
 
-def with_timed_out_workers(server: Server, monkeypatch: Any, count: int) -> None:
-    """The runner's stats as a core that reports ``workers_timed_out`` gives them."""
+def report_timed_out_workers(server: Server, monkeypatch: Any, count: Optional[int]) -> None:
+    """The runner's stats with ``workers_timed_out`` at ``count``, or without it (None)."""
     real_stats = server.runner.stats
-    monkeypatch.setattr(
-        server.runner, "stats", lambda: {**real_stats(), "workers_timed_out": count}
-    )
+
+    def stats() -> dict[str, Any]:
+        figures = {k: v for k, v in real_stats().items() if k != "workers_timed_out"}
+        if count is not None:
+            figures["workers_timed_out"] = count
+        return figures
+
+    monkeypatch.setattr(server.runner, "stats", stats)
 
 
-def test_stats_and_metrics_carry_workers_timed_out_when_the_core_reports_it(server, monkeypatch):
+def test_workers_timed_out_are_in_stats_and_metrics_when_the_core_reports_them(server, monkeypatch):
+    report_timed_out_workers(server, monkeypatch, None)
     assert "workers_timed_out" not in server.client.get("/api/stats").get_json()
     assert 'activity="timed_out"' not in metrics_text(server)
-    with_timed_out_workers(server, monkeypatch, 2)
+    report_timed_out_workers(server, monkeypatch, 2)
     assert server.client.get("/api/stats").get_json()["workers_timed_out"] == 2
     families = {f.name: f for f in text_string_to_metric_families(metrics_text(server))}
     workers = {s.labels["activity"]: s.value for s in families["taskrunner_workers"].samples}
@@ -857,6 +876,11 @@ def test_the_task_schema_documents_every_status_key_in_order():
     properties = openapi_document()["components"]["schemas"]["Task"]["properties"]
     assert [key for key in properties if key != "result_is_repr"] == list(STATUS_KEYS)
     assert "result_is_repr" in properties
+
+
+def test_the_stats_schema_documents_every_stats_key_in_order():
+    properties = openapi_document()["components"]["schemas"]["Stats"]["properties"]
+    assert [key for key in properties if key in STATS_KEYS] == list(STATS_KEYS)
 
 
 @pytest.mark.parametrize("auth", [False, True])

@@ -33,6 +33,8 @@ def _problem(description: str) -> dict[str, Any]:
     return _json(_ref("Problem"), description, PROBLEM)
 
 
+_COUNT = {"type": "integer", "minimum": 0}
+
 # A task over HTTP: the status dict (``taskrunner.STATUS_KEYS``, in order),
 # with ``result_is_repr`` after ``result``. Every key is required.
 TASK_PROPERTIES: dict[str, Any] = {
@@ -54,38 +56,27 @@ TASK_PROPERTIES: dict[str, Any] = {
     "polls": {
         "type": "integer",
         "minimum": 0,
-        "description": "get_output() calls made so far; meaningful for polling tasks",
+        "description": "get_output() calls made so far (a blocking task makes none)",
     },
 }
 
+# The runner's stats (``taskrunner.STATS_KEYS``, in order) between the counts
+# and what the server adds.
 STATS_PROPERTIES: dict[str, Any] = {
     "counts": _ref("Counts"),
-    **{
-        name: {"type": "integer", "minimum": 0}
-        for name in (
-            "max_workers",
-            "workers",
-            "workers_busy",
-            "workers_idle",
-            "queued",
-            "polling",
-            "poller_queue",
-            "polls",
-            "unfinished",
-            "max_unfinished",
-            "event_streams",
-        )  # fmt: skip
-    },
+    **{name: _COUNT for name in ("max_workers", "workers", "workers_busy", "workers_idle")},
     "workers_timed_out": {
-        "type": "integer",
-        "minimum": 0,
+        **_COUNT,
         "description": (
             "workers still inside the run() of a task that already timed out (Python "
             "cannot interrupt them); workers_busy does not count them. Absent from "
-            "servers that do not report it."
+            "servers whose core does not report it."
         ),
     },
+    **{name: _COUNT for name in ("queued", "polling", "poller_queue", "polls", "unfinished")},
     "polls_per_second": {"type": "number", "minimum": 0},
+    "max_unfinished": _COUNT,
+    "event_streams": _COUNT,
     "closed": {"type": "boolean"},
 }
 OPTIONAL_STATS = {"workers_timed_out"}
