@@ -166,7 +166,7 @@ def test_submit_answers_202_with_location_and_the_status(server):
 @pytest.mark.parametrize(
     ("type", "kinds"),
     [
-        ("fake", {"blocking", "polling"}),
+        ("fake", set(taskrunner.KINDS)),
         ("fake_blocking", {"blocking"}),
         ("fake_polling", {"polling"}),
     ],
