@@ -71,13 +71,13 @@ def create_app(
     app.json = JSONProvider(app)
 
     settings = Settings.load(app.config)
-    registry = TaskTypes(default_task_types() if task_types is None else task_types)
+    types = TaskTypes(default_task_types() if task_types is None else task_types)
     owns_runner = runner is None
     if runner is None:
         runner = TaskRunner(**settings.runner_options())
-    # A registry of this app's own, not the process-wide default one.
+    # A metrics registry of this app's own, not the process-wide default one.
     metrics = CollectorRegistry(auto_describe=True)
-    state = WebState(runner, owns_runner, registry, settings, metrics)
+    state = WebState(runner, owns_runner, types, settings, metrics)
     app.extensions[EXTENSION_KEY] = state
 
     register_problem_handlers(app)
