@@ -58,6 +58,7 @@ def test_a_failing_task_does_not_harm_others(runner):
     bad = [runner.submit(RaisesIn("get_output", ValueError(i)), kind="polling") for i in range(20)]
     good = [runner.submit(Polling(i, wait=0.05), kind="polling") for i in range(20)]
     assert [h.result(timeout=10) for h in good] == list(range(20))
+    assert all(isinstance(h.exception(timeout=10), ValueError) for h in bad)
     assert all(h.status()["state"] == "failed" for h in bad)
 
 
