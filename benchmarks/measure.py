@@ -11,6 +11,14 @@ object on stdout. Two passes, each in a fresh process:
   completion between chunks) until all are done or ``cap_s`` has passed, then
   measures the idle rate again. Gives the loaded rate (iterations / window)
   as a fraction of the idle rate (median of 50 ms segments, before and after).
+
+A status scenario has one pass of its own instead:
+
+- ``status``: the main thread registers every task (each waits for a gate),
+  times each of the implementation's status checks as a loop over every task
+  while none has finished ("open"), opens the gate, waits for all, and times
+  them again ("final"). Gives nanoseconds per call, with the cost of an empty
+  loop over as many items taken out, beside a plain ``dict[int, bool]`` lookup.
 """
 
 from __future__ import annotations
@@ -21,10 +29,11 @@ import os
 import statistics
 import sys
 import time
+import timeit
 from typing import Any, Optional
 
-from peers import ALL
-from scenarios import scenarios
+from peers import ALL, StatusCheck
+from scenarios import GATE, scenarios
 
 CHUNK = 20_000  # loop iterations between completion checks (about 1 ms)
 
@@ -127,6 +136,9 @@ def quiet_pass(impl: Any, tasks: list[Any], polling: list[bool], waits: list[flo
         "cpu_s": cpu1 - cpu0,
         "threads_self": max(threads),
         "wall_s": p2 - p0,
+        # From the end of registration to the last completion: under 20 ms, the
+        # busy pass's loop would have nothing to measure.
+        "tail_s": makespan - (p1 - p0),
         "polls": polls,
         "missing": missing,
         "ideal_s": ideal,
@@ -184,6 +196,77 @@ def busy_pass(
     }
 
 
+def loop_ns(loop: str, names: dict[str, Any], items: int, min_s: float, repeats: int) -> float:
+    """Nanoseconds per item of `loop`: the fastest of `repeats` timings, each
+    of as many loops as take `min_s` (timeit's way; the collector is off).
+
+    The clock is this thread's CPU time: nothing else in the process runs
+    meanwhile, and time spent waiting for a CPU that other processes hold is
+    left out, so that the figure is the call's own cost on a shared machine.
+    """
+    setup = "\n".join(f"{name} = _names[{name!r}]" for name in names)  # locals, not globals
+    timer = timeit.Timer(loop, setup, timer=time.thread_time, globals={"_names": names})
+    number = 1
+    while timer.timeit(number) < min_s:
+        number *= 2
+    return min(timer.repeat(repeats, number)) / number / items * 1e9
+
+
+def time_checks(checks: list[StatusCheck], n: int, quick: bool) -> dict[str, Any]:
+    """Each available check's nanoseconds per call, less an empty loop's."""
+    min_s, repeats = (0.002, 3) if quick else (0.005, 9)
+    empty = loop_ns("for _ in items: pass", {"items": list(range(n))}, n, min_s, repeats)
+    calls = {
+        c.call: max(0.0, loop_ns(c.loop, c.names, n, min_s, repeats) - empty)
+        for c in checks
+        if c.loop
+    }
+    return {"calls": calls, "empty_loop_ns": empty}
+
+
+def wrong_answers(checks: list[StatusCheck], n: int, done: bool) -> list[str]:
+    """The checks that answer otherwise than `done` for some task."""
+    return [
+        c.call
+        for c in checks
+        if c.loop and c.is_done is not None and any(c.is_done(k) != done for k in range(n))
+    ]
+
+
+def status_pass(impl: Any, tasks: list[Any], polling: list[bool], quick: bool) -> dict:
+    n = len(tasks)
+    impl.submit_all(tasks, polling)
+    # Let the threads that the submits started get to their wait.
+    time.sleep(0.2 if quick else 0.3)
+    floor = {i: False for i in range(n)}
+    checks = [StatusCheck("d[i]", "for i in ids: d[i]", {"d": floor, "ids": list(range(n))})]
+    checks += impl.status_checks()
+    wrong = wrong_answers(checks, n, done=False)
+    if wrong:
+        raise AssertionError(f"a task counts as finished before the gate opened: {wrong}")
+    unfinished = time_checks(checks, n, quick)
+    GATE.set()
+    impl.wait_all()
+    # Some implementations notice the end of a task a moment after it ends.
+    deadline = time.perf_counter() + 10.0
+    while wrong_answers(checks, n, done=True):
+        if time.perf_counter() > deadline:
+            wrong = wrong_answers(checks, n, done=True)
+            raise AssertionError(f"a task counts as unfinished after all ended: {wrong}")
+        time.sleep(0.01)
+    floor.update(dict.fromkeys(floor, True))
+    finished = time_checks(checks, n, quick)
+    return {
+        "open_ns": unfinished["calls"],
+        "final_ns": finished["calls"],
+        "empty_loop_ns": {"open": unfinished["empty_loop_ns"], "final": finished["empty_loop_ns"]},
+        "primary": next((c.call for c in checks if c.primary), None),
+        "unavailable": [c.call for c in checks if not c.loop],
+        "calls": [c.call for c in checks],
+        "n": n,
+    }
+
+
 def main() -> None:
     config = json.loads(sys.argv[1])
     scenario = scenarios(config["quick"])[config["scenario"]]
@@ -198,6 +281,8 @@ def main() -> None:
     warm_up(config.get("warmup_s", 0.5))
     if config["pass"] == "quiet":
         result = quiet_pass(impl, tasks, polling, waits)
+    elif config["pass"] == "status":
+        result = status_pass(impl, tasks, polling, config["quick"])
     else:
         result = busy_pass(impl, tasks, polling, config["idle_s"], config["cap_s"])
     result["extra"] = impl.extra()

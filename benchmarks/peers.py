@@ -8,7 +8,9 @@ Each adapter takes the task objects of a scenario and:
 - ``wait_all()``: blocks the main thread until every task is done;
 - ``timings()``: per task, when it started and when the implementation
   noticed that it was done (Unix seconds), and the number of ``get_output()``
-  calls made.
+  calls made;
+- ``status_checks()``: the calls that ask whether one task is done, each as a
+  loop over every task, for the status pass to time.
 
 The peers note ``time.time()`` just before calling ``run()`` and at the moment
 their handler sees the result; taskrunner reports the same two moments as its
@@ -21,9 +23,31 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
-from scenarios import InstantTask
+from scenarios import OWN_BLOCKING
+
+
+@dataclass(frozen=True)
+class StatusCheck:
+    """A status call, timed as a loop over every task of the scenario.
+
+    ``is_done(k)`` gives the call's answer for the k-th task as "is it
+    finished?", so that the status pass can check that the loop asks about
+    tasks in the state it claims to. A check whose ``loop`` is empty is one
+    this build lacks: it is reported, not timed.
+    """
+
+    call: str  # as a user writes it, e.g. "handle.done()"
+    loop: str  # e.g. "for h in handles: h.done()"; names from `names`
+    names: dict[str, Any]
+    is_done: Optional[Callable[[int], bool]] = None
+    primary: bool = False  # the implementation's own "is this task done?"
+
+    @classmethod
+    def unavailable(cls, call: str) -> StatusCheck:
+        return cls(call, "", {})
 
 
 class Impl:
@@ -49,8 +73,23 @@ class Impl:
     def timings(self) -> tuple[list[Optional[float]], list[Optional[float]], int]:
         raise NotImplementedError
 
+    def status_checks(self) -> list[StatusCheck]:
+        return []
+
     def extra(self) -> dict[str, Any]:
         return {}
+
+
+def future_checks(futures: list[concurrent.futures.Future]) -> list[StatusCheck]:
+    return [
+        StatusCheck(
+            "future.done()",
+            "for f in futures: f.done()",
+            {"futures": futures},
+            lambda k: futures[k].done(),
+            primary=True,
+        )
+    ]
 
 
 class _PeerBase(Impl):
@@ -115,6 +154,18 @@ class ThreadPerTask(_SleepPollingPeer):
             t.start()
             append(t)
 
+    def status_checks(self) -> list[StatusCheck]:
+        threads = self.threads
+        return [
+            StatusCheck(
+                "thread.is_alive()",
+                "for t in threads: t.is_alive()",
+                {"threads": threads},
+                lambda k: not threads[k].is_alive(),
+                primary=True,
+            )
+        ]
+
 
 class Tpe100(_SleepPollingPeer):
     """ThreadPoolExecutor(max_workers=100); a polling task is sleep-polled inside its worker."""
@@ -132,6 +183,9 @@ class Tpe100(_SleepPollingPeer):
         submit = self.executor.submit
         body = self._body
         self.futures = [submit(body, i, task, polling[i]) for i, task in enumerate(tasks)]
+
+    def status_checks(self) -> list[StatusCheck]:
+        return future_checks(self.futures)
 
 
 class AsyncioPeer(_PeerBase):
@@ -180,6 +234,9 @@ class AsyncioPeer(_PeerBase):
             for i, task in enumerate(tasks)
         ]
 
+    def status_checks(self) -> list[StatusCheck]:
+        return future_checks(self.futures)
+
 
 class Taskrunner(Impl):
     """taskrunner.TaskRunner, with the options given on the command line."""
@@ -210,7 +267,7 @@ class Taskrunner(Impl):
 
     def submit_all(self, tasks: list[Any], polling: list[bool]) -> None:
         submit = self.runner.submit
-        if tasks and type(tasks[0]) is InstantTask:
+        if tasks and isinstance(tasks[0], OWN_BLOCKING):
             self.handles = [submit(task, kind="blocking") for task in tasks]
         else:
             # The fake task classes are registered kinds: classified by isinstance.
@@ -234,6 +291,56 @@ class Taskrunner(Impl):
         started = [s["started_at"] if s else None for s in statuses]
         finished = [s["finished_at"] if s else None for s in statuses]
         return started, finished, sum(s["polls"] for s in statuses if s)
+
+    def status_checks(self) -> list[StatusCheck]:
+        from taskrunner import TaskHandler
+
+        runner, handles = self.runner, self.handles
+        handler = TaskHandler(runner)
+        ids = [h.id for h in handles]
+        by_id = {"runner": runner, "ids": ids}
+        checks = [
+            StatusCheck(
+                "handler.get_task_status(i)",
+                "for i in ids: handler.get_task_status(i)",
+                {"handler": handler, "ids": ids},
+                lambda k: not handler.get_task_status(ids[k]),
+            ),
+            StatusCheck(
+                "handle.done()",
+                "for h in handles: h.done()",
+                {"handles": handles},
+                lambda k: handles[k].done(),
+                primary=True,
+            ),
+        ]
+        # runner.done(id) is newer than some builds of the core.
+        if hasattr(runner, "done"):
+            checks.append(
+                StatusCheck(
+                    "runner.done(i)",
+                    "for i in ids: runner.done(i)",
+                    by_id,
+                    lambda k: runner.done(ids[k]),
+                )
+            )
+        else:
+            checks.append(StatusCheck.unavailable("runner.done(i)"))
+        checks += [
+            StatusCheck(
+                "runner.status(i)",
+                "for i in ids: runner.status(i)",
+                by_id,
+                lambda k: runner.status(ids[k])["done"],
+            ),
+            StatusCheck(
+                "handle.status()",
+                "for h in handles: h.status()",
+                {"handles": handles},
+                lambda k: handles[k].status()["done"],
+            ),
+        ]
+        return checks
 
     def extra(self) -> dict[str, Any]:
         stats = dict(self.runner.stats())

@@ -1,16 +1,19 @@
-"""Benchmark taskrunner against three peers on the same fake tasks, in one run.
+"""Benchmark taskrunner against three peers on the same tasks, in one run.
 
-    python benchmarks/run.py            # full run (about 8 minutes)
+    python benchmarks/run.py            # full run (about 10 minutes)
     python benchmarks/run.py --quick    # shrunk scenarios, under a minute (CI smoke run)
 
 Each implementation x scenario x pass runs in its own process (``measure.py``),
 which prints its figures as JSON. This script samples each child's thread
 count from /proc while it runs, takes medians over repeats, and prints one
-table, taskrunner's ratio to the best peer on each figure, and each target
-with PASS/MISS. BENCHMARKS.md says what every figure means.
+table, the status checks' nanoseconds per call, taskrunner's ratio to the
+best peer on each figure, and each target with its median and PASS/MISS.
+BENCHMARKS.md says what every figure means.
+
+Scenarios: mixed100, block100, poll10k, instant100k, sleep0_100k, status1k.
 
 Options:
-    --only mixed100,poll10k         run only these scenarios
+    --only sleep0_100k,status1k     run only these scenarios
     --impl taskrunner,tpe100_50ms   run only these implementations
     --repeat N                      runs of each pair, median taken (default 3;
                                     --quick 1); a pair whose run takes over
@@ -40,7 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from peers import ALL, PEERS  # noqa: E402
-from scenarios import ORDER, scenarios, targets  # noqa: E402
+from scenarios import ORDER, SameRun, scenarios, targets  # noqa: E402
 
 # key, header, format, lower is better
 FIGURES = [
@@ -57,7 +60,12 @@ FIGURES = [
     ("main_blocked_pct", "blocked %", "{:.1f}", True),
 ]
 BUSY_FIGURES = {"main_speed", "main_speed_oncpu"}
-FORMATS = {key: f for key, _, f, _ in FIGURES}
+MIN_WINDOW_S = 0.02  # the busy pass's shortest loop window with a figure (measure.py)
+# A status scenario's figure for the ratio table: each implementation's own
+# "is this task done?" call (taskrunner handle.done(), the peers future.done()
+# or thread.is_alive()). The status table has every call.
+STATUS_FIGURES = [("ns:done", "done check ns", "{:.0f}", True)]
+FORMATS = {key: f for key, _, f, _ in FIGURES + STATUS_FIGURES}
 NUMERIC_OPTIONS = ("max_workers", "poll_min", "poll_max", "poll_ratio", "max_poll_rate")
 NUMERIC_OPTIONS += ("keep_alive",)
 WAIT_MODES = ("wait", "counts")
@@ -214,7 +222,7 @@ def figures_of(reps: list[dict[str, Any]]) -> dict[str, Optional[float]]:
     for key, *_ in FIGURES:
         values: list[Optional[float]] = []
         for r in reps:
-            quiet, busy = r["quiet"], r["busy"]
+            quiet, busy = r["quiet"], r.get("busy", {})
             if key in BUSY_FIGURES:
                 values.append(busy.get(key))
             elif key == "main_blocked_pct":
@@ -228,13 +236,75 @@ def figures_of(reps: list[dict[str, Any]]) -> dict[str, Optional[float]]:
     return figures
 
 
+def status_figures_of(reps: list[dict[str, Any]]) -> dict[str, Optional[float]]:
+    """Median nanoseconds per call of each status check: ``ns_open:<call>``
+    (tasks unfinished), ``ns_final:<call>`` (finished), ``ns:<call>`` (the
+    slower of the two in each run), and ``ns:done`` for the implementation's
+    own done check."""
+    passes = [r["status"] for r in reps if "error" not in r["status"]]
+    figures: dict[str, Optional[float]] = {}
+    for call in status_calls(reps):
+        opens = [p["open_ns"].get(call) for p in passes]
+        finals = [p["final_ns"].get(call) for p in passes]
+        slower = [None if o is None or f is None else max(o, f) for o, f in zip(opens, finals)]
+        figures[f"ns_open:{call}"] = median(opens)
+        figures[f"ns_final:{call}"] = median(finals)
+        figures[f"ns:{call}"] = median(slower)
+    primary = next((p["primary"] for p in passes if p.get("primary")), None)
+    figures["ns:done"] = figures.get(f"ns:{primary}")
+    return figures
+
+
+def status_calls(reps: list[dict[str, Any]]) -> list[str]:
+    """An implementation's status checks in its order, those its build lacks included."""
+    calls: list[str] = []
+    for r in reps:
+        calls += [c for c in r["status"].get("calls", []) if c not in calls]
+    return calls
+
+
+def status_unavailable(reps: list[dict[str, Any]]) -> list[str]:
+    return sorted({c for r in reps for c in r["status"].get("unavailable", [])})
+
+
+def wants_busy_pass(scen: str, quick: bool) -> bool:
+    """--quick runs the busy pass only where a target needs its figures, so
+    that the smoke run stays short."""
+    busy = BUSY_FIGURES | {"main_blocked_pct"}
+    return not quick or any(
+        t.scenario == scen and getattr(t, "figure", "") in busy for t in targets(quick)
+    )
+
+
+def progress_line(scen: str, label: str, rep: int, run: dict[str, Any]) -> str:
+    if "status" in run:
+        st = run["status"]
+        calls = ", ".join(
+            f"{call} {fmt(st.get('open_ns', {}).get(call), '{:.0f}')}"
+            f"/{fmt(st.get('final_ns', {}).get(call), '{:.0f}')}"
+            for call in st.get("calls", [])
+        )
+        return f"  {scen:<12} {label:<22} run {rep}: ns unfinished/finished: {calls}"
+    q, b = run["quiet"], run.get("busy", {})
+    return (
+        f"  {scen:<12} {label:<22} run {rep}: "
+        f"makespan {fmt(q.get('makespan_s'), '{:.3f}')} s, "
+        f"reg {fmt(q.get('reg_us'), '{:.2f}')} us, CPU {fmt(q.get('cpu_s'), '{:.3f}')} s, "
+        f"main speed {fmt(b.get('main_speed'), '{:.2f}')} "
+        f"(on-CPU {fmt(b.get('main_speed_oncpu'), '{:.2f}')})"
+    )
+
+
 def measure_pair(
     scen: str, label: str, impl: str, options: dict[str, Any], args: argparse.Namespace
 ) -> tuple[list[dict[str, Any]], int]:
-    """Repeats the quiet and the busy pass of one implementation on one scenario."""
+    """Repeats the passes of one implementation on one scenario: quiet and
+    busy (see wants_busy_pass; skipped when the quiet pass saw every task end
+    during registration), or a status scenario's status pass."""
     quick = args.quick
     idle_s, cap_s, warmup_s = (0.2, 1.0, 0.3) if quick else (0.5, 3.0, 0.6)
     timeout = 120.0 if quick else 900.0
+    status = is_status(scen, quick)
     base = {
         "impl": impl,
         "scenario": scen,
@@ -242,42 +312,49 @@ def measure_pair(
         "options": options,
         "warmup_s": warmup_s,
     }
+    passes: dict[str, dict[str, Any]] = {"status": {}} if status else {"quiet": {}}
+    if not status and wants_busy_pass(scen, quick):
+        passes["busy"] = {"idle_s": idle_s, "cap_s": cap_s}
     reps: list[dict[str, Any]] = []
     failures = 0
     for rep in range(args.repeat):
-        quiet = run_child({**base, "pass": "quiet"}, timeout)
-        busy = run_child({**base, "pass": "busy", "idle_s": idle_s, "cap_s": cap_s}, timeout)
-        for part, res in (("quiet", quiet), ("busy", busy)):
-            if "error" in res:
+        run: dict[str, Any] = {}
+        for part, extra in passes.items():
+            if part == "busy" and run["quiet"].get("tail_s", 1.0) < MIN_WINDOW_S:
+                # Its loop would get no window: the tasks end while they are registered.
+                run[part] = {"skipped": "every task ended during registration"}
+                continue
+            run[part] = run_child({**base, "pass": part, **extra}, timeout)
+            if "error" in run[part]:
                 failures += 1
-                print(f"!! {scen} {label} {part}: {res['error']}", file=sys.stderr, flush=True)
-        reps.append({"quiet": quiet, "busy": busy})
-        q, b = quiet, busy
-        print(
-            f"  {scen:<12} {label:<22} run {rep + 1}: "
-            f"makespan {fmt(q.get('makespan_s'), '{:.3f}')} s, "
-            f"reg {fmt(q.get('reg_us'), '{:.2f}')} us, CPU {fmt(q.get('cpu_s'), '{:.3f}')} s, "
-            f"main speed {fmt(b.get('main_speed'), '{:.2f}')} "
-            f"(on-CPU {fmt(b.get('main_speed_oncpu'), '{:.2f}')})",
-            file=sys.stderr,
-            flush=True,
-        )
-        if "error" in quiet or quiet.get("process_s", 0) > args.repeat_limit:
+                print(
+                    f"!! {scen} {label} {part}: {run[part]['error']}", file=sys.stderr, flush=True
+                )
+        reps.append(run)
+        print(progress_line(scen, label, rep + 1, run), file=sys.stderr, flush=True)
+        first = run["status" if status else "quiet"]
+        if "error" in first or first.get("process_s", 0) > args.repeat_limit:
             break
     return reps, failures
 
 
-def ratio_rows(results: dict, only: list[str], trs: list[str], peers: list[str]) -> tuple:
+def is_status(scen: str, quick: bool) -> bool:
+    return scenarios(quick)[scen].passes == "status"
+
+
+def ratio_rows(
+    results: dict, only: list[str], trs: list[str], peers: list[str], quick: bool
+) -> tuple:
     """taskrunner against the best peer, figure by figure."""
     rows, ratios = [], {}
     for scen in only:
         for tr in trs:
-            for key, header, f, lower in FIGURES:
-                mine = results[scen][tr]["median"][key]
+            for key, header, f, lower in STATUS_FIGURES if is_status(scen, quick) else FIGURES:
+                mine = results[scen][tr]["median"].get(key)
                 peer_vals = [
                     (results[scen][p]["median"][key], p)
                     for p in peers
-                    if results[scen][p]["median"][key] is not None
+                    if results[scen][p]["median"].get(key) is not None
                 ]
                 if mine is None or not peer_vals:
                     continue
@@ -306,6 +383,138 @@ def ratio_rows(results: dict, only: list[str], trs: list[str], peers: list[str])
                     ]
                 )
     return rows, ratios
+
+
+def status_rows(results: dict, scens: list[str], labels: list[str]) -> list[list[str]]:
+    """Each implementation's status checks: ns per call, and as a multiple of a dict lookup."""
+    rows = []
+    for scen in scens:
+        for label in labels:
+            res = results[scen][label]
+            med = res["median"]
+            floor = med.get("ns:d[i]")
+            for call in res["calls"]:
+                slower = med.get(f"ns:{call}")
+                if call in res["unavailable"]:
+                    note = "not in this build"
+                elif call == res["primary"]:
+                    note = "its own done check"
+                else:
+                    note = ""
+                rows.append(
+                    [
+                        scen,
+                        label,
+                        call,
+                        fmt(med.get(f"ns_open:{call}"), "{:.1f}"),
+                        fmt(med.get(f"ns_final:{call}"), "{:.1f}"),
+                        fmt(slower / floor if slower is not None and floor else None, "{:.1f}"),
+                        note,
+                    ]
+                )
+    return rows
+
+
+def same_run_verdict(t: SameRun, runs: list[dict[str, Any]]) -> tuple[int, int, Optional[bool]]:
+    """How many runs met every part, of how many measured, and whether most did."""
+    verdicts = [t.check_run(figures_of([run])) for run in runs]
+    known = [v for v in verdicts if v is not None]
+    met = sum(1 for v in known if v)
+    return met, len(known), (2 * met > len(known)) if known else None
+
+
+def target_note(t: Any, res: dict[str, Any]) -> str:
+    med = res["median"]
+    if t.figure == "main_speed":
+        return (
+            f"on-CPU speed {fmt(med['main_speed_oncpu'], '{:.2f}')}, "
+            f"blocked {fmt(med['main_blocked_pct'], '{:.1f}')}%"
+        )
+    if t.figure.startswith("ns:"):
+        call = t.figure[3:]
+        if call in res.get("unavailable", []):
+            return "not in this build"
+        return (
+            f"unfinished {fmt(med.get('ns_open:' + call), '{:.1f}')} ns, "
+            f"finished {fmt(med.get('ns_final:' + call), '{:.1f}')} ns"
+        )
+    return ""
+
+
+def target_rows(
+    results: dict, only: list[str], trs: list[str], quick: bool
+) -> tuple[list[list[str]], list[dict[str, Any]]]:
+    """Each target with its measured median (runs that met it, for a
+    same-run target) and PASS / MISS."""
+    rows, checks = [], []
+    for t in targets(quick):
+        if t.scenario not in only:
+            continue
+        for tr in trs:
+            res = results[t.scenario][tr]
+            check: dict[str, Any] = {
+                "scenario": t.scenario,
+                "implementation": tr,
+                "target": t.label,
+            }
+            if isinstance(t, SameRun):
+                met, measured, ok = same_run_verdict(t, res["runs"])
+                check.update(figure="+".join(p.figure for p in t.parts), value=met, runs=measured)
+                shown = f"{met} of {measured} runs"
+                note = "; ".join(p.label for p in t.parts)
+            else:
+                value = res["median"].get(t.figure)
+                ok = t.check(value)
+                check.update(figure=t.figure, value=value)
+                shown = fmt(value, FORMATS.get(t.figure, "{:.1f}"))
+                note = target_note(t, res)
+            verdict = "n/a" if ok is None else ("PASS" if ok else "MISS")
+            checks.append({**check, "result": verdict})
+            rows.append([t.scenario, tr, t.label, shown, verdict, note])
+    return rows, checks
+
+
+def report(results: dict, only: list[str], runs: list[tuple], quick: bool) -> tuple:
+    """Prints the tables; returns the ratios and the target checks."""
+    scens = scenarios(quick)
+    labels = [label for label, *_ in runs]
+    print("\n# results (median of runs); scenarios:")
+    for s in only:
+        print(f"#   {s}: {scens[s].description}")
+    timed = [s for s in only if not is_status(s, quick)]
+    if timed:
+        rows = [
+            [scen, label] + [fmt(results[scen][label]["median"][k], f) for k, _, f, _ in FIGURES]
+            for scen in timed
+            for label in labels
+        ]
+        print(table(["scenario", "implementation"] + [h for _, h, _, _ in FIGURES], rows))
+    status = [s for s in only if is_status(s, quick)]
+    if status:
+        print(
+            "\n# status checks: ns per call (median of runs; the calling thread's CPU time, "
+            "an empty loop's cost taken out)"
+        )
+        headers = ["scenario", "implementation", "call", "unfinished ns", "finished ns"]
+        print(table(headers + ["x d[i]", "note"], status_rows(results, status, labels), left=3))
+
+    trs = [label for label, impl, _ in runs if impl == "taskrunner"]
+    peers = [label for label, impl, _ in runs if impl in PEERS]
+    ratios: dict[str, Any] = {}
+    if trs and peers:
+        print("\n# taskrunner / best peer per figure (advantage > 1: taskrunner is better)")
+        rrows, ratios = ratio_rows(results, only, trs, peers, quick)
+        headers = ["scenario", "implementation", "figure", "taskrunner", "best peer"]
+        print(table(headers + ["ratio", "advantage"], rrows, left=3))
+
+    checks: list[dict[str, Any]] = []
+    if trs:
+        note = " (--quick: shrunk scenarios, scaled targets, indicative only)" if quick else ""
+        print(f"\n# targets{note}")
+        trows, checks = target_rows(results, only, trs, quick)
+        headers = ["scenario", "implementation", "target", "measured", "result", "note"]
+        print(table(headers, trows, left=3))
+    return ratios, checks
 
 
 def main() -> int:
@@ -359,66 +568,19 @@ def main() -> int:
         for label, impl, options in runs:
             reps, failed = measure_pair(scen, label, impl, options, args)
             failures += failed
-            results[scen][label] = {
-                "impl": impl,
-                "options": options,
-                "median": figures_of(reps),
-                "runs": reps,
-            }
+            entry: dict[str, Any] = {"impl": impl, "options": options}
+            if is_status(scen, quick):
+                entry["median"] = status_figures_of(reps)
+                entry["calls"] = status_calls(reps)
+                entry["unavailable"] = status_unavailable(reps)
+                primary = [r["status"].get("primary") for r in reps]
+                entry["primary"] = next((p for p in primary if p), None)
+            else:
+                entry["median"] = figures_of(reps)
+            entry["runs"] = reps
+            results[scen][label] = entry
 
-    print("\n# results (median of runs); scenarios:")
-    for s in only:
-        print(f"#   {s}: {scens[s].description}")
-    rows = []
-    for scen in only:
-        for label, *_ in runs:
-            med = results[scen][label]["median"]
-            rows.append([scen, label] + [fmt(med[k], f) for k, _, f, _ in FIGURES])
-    print(table(["scenario", "implementation"] + [h for _, h, _, _ in FIGURES], rows))
-
-    trs = [label for label, impl, _ in runs if impl == "taskrunner"]
-    peers = [label for label, impl, _ in runs if impl in PEERS]
-    ratios: dict[str, Any] = {}
-    if trs and peers:
-        print("\n# taskrunner / best peer per figure (advantage > 1: taskrunner is better)")
-        rrows, ratios = ratio_rows(results, only, trs, peers)
-        headers = ["scenario", "implementation", "figure", "taskrunner", "best peer"]
-        print(table(headers + ["ratio", "advantage"], rrows, left=3))
-
-    checks = []
-    if trs:
-        note = " (--quick: shrunk scenarios, scaled targets, indicative only)" if quick else ""
-        print(f"\n# targets{note}")
-        trows = []
-        for t in targets(quick):
-            if t.scenario not in only:
-                continue
-            for tr in trs:
-                value = results[t.scenario][tr]["median"][t.figure]
-                ok = t.check(value)
-                verdict = "n/a" if ok is None else ("PASS" if ok else "MISS")
-                checks.append(
-                    {
-                        "scenario": t.scenario,
-                        "implementation": tr,
-                        "target": t.label,
-                        "figure": t.figure,
-                        "value": value,
-                        "result": verdict,
-                    }
-                )
-                note = ""
-                if t.figure == "main_speed":
-                    med = results[t.scenario][tr]["median"]
-                    note = (
-                        f"on-CPU speed {fmt(med['main_speed_oncpu'], '{:.2f}')}, "
-                        f"blocked {fmt(med['main_blocked_pct'], '{:.1f}')}%"
-                    )
-                trows.append(
-                    [t.scenario, tr, t.label, fmt(value, FORMATS[t.figure]), verdict, note]
-                )
-        headers = ["scenario", "implementation", "target", "measured", "result", "note"]
-        print(table(headers, trows, left=3))
+    ratios, checks = report(results, only, runs, quick)
 
     total = time.perf_counter() - started
     # CPU that other processes used meanwhile: the noise this run competed with.
