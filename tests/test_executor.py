@@ -587,6 +587,50 @@ def test_failing_initializer_breaks_the_pool(make_executor, caplog):
         executor.submit(pow, 2, 2)
 
 
+def test_broken_is_false_until_an_initializer_fails_then_the_reason(make_executor):
+    # CPython's own tests, and some user code, read this private attribute.
+    def initializer():
+        raise ValueError("error in initializer")
+
+    assert make_executor(max_workers=1)._broken is False
+    executor = make_executor(max_workers=1, initializer=initializer)
+    assert executor._broken is False
+    try:
+        executor.submit(pow, 2, 2).exception(TIMEOUT)
+    except BrokenThreadPool:
+        pass  # already broken: allowed
+    assert wait_for(lambda: executor._broken)
+    assert executor._broken == "A thread initializer failed, the thread pool is not usable anymore"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_exits_without_waiting_for_the_parents_calls(executor_class):
+    # multiprocessing's fork children run the executors' exit hook before they
+    # leave; the calls queued or running in the parent are not theirs to wait for.
+    result = run_script(
+        executor_class,
+        """
+        import multiprocessing, threading, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads, 3.12+
+        release = threading.Event()
+        executor = Executor(max_workers=1)
+        running = executor.submit(release.wait, 30)
+        queued = executor.submit(pow, 2, 2)
+        child = multiprocessing.get_context("fork").Process(target=print, args=("child ran",))
+        child.start()
+        child.join(20)
+        print("child exit code:", child.exitcode)
+        release.set()
+        print("parent results:", running.result(30), queued.result(30))
+        executor.shutdown()
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "child ran" in result.stdout
+    assert "child exit code: 0" in result.stdout
+    assert "parent results: True 4" in result.stdout
+
+
 @pytest.mark.slow
 def test_a_flood_of_tiny_calls_completes(make_executor):
     executor = make_executor()
@@ -627,6 +671,32 @@ def test_queued_calls_fail_with_the_submit_error_when_no_worker_is_left(monkeypa
     blocker.release.set()
     assert running.result(TIMEOUT) == "released"
     executor.shutdown(wait=True)
+
+
+def test_shutdown_cancels_only_the_calls_whose_tasks_the_core_cancels():
+    # A worker may have taken a call's task (the core then refuses to cancel
+    # it) before it gets to the call in Python: such a call must run, not be
+    # cancelled. Staged here by a handle that refuses, as the core does then.
+    executor = Executor(max_workers=1)
+    blocker = Blocker()
+    running = executor.submit(blocker)
+    assert blocker.started.wait(TIMEOUT)
+    ran = []
+    taken, queued = executor.submit(ran.append, "taken"), executor.submit(ran.append, "queued")
+
+    class TakenByAWorker:
+        def cancel(self):
+            return False
+
+    (taken_item,) = [item for item in executor._context.queued if item.future is taken]
+    real_handle, taken_item.handle = taken_item.handle, TakenByAWorker()
+    executor.shutdown(wait=False, cancel_futures=True)
+    assert queued.cancelled() and not taken.cancelled() and not taken.done()
+    blocker.release.set()
+    assert running.result(TIMEOUT) == "released"
+    assert taken.result(TIMEOUT) is None and ran == ["taken"]
+    executor.shutdown(wait=True)
+    assert real_handle.done()
 
 
 def test_is_a_concurrent_futures_executor():

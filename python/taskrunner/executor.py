@@ -16,9 +16,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import _base as futures_base
 from concurrent.futures.thread import BrokenThreadPool
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
-from taskrunner._core import register_kind
+from taskrunner._core import TaskHandle, register_kind
 from taskrunner.futures import _set_exception_unless_done, future_of
 from taskrunner.runner import TaskRunner
 
@@ -104,6 +104,24 @@ class _WorkerContext:
         for future in self.claim_queued():
             _set_exception_unless_done(future, error_type(message))
 
+    def cancel_queued(self) -> list[Future[Any]]:
+        """Takes away the queued calls that no worker has taken yet, in submit order.
+
+        The core decides which: a call's task is cancelled only while it waits
+        in the queue, never once a worker has taken it (even if that worker has
+        not yet got to the call in Python), so that a taken call runs, as one
+        ``ThreadPoolExecutor`` has taken off its queue does.
+
+        Returns:
+            The futures of the calls taken away; no worker will touch them.
+        """
+        taken = []
+        for item in list(self.queued):
+            handle = item.handle  # None while its submit() has yet to return: left to run
+            if handle is not None and handle.cancel() and self.queued.pop(item, None) is not None:
+                taken.append(item.future)
+        return taken
+
     def claim_queued(self) -> list[Future[Any]]:
         """Takes every queued item away from the workers, in submit order.
 
@@ -120,7 +138,7 @@ class _WorkerContext:
 class _WorkItem:
     """One call, run as a blocking task: ThreadPoolExecutor's _WorkItem, for the Rust pool."""
 
-    __slots__ = ("future", "fn", "args", "kwargs", "context")
+    __slots__ = ("future", "fn", "args", "kwargs", "context", "handle")
 
     def __init__(
         self,
@@ -135,6 +153,10 @@ class _WorkItem:
         self.args = args
         self.kwargs = kwargs
         self.context = context
+        # The core's handle of this call's task, once submitted. The cycle it
+        # makes (the task's record holds this item) ends when the task does:
+        # the core lets go of a task object once the task is final.
+        self.handle: Optional[TaskHandle] = None
 
     def run(self) -> None:
         context = self.context
@@ -245,7 +267,7 @@ class Executor(futures_base.Executor):
         item = _WorkItem(future, fn, args, kwargs, context)
         context.queued[item] = True
         try:
-            self._submit_task(item)
+            item.handle = self._submit_task(item)
         except RuntimeError as error:
             # The caller is told the call failed: make sure it never runs.
             context.queued.pop(item, None)
@@ -255,6 +277,15 @@ class Executor(futures_base.Executor):
                 self._check_open()  # closed under us by a shutdown, a broken pool, or exit
             raise
         return future
+
+    @property
+    def _broken(self) -> Union[bool, str]:
+        """``ThreadPoolExecutor._broken``, which code (CPython's tests among it) reads.
+
+        Returns:
+            False, or the reason the pool broke once an initializer failed.
+        """
+        return self._context.broken or False
 
     def _fail_orphans(self, message: str) -> None:
         # With no worker left, the core has failed the queued tasks, and no
@@ -279,7 +310,7 @@ class Executor(futures_base.Executor):
 
         Args:
             wait: return only once every queued call has run and every worker has exited.
-            cancel_futures: cancel the futures of calls that have not started.
+            cancel_futures: cancel the calls that no worker has taken yet.
 
         Raises:
             RuntimeError: if ``wait`` is true and this is called from one of this
@@ -287,11 +318,11 @@ class Executor(futures_base.Executor):
                 shut down all the same.
         """
         self._shutdown = True
-        self._runner.shutdown(wait=False, cancel_pending=cancel_futures)
+        self._runner.shutdown(wait=False)
         if cancel_futures:
-            # Claimed items are out of every worker's reach; their futures' callbacks
-            # run here, with no lock held, so they may even call shutdown() again.
-            for future in self._context.claim_queued():
+            # The calls taken away are out of every worker's reach; their futures'
+            # callbacks run here, with no lock held, so they may even call shutdown() again.
+            for future in self._context.cancel_queued():
                 _cancel_and_notify(future)
         if wait:
             self._runner.shutdown(wait=True)
@@ -312,6 +343,15 @@ def _join_executors_at_exit() -> None:
         executor.shutdown(wait=True)
 
 
+def _forget_executors_in_child() -> None:
+    # A forked child has none of the parent's worker threads, and the calls
+    # queued before the fork are the parent's to run: the child's exit must
+    # not wait for them (ThreadPoolExecutor's finds the parent's threads
+    # stopped and joins nothing). multiprocessing's fork children run the
+    # exit hook above before they leave.
+    _live_executors.clear()
+
+
 def _register_exit_hook() -> None:
     # ThreadPoolExecutor drains its queues at this same point (just before the
     # interpreter joins non-daemon threads), so that atexit hooks such as
@@ -320,6 +360,8 @@ def _register_exit_hook() -> None:
         threading._register_atexit(_join_executors_at_exit)  # type: ignore[attr-defined]
     except (AttributeError, RuntimeError):
         pass  # no such hook on this Python, or first imported while the interpreter exits
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_forget_executors_in_child)
 
 
 _register_exit_hook()
