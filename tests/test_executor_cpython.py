@@ -1,0 +1,162 @@
+"""CPython's own thread-pool tests of ``concurrent.futures``, run against ``taskrunner.Executor``.
+
+The running interpreter's ``test.test_concurrent_futures`` (a package from
+CPython 3.12, one module before) is run in a fresh interpreter by
+``cpython_futures_suite.py``, with ``taskrunner.Executor`` as the executor of
+its thread-pool classes (``test_thread_pool``, ``test_as_completed``,
+``test_wait``, ``test_shutdown``, ``test_init``), less the tests in
+``LEFT_OUT``. Some Python installs leave CPython's ``test`` package out; the
+test then skips and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SUITE_RUNNER = Path(__file__).with_name("cpython_futures_suite.py")
+
+_PRIVATE = "inspects ThreadPoolExecutor's private {} (Executor has no such attribute)"
+_BY_NAME = (
+    "runs a script in a fresh isolated interpreter (-I) that imports the executor by "
+    "its class name from concurrent.futures ({}), so it can only ever test "
+    "ThreadPoolExecutor; what it checks is covered by {}"
+)
+
+# CPython's thread-pool tests that are not run, "Class.test" -> why. Only tests
+# that look at ThreadPoolExecutor's internals or that can only ever run
+# ThreadPoolExecutor itself are left out.
+LEFT_OUT = {
+    "ThreadPoolExecutorTest.test_saturation": _PRIVATE.format("_threads"),
+    "ThreadPoolExecutorTest.test_idle_thread_reuse": _PRIVATE.format("_threads"),
+    "ThreadPoolShutdownTest.test_threads_terminate": _PRIVATE.format("_threads")
+    + "; its calls then block for ever on a semaphore the test releases only after that "
+    "check, so the test's tearDown (shutdown(wait=True)) would never return",
+    "ThreadPoolShutdownTest.test_context_manager_shutdown": _PRIVATE.format("_threads"),
+    "ThreadPoolShutdownTest.test_del_shutdown": _PRIVATE.format("_threads"),
+    "ThreadPoolShutdownTest.test_shutdown_no_wait": _PRIVATE.format("_threads"),
+    "ThreadPoolShutdownTest.test_thread_names_assigned": _PRIVATE.format("_threads"),
+    "ThreadPoolShutdownTest.test_thread_names_default": _PRIVATE.format("_threads")
+    + ", and expects the default names ThreadPoolExecutor-N_M",
+    "ThreadPoolShutdownTest.test_interpreter_shutdown": _BY_NAME.format(
+        "`from concurrent.futures import Executor` would be the abstract base class",
+        "test_executor.py::test_interpreter_exit_runs_queued_calls_before_atexit_hooks",
+    ),
+    "ThreadPoolShutdownTest.test_submit_after_interpreter_shutdown": _BY_NAME.format(
+        "as above",
+        "test_executor.py::test_interpreter_exit_runs_queued_calls_before_atexit_hooks",
+    ),
+    "ThreadPoolShutdownTest.test_hang_gh83386": _BY_NAME.format(
+        "as above", "test_exit.py, whose exit tests run with calls still running"
+    ),
+    "ThreadPoolShutdownTest.test_cancel_futures_wait_false": _BY_NAME.format(
+        "it names ThreadPoolExecutor in the script",
+        "test_executor.py::test_shutdown_cancel_futures_cancels_only_what_has_not_started",
+    ),
+}
+
+
+# CPython's tests that fail for a reason in the core, "Class.test" -> why. They
+# run all the same; each is reported as an expected failure until it passes.
+AWAITING_CORE = {
+    "ThreadPoolShutdownTest.test_cancel_futures": (
+        "it submits 50 calls of time.sleep(0.1) to 5 workers and at once calls "
+        "shutdown(cancel_futures=True), and expects some calls to have run. The "
+        "executor cancels a call only if the core cancels its task, and the core "
+        "still lets a task be cancelled after a worker has taken it off the queue, "
+        "until that worker holds the GIL; the submitting thread keeps the GIL from "
+        "the first submit() to shutdown(), so every call is cancelled"
+    ),
+}
+
+
+# Quick enough for the quick runs: the initializer tests (they read Executor._broken).
+QUICK_CLASSES = ("ThreadPoolInitializerTest", "ThreadPoolFailingInitializerTest")
+
+
+def run_cpython_suite(tmp_path: Path, classes: tuple[str, ...] = ()) -> dict:
+    """Runs the suite (or only ``classes`` of it) in a fresh interpreter.
+
+    Returns:
+        Its outcome (see cpython_futures_suite.py), with the unittest report
+        as ``report``; the test skips if this interpreter has no such suite.
+    """
+    result_file = tmp_path / "outcome.json"
+    command = [sys.executable, str(SUITE_RUNNER), str(result_file), json.dumps(sorted(LEFT_OUT))]
+    if classes:
+        command.append(json.dumps(classes))
+    process = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, PYTHONFAULTHANDLER="1"),
+    )
+    assert process.returncode == 0 and result_file.exists(), process.stderr[-20_000:]
+    outcome = json.loads(result_file.read_text(encoding="utf-8"))
+    if "missing" in outcome:
+        pytest.skip(outcome["missing"])
+    outcome["report"] = process.stderr
+    print(
+        f"CPython {outcome['python']}, {outcome['location']}: {outcome['ran']} ran, "
+        f"{len(outcome['failures']) + len(outcome['errors'])} failed, "
+        f"{len(outcome['skipped'])} skipped, {len(outcome['left_out'])} left out"
+    )
+    return outcome
+
+
+def short_name(test_id: str) -> str:
+    """``Class.test`` of a unittest id such as ``test.module.Class.test (subtest)``."""
+    return ".".join(test_id.split(" ")[0].split(".")[-2:])
+
+
+def problems_of(outcome: dict) -> dict[str, list[str]]:
+    """The failures and errors, by ``Class.test``."""
+    problems: dict[str, list[str]] = {}
+    for test_id, detail in outcome["failures"] + outcome["errors"]:
+        problems.setdefault(short_name(test_id), []).append(f"{test_id}\n{detail}")
+    return problems
+
+
+def assert_passed(outcome: dict) -> None:
+    """Every test that ran passed or skipped itself, but those awaiting the core."""
+    assert outcome["ran"] > 0, outcome["report"][-30_000:]
+    problems = [
+        detail
+        for name, details in problems_of(outcome).items()
+        if name not in AWAITING_CORE
+        for detail in details
+    ]
+    assert not problems, "\n\n".join(problems)
+    assert not outcome["unexpected_successes"], outcome["report"][-30_000:]
+
+
+@pytest.fixture(scope="module")
+def cpython_outcome(tmp_path_factory):
+    return run_cpython_suite(tmp_path_factory.mktemp("cpython_futures"))
+
+
+def test_cpython_initializer_tests_pass_against_executor(tmp_path):
+    outcome = run_cpython_suite(tmp_path, classes=QUICK_CLASSES)
+    assert sorted(outcome["classes"]) == sorted(QUICK_CLASSES)
+    assert_passed(outcome)
+
+
+@pytest.mark.slow
+def test_cpython_thread_pool_tests_pass_against_executor(cpython_outcome):
+    assert len(cpython_outcome["classes"]) == 6, cpython_outcome["classes"]
+    assert_passed(cpython_outcome)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(AWAITING_CORE))
+def test_cpython_test_awaiting_the_core(cpython_outcome, name):
+    if name not in {short_name(test_id) for test_id in cpython_outcome["test_ids"]}:
+        pytest.skip(f"this CPython's suite has no {name}")
+    if name in problems_of(cpython_outcome):
+        pytest.xfail(AWAITING_CORE[name])
