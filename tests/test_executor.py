@@ -385,6 +385,31 @@ def test_interpreter_exit_runs_queued_calls_before_atexit_hooks(executor_class):
     assert "submit at exit: cannot schedule new futures after shutdown" in result.stdout
 
 
+@pytest.mark.parametrize("cancel_futures", [False, True], ids=["plain", "cancel_futures"])
+def test_exit_after_shutdown_without_wait_lets_a_running_call_finish(
+    executor_class, cancel_futures
+):
+    # CPython's test_hang_gh83386 and test_cancel_futures_wait_false, which can
+    # only run ThreadPoolExecutor itself.
+    result = run_script(
+        executor_class,
+        f"""
+        import threading, time
+        started = threading.Event()
+        def sleep_and_print():
+            started.set()
+            time.sleep(0.2)
+            print("apple", flush=True)
+        executor = Executor(max_workers=3)
+        executor.submit(sleep_and_print)
+        started.wait(30)
+        executor.shutdown(wait=False, cancel_futures={cancel_futures})
+        """,
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.strip() == "apple"
+
+
 def test_executor_collected_without_shutdown_finishes_its_calls(executor_class):
     result = run_script(
         executor_class,
@@ -544,6 +569,13 @@ def test_the_initializer_runs_once_per_worker_thread(make_executor):
     futures = [executor.submit(pow, 2, i) for i in range(20)]
     wait(futures, timeout=TIMEOUT)
     assert calls == [executor.submit(thread_name).result(TIMEOUT)]
+
+
+def test_an_idle_worker_takes_the_next_call(make_executor):
+    # CPython's test_idle_thread_reuse, which counts ThreadPoolExecutor._threads.
+    executor = make_executor(max_workers=4)
+    names = {executor.submit(thread_name).result(TIMEOUT) for _ in range(3)}
+    assert len(names) == 1
 
 
 def test_thread_local_state_lasts_between_calls(make_executor):

@@ -21,42 +21,61 @@ import pytest
 
 SUITE_RUNNER = Path(__file__).with_name("cpython_futures_suite.py")
 
-_PRIVATE = "inspects ThreadPoolExecutor's private {} (Executor has no such attribute)"
+_OURS = "test_executor.py::"
+_PRIVATE = (
+    "inspects ThreadPoolExecutor's private _threads (Executor has no such attribute); "
+    "what it checks is covered by " + _OURS + "{}"
+)
 _BY_NAME = (
     "runs a script in a fresh isolated interpreter (-I) that imports the executor by "
     "its class name from concurrent.futures ({}), so it can only ever test "
-    "ThreadPoolExecutor; what it checks is covered by {}"
+    "ThreadPoolExecutor; what it checks is covered by " + _OURS + "{}"
 )
 
 # CPython's thread-pool tests that are not run, "Class.test" -> why. Only tests
 # that look at ThreadPoolExecutor's internals or that can only ever run
 # ThreadPoolExecutor itself are left out.
 LEFT_OUT = {
-    "ThreadPoolExecutorTest.test_saturation": _PRIVATE.format("_threads"),
-    "ThreadPoolExecutorTest.test_idle_thread_reuse": _PRIVATE.format("_threads"),
-    "ThreadPoolShutdownTest.test_threads_terminate": _PRIVATE.format("_threads")
-    + "; its calls then block for ever on a semaphore the test releases only after that "
-    "check, so the test's tearDown (shutdown(wait=True)) would never return",
-    "ThreadPoolShutdownTest.test_context_manager_shutdown": _PRIVATE.format("_threads"),
-    "ThreadPoolShutdownTest.test_del_shutdown": _PRIVATE.format("_threads"),
-    "ThreadPoolShutdownTest.test_shutdown_no_wait": _PRIVATE.format("_threads"),
-    "ThreadPoolShutdownTest.test_thread_names_assigned": _PRIVATE.format("_threads"),
-    "ThreadPoolShutdownTest.test_thread_names_default": _PRIVATE.format("_threads")
-    + ", and expects the default names ThreadPoolExecutor-N_M",
+    "ThreadPoolExecutorTest.test_saturation": _PRIVATE.format(
+        "test_max_workers_caps_concurrent_calls"
+    ),
+    "ThreadPoolExecutorTest.test_idle_thread_reuse": _PRIVATE.format(
+        "test_an_idle_worker_takes_the_next_call"
+    ),
+    "ThreadPoolShutdownTest.test_threads_terminate": _PRIVATE.format(
+        "test_executor_collected_without_shutdown_finishes_its_calls (threads gone)"
+    )
+    + "; and its calls would block for ever on a semaphore the test releases only after "
+    "that check, so the test's tearDown (shutdown(wait=True)) would never return",
+    "ThreadPoolShutdownTest.test_context_manager_shutdown": _PRIVATE.format(
+        "test_context_manager_shuts_down_and_waits"
+    ),
+    "ThreadPoolShutdownTest.test_del_shutdown": _PRIVATE.format(
+        "test_executor_collected_without_shutdown_finishes_its_calls"
+    ),
+    "ThreadPoolShutdownTest.test_shutdown_no_wait": _PRIVATE.format(
+        "test_shutdown_without_wait_returns_while_calls_run"
+    ),
+    "ThreadPoolShutdownTest.test_thread_names_assigned": _PRIVATE.format(
+        "test_thread_names_use_the_prefix"
+    ),
+    "ThreadPoolShutdownTest.test_thread_names_default": _PRIVATE.format(
+        "test_default_thread_names_differ_between_executors"
+    )
+    + "; it also expects the default names ThreadPoolExecutor-N_M",
     "ThreadPoolShutdownTest.test_interpreter_shutdown": _BY_NAME.format(
         "`from concurrent.futures import Executor` would be the abstract base class",
-        "test_executor.py::test_interpreter_exit_runs_queued_calls_before_atexit_hooks",
+        "test_interpreter_exit_runs_queued_calls_before_atexit_hooks",
     ),
     "ThreadPoolShutdownTest.test_submit_after_interpreter_shutdown": _BY_NAME.format(
-        "as above",
-        "test_executor.py::test_interpreter_exit_runs_queued_calls_before_atexit_hooks",
+        "as above", "test_interpreter_exit_runs_queued_calls_before_atexit_hooks"
     ),
     "ThreadPoolShutdownTest.test_hang_gh83386": _BY_NAME.format(
-        "as above", "test_exit.py, whose exit tests run with calls still running"
+        "as above", "test_exit_after_shutdown_without_wait_lets_a_running_call_finish"
     ),
     "ThreadPoolShutdownTest.test_cancel_futures_wait_false": _BY_NAME.format(
         "it names ThreadPoolExecutor in the script",
-        "test_executor.py::test_shutdown_cancel_futures_cancels_only_what_has_not_started",
+        "test_exit_after_shutdown_without_wait_lets_a_running_call_finish",
     ),
 }
 
