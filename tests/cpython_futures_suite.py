@@ -17,6 +17,7 @@ report goes to stderr) and writes a JSON object to RESULT_FILE: the outcome
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import json
 import sys
@@ -25,6 +26,10 @@ from types import ModuleType
 from typing import Any, Optional
 
 SUITE = "test.test_concurrent_futures"
+# A hung test shows where it hangs (every thread's stack on stderr), and the run
+# ends, before the caller's own time limit.
+TIME_LIMIT = 200.0
+
 # The modules of the package that hold thread-pool test classes (all of them
 # are in the one module of older CPythons).
 THREAD_POOL_MODULES = (
@@ -129,6 +134,7 @@ def _summary(
 
 
 def main(argv: list[str]) -> int:
+    faulthandler.dump_traceback_later(TIME_LIMIT, exit=True)
     result_file = argv[1]
     left_out = set(json.loads(argv[2])) if len(argv) > 2 else set()
     only = set(json.loads(argv[3])) if len(argv) > 3 else None

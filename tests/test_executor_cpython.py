@@ -109,13 +109,19 @@ def run_cpython_suite(tmp_path: Path, classes: tuple[str, ...] = ()) -> dict:
     command = [sys.executable, str(SUITE_RUNNER), str(result_file), json.dumps(sorted(LEFT_OUT))]
     if classes:
         command.append(json.dumps(classes))
-    process = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, PYTHONFAULTHANDLER="1"),
-    )
+    try:
+        process = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=240,  # the runner gives up after 200 s, showing where it hung
+            env=dict(os.environ, PYTHONFAULTHANDLER="1"),
+        )
+    except subprocess.TimeoutExpired as expired:
+        report = expired.stderr or b""  # bytes, whatever text= says
+        if isinstance(report, bytes):
+            report = report.decode(errors="replace")
+        pytest.fail(f"the suite hung:\n{report[-20_000:]}")
     assert process.returncode == 0 and result_file.exists(), process.stderr[-20_000:]
     outcome = json.loads(result_file.read_text(encoding="utf-8"))
     if "missing" in outcome:
