@@ -49,6 +49,11 @@ def _locate() -> tuple[type, list[ModuleType]]:
     """
     try:
         suite = importlib.import_module(SUITE)
+        if hasattr(suite, "__path__"):  # a package: CPython 3.12 and later
+            mixin_home = importlib.import_module(f"{SUITE}.util")
+            modules = [importlib.import_module(f"{SUITE}.{name}") for name in THREAD_POOL_MODULES]
+        else:
+            mixin_home, modules = suite, [suite]
     except unittest.SkipTest as skip:
         raise LookupError(f"{SUITE} skips itself on this interpreter: {skip}") from None
     except ImportError as error:
@@ -56,11 +61,6 @@ def _locate() -> tuple[type, list[ModuleType]]:
             f"this interpreter ({sys.executable}) has no {SUITE}: {error} (CPython's "
             "'test' package is left out of some installs, e.g. Debian's libpython3.x-testsuite)"
         ) from None
-    if hasattr(suite, "__path__"):  # a package: CPython 3.12 and later
-        mixin_home = importlib.import_module(f"{SUITE}.util")
-        modules = [importlib.import_module(f"{SUITE}.{name}") for name in THREAD_POOL_MODULES]
-    else:
-        mixin_home, modules = suite, [suite]
     mixin = getattr(mixin_home, "ThreadPoolMixin", None)
     if mixin is None or not hasattr(mixin, "executor_type"):
         raise LookupError(f"{mixin_home.__name__} has no ThreadPoolMixin.executor_type")
