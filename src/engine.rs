@@ -5,7 +5,6 @@
 
 use parking_lot::Mutex;
 use pyo3::exceptions::PyRuntimeError;
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -15,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::errors::{failure, log_exception};
 use crate::events::{Events, Subscription};
+use crate::names::names;
 use crate::policy::{load_floor, PollPolicy};
 use crate::poller::{Action, Due, Polled, Poller};
 use crate::pool::{Jobs, Pool, StartFailed};
@@ -33,6 +33,8 @@ pub struct Config {
     pub keep_alive: Duration,
     pub policy: PollPolicy,
     pub max_poll_rate: f64,
+    /// The interpreter's GIL switch interval, for the pool's growth rule.
+    pub switch_interval: Duration,
 }
 
 pub struct Engine {
@@ -84,7 +86,11 @@ impl Engine {
         let engine = Arc::new(Engine {
             store: Store::new(config.retention),
             events: Arc::new(Events::default()),
-            pool: Pool::new(config.max_workers, config.keep_alive),
+            pool: Pool::new(
+                config.max_workers,
+                config.keep_alive,
+                config.switch_interval,
+            ),
             poller: Poller::default(),
             policy: config.policy,
             max_poll_rate: config.max_poll_rate,
@@ -245,11 +251,12 @@ impl Engine {
         }
     }
 
-    /// A worker's job: run one blocking (or not yet classified) task.
+    /// A worker's job: run one claimed blocking (or not yet classified) task.
     fn run_blocking(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>) {
         let known = record.kind();
-        let Some(task) = self.start(py, record, known) else {
-            return;
+        let Some(task) = record.task(py) else {
+            // It ended (timed out) between its claim and now.
+            return record.leave_worker(&self.store.counts);
         };
         let ran = catch_unwind(AssertUnwindSafe(|| run_and_collect(py, task.bind(py))));
         record.leave_worker(&self.store.counts);
@@ -269,11 +276,13 @@ impl Engine {
         self.complete(py, record, outcome);
     }
 
-    /// Pending to running; None when the task ended before it could start.
-    fn start(&self, py: Python<'_>, record: &Arc<Record>, kind: Option<Kind>) -> Option<Py<PyAny>> {
-        let task = record.start(py, kind, &self.store.counts)?;
-        self.events.publish(record, State::Running);
-        Some(task)
+    /// Pending to running; false when the task ended before it could start.
+    fn start(&self, record: &Arc<Record>, kind: Option<Kind>) -> bool {
+        let started = record.start(kind, &self.store.counts);
+        if started {
+            self.events.publish(record, State::Running);
+        }
+        started
     }
 
     fn begin_polling(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>, since: Instant) {
@@ -303,10 +312,13 @@ impl Engine {
         match due.action {
             Action::Expire => self.complete(py, record, Outcome::TimedOut),
             Action::Start => {
-                let Some(task) = self.start(py, record, Some(Kind::Polling)) else {
+                if !self.start(record, Some(Kind::Polling)) {
                     return;
+                }
+                let Some(task) = record.task(py) else {
+                    return; // ended since it started
                 };
-                match task.bind(py).call_method0(intern!(py, "run")) {
+                match task.bind(py).call_method0(names().run.bind(py)) {
                     Ok(_) => self.begin_polling(py, record, Instant::now()),
                     Err(err) => self.complete(py, record, failure(py, err)),
                 }
@@ -458,6 +470,13 @@ impl Jobs for Engine {
         &self.pool
     }
 
+    /// A task is running from the moment a worker takes it: from then on it
+    /// can no longer be cancelled, as with `ThreadPoolExecutor`.
+    fn claim(&self, record: &Arc<Record>) -> bool {
+        let kind = record.kind();
+        self.start(record, kind)
+    }
+
     fn run_job(self: &Arc<Self>, py: Python<'_>, record: Arc<Record>) {
         let ran = catch_unwind(AssertUnwindSafe(|| self.run_blocking(py, &record)));
         if ran.is_err() {
@@ -483,8 +502,9 @@ impl Polled for Engine {
 /// blocking task may instead only return it from `run()`. The call that
 /// collects the output is not a poll.
 fn run_and_collect<'py>(py: Python<'py>, task: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let returned = task.call_method0(intern!(py, "run"))?;
-    let output = task.call_method0(intern!(py, "get_output"))?;
+    let names = names();
+    let returned = task.call_method0(names.run.bind(py))?;
+    let output = task.call_method0(names.get_output.bind(py))?;
     Ok(if output.is_none() { returned } else { output })
 }
 

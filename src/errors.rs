@@ -1,10 +1,10 @@
 //! Python exceptions as the engine keeps and reports them: a failed task's
 //! error record, and user callbacks' exceptions, logged and never raised further.
 
-use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyDict, PyTuple};
 
+use crate::names::names;
 use crate::record::{ErrorInfo, Outcome};
 
 /// The failure record of a Python exception: type, message, traceback.
@@ -29,24 +29,30 @@ pub fn failure(py: Python<'_>, err: PyErr) -> Outcome {
 
 fn format_traceback(value: &Bound<'_, pyo3::exceptions::PyBaseException>) -> PyResult<String> {
     let py = value.py();
-    let lines = py
-        .import(intern!(py, "traceback"))?
-        .call_method1(intern!(py, "format_exception"), (value,))?;
-    PyString::new(py, "")
-        .call_method1(intern!(py, "join"), (lines,))?
-        .extract()
+    let names = names();
+    // The three-argument form: Python 3.9 has no other.
+    let lines = py.import(names.traceback.bind(py))?.call_method1(
+        names.format_exception.bind(py),
+        (value.get_type(), value, value.getattr("__traceback__")?),
+    )?;
+    let mut text = String::new();
+    for line in lines.try_iter()? {
+        text.push_str(&line?.extract::<String>()?);
+    }
+    Ok(text)
 }
 
 /// Logs an exception raised by user code we call back (never raised further).
 pub fn log_exception(py: Python<'_>, message: &str, err: PyErr) {
     let logged = (|| -> PyResult<()> {
+        let names = names();
         let logger = py
-            .import(intern!(py, "logging"))?
-            .call_method1(intern!(py, "getLogger"), ("taskrunner",))?;
+            .import(names.logging.bind(py))?
+            .call_method1(names.get_logger.bind(py), ("taskrunner",))?;
         let kwargs = PyDict::new(py);
         kwargs.set_item("exc_info", err.value(py))?;
         logger.call_method(
-            intern!(py, "error"),
+            names.error.bind(py),
             PyTuple::new(py, [message])?,
             Some(&kwargs),
         )?;

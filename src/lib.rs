@@ -6,6 +6,7 @@ mod errors;
 mod events;
 mod fork;
 mod handle;
+mod names;
 mod policy;
 mod poller;
 mod pool;
@@ -20,6 +21,7 @@ use pyo3::types::PyTuple;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    names::init(m.py());
     m.add_class::<runner::Runner>()?;
     m.add_class::<handle::TaskHandle>()?;
     m.add_class::<wait::Completions>()?;

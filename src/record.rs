@@ -223,13 +223,13 @@ impl Record {
         self.progress.lock().kind
     }
 
-    /// Pending to running; returns the task object, or None when the task
-    /// was cancelled or timed out before it could start. A task not known to
-    /// be polling starts on a worker, which calls its `run()`.
-    pub fn start(&self, py: Python<'_>, kind: Option<Kind>, counts: &Counts) -> Option<Py<PyAny>> {
+    /// Pending to running; false when the task ended before it could start.
+    /// A task not known to be polling starts on a worker, which calls its
+    /// `run()`. Needs no GIL: a worker claims its task before it attaches.
+    pub fn start(&self, kind: Option<Kind>, counts: &Counts) -> bool {
         let mut p = self.progress.lock();
         if p.state != State::Pending {
-            return None;
+            return false;
         }
         p.state = State::Running;
         counts.transition(State::Pending, State::Running);
@@ -242,7 +242,12 @@ impl Record {
         } else {
             p.on_worker = true;
         }
-        p.task.as_ref().map(|t| t.clone_ref(py))
+        true
+    }
+
+    /// The task object, until the task is final.
+    pub fn task(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.progress.lock().task.as_ref().map(|t| t.clone_ref(py))
     }
 
     /// The worker is done with the task's `run()`. If the task ended
@@ -270,7 +275,7 @@ impl Record {
         };
         let method = task
             .bind(py)
-            .getattr(pyo3::intern!(py, "get_output"))?
+            .getattr(crate::names::names().get_output.bind(py))?
             .unbind();
         self.progress.lock().get_output = Some(method);
         Ok(())
@@ -377,10 +382,8 @@ mod tests {
         let counts = Counts::default();
         let known = counted(Some(Kind::Polling), &counts);
         let found = counted(None, &counts);
-        Python::attach(|py| {
-            known.start(py, Some(Kind::Polling), &counts);
-            found.start(py, None, &counts);
-        });
+        known.start(Some(Kind::Polling), &counts);
+        found.start(None, &counts);
         assert_eq!(counts.polling(), 1);
         found.leave_worker(&counts);
         found.classified(Kind::Polling, &counts);
@@ -396,14 +399,14 @@ mod tests {
     fn a_task_that_ends_while_its_worker_runs_it_holds_the_worker_until_run_returns() {
         let counts = Counts::default();
         let task = counted(Some(Kind::Blocking), &counts);
-        Python::attach(|py| task.start(py, Some(Kind::Blocking), &counts));
+        task.start(Some(Kind::Blocking), &counts);
         drop(task.finish(Outcome::TimedOut, &counts));
         assert_eq!(counts.ended_on_worker(), 1);
         task.leave_worker(&counts);
         assert_eq!(counts.ended_on_worker(), 0);
         // A task that ends after its worker left it holds no worker.
         let task = counted(Some(Kind::Blocking), &counts);
-        Python::attach(|py| task.start(py, Some(Kind::Blocking), &counts));
+        task.start(Some(Kind::Blocking), &counts);
         task.leave_worker(&counts);
         drop(task.finish(Outcome::Cancelled, &counts));
         assert_eq!(counts.ended_on_worker(), 0);
@@ -418,7 +421,7 @@ mod tests {
                 task.get_output_for_poll(py, &counts).is_none(),
                 "not running yet"
             );
-            task.start(py, Some(Kind::Polling), &counts);
+            task.start(Some(Kind::Polling), &counts);
             task.get_output_for_poll(py, &counts);
             task.get_output_for_poll(py, &counts);
         });

@@ -141,6 +141,7 @@ impl Runner {
             keep_alive: seconds("keep_alive", keep_alive)?,
             policy: poll.unwrap_or_default(),
             max_poll_rate,
+            switch_interval: switch_interval(py),
         };
         let engine = Engine::new(config);
         engine.warm_up(py);
@@ -188,6 +189,11 @@ impl Runner {
             engine: self.engine.clone(),
             record: self.record_of(id)?,
         })
+    }
+
+    /// True once the task is final; builds no status dict.
+    fn done(&self, id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Ok(self.record_of(id)?.state().is_final())
     }
 
     /// The status dict of one task.
@@ -355,6 +361,16 @@ impl Runner {
             Some(ids) => ids.into_iter().map(|id| self.record(id)).collect(),
         }
     }
+}
+
+/// The interpreter's GIL switch interval (`sys.getswitchinterval()`).
+fn switch_interval(py: Python<'_>) -> std::time::Duration {
+    let seconds = py
+        .import("sys")
+        .and_then(|sys| sys.call_method0("getswitchinterval"))
+        .and_then(|v| v.extract::<f64>())
+        .unwrap_or(0.005);
+    std::time::Duration::try_from_secs_f64(seconds).unwrap_or(std::time::Duration::from_millis(5))
 }
 
 /// Declares the kind of a class's instances for automatic classification.
