@@ -84,12 +84,13 @@ LEFT_OUT = {
 # run all the same; each is reported as an expected failure until it passes.
 AWAITING_CORE = {
     "ThreadPoolShutdownTest.test_cancel_futures": (
-        "it submits 50 calls of time.sleep(0.1) to 5 workers and at once calls "
-        "shutdown(cancel_futures=True), and expects some calls to have run. The "
-        "executor cancels a call only if the core cancels its task, and the core "
-        "still lets a task be cancelled after a worker has taken it off the queue, "
-        "until that worker holds the GIL; the submitting thread keeps the GIL from "
-        "the first submit() to shutdown(), so every call is cancelled"
+        "it submits 50 calls of time.sleep(0.1) to 5 workers of a new executor and at "
+        "once calls shutdown(cancel_futures=True), and expects some calls to have run. "
+        "The executor cancels a call only if the core cancels its task, which it no "
+        "longer does once a worker has taken the task off the queue; but a new worker "
+        "thread first attaches to Python (it needs the GIL) before it goes to the "
+        "queue, and the submitting thread holds the GIL from the first submit() to "
+        "shutdown(), so no worker takes a call in time and every call is cancelled"
     ),
 }
 
