@@ -18,7 +18,8 @@ class Settings:
     ``TASKRUNNER_`` plus the field's name in capitals (``TASKRUNNER_TOKEN``).
 
     Attributes:
-        token: the bearer token every API request must carry; None for none.
+        token: the bearer token every API request must carry; unset or empty
+            for none.
         max_unfinished: the most pending and running tasks; a submission past
             it gets 503.
         max_event_streams: the most open ``/api/events`` connections (each
