@@ -6,7 +6,7 @@
 use parking_lot::Mutex;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyCFunction, PyDict, PyString, PyTuple};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::errors::{failure, log_exception};
 use crate::events::{Events, Subscription};
-use crate::names::names;
+use crate::names::{is_coroutine, names};
 use crate::policy::{load_floor, PollPolicy};
 use crate::poller::{Action, Due, Polled, Poller};
 use crate::pool::{Jobs, Pool, StartFailed};
@@ -135,13 +135,16 @@ impl Engine {
 
     /// The record of a task still in memory.
     pub fn record(&self, id: u64) -> Option<Arc<Record>> {
-        self.expire();
         self.store.get(id)
+    }
+
+    /// The state of a task still in memory.
+    pub fn state_of(&self, id: u64) -> Option<State> {
+        self.store.state_of(id)
     }
 
     /// Every record in memory, in submit order.
     pub fn records(&self) -> Vec<Arc<Record>> {
-        self.expire();
         self.store.all()
     }
 
@@ -153,10 +156,18 @@ impl Engine {
         self.store.unfinished()
     }
 
-    /// Forgets the records past their retention count or age. Reads call it
-    /// too, so that an idle runner forgets them on time.
-    pub fn expire(&self) {
+    /// Forgets the records past their retention count or age. A task's end
+    /// calls it; so does the poller when the oldest record reaches its age
+    /// (see `Engine::chore`), so that an idle runner forgets on time and a
+    /// read never pays for a sweep.
+    fn expire(&self) {
         drop(self.store.expire(unix_now()));
+    }
+
+    /// When a record of age `limit` (Unix seconds) must go, as an instant.
+    fn age_limit_instant(limit: f64) -> Option<Instant> {
+        let wait = Duration::try_from_secs_f64((limit - unix_now()).max(0.0)).ok()?;
+        Instant::now().checked_add(wait)
     }
 
     /// Forgets a finished task now. Returns false when it is not finished.
@@ -254,6 +265,9 @@ impl Engine {
     /// A worker's job: run one claimed blocking (or not yet classified) task.
     fn run_blocking(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>) {
         let known = record.kind();
+        if known.is_none() && !self.start(record, None) {
+            return; // cancelled or timed out before its worker got the GIL
+        }
         let Some(task) = record.task(py) else {
             // It ended (timed out) between its claim and now.
             return record.leave_worker(&self.store.counts);
@@ -261,11 +275,15 @@ impl Engine {
         let ran = catch_unwind(AssertUnwindSafe(|| run_and_collect(py, task.bind(py))));
         record.leave_worker(&self.store.counts);
         let outcome = match ran {
-            Ok(Ok(value)) if !value.is_none() || known == Some(Kind::Blocking) => {
+            Ok(Ok(Ran::Coroutine(coroutine))) => {
+                record.classified(Kind::Polling, &self.store.counts);
+                return self.begin_coroutine(py, record, task.bind(py), coroutine);
+            }
+            Ok(Ok(Ran::Output(value))) if !value.is_none() || known == Some(Kind::Blocking) => {
                 record.classified(Kind::Blocking, &self.store.counts);
                 Outcome::Succeeded(value.unbind())
             }
-            Ok(Ok(_)) => {
+            Ok(Ok(Ran::Output(_))) => {
                 // run() returned at once with no output yet: a polling task.
                 record.classified(Kind::Polling, &self.store.counts);
                 return self.begin_polling(py, record, Instant::now());
@@ -274,6 +292,49 @@ impl Engine {
             Err(_) => internal_error(py, "running the task"),
         };
         self.complete(py, record, outcome);
+    }
+
+    /// A task whose `run()` returned a coroutine (`async def run`): it runs
+    /// on the one event-loop thread all such tasks share (no thread, no
+    /// polls), and the task ends when it does.
+    fn begin_coroutine(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        record: &Arc<Record>,
+        task: &Bound<'_, PyAny>,
+        coroutine: Bound<'_, PyAny>,
+    ) {
+        let started = (|| {
+            let finish = self.finisher(py, record)?;
+            py.import("taskrunner.coroutines")?
+                .call_method1("start", (coroutine, task, finish))
+        })();
+        match started {
+            // Released (so cancelled) here if the task ended meanwhile.
+            Ok(running) => drop(record.keep_while_running(running.unbind())),
+            Err(err) => self.complete(py, record, failure(py, err)),
+        }
+    }
+
+    /// `finish(error, value)`: ends the task with its coroutine's outcome.
+    fn finisher<'py>(
+        self: &Arc<Self>,
+        py: Python<'py>,
+        record: &Arc<Record>,
+    ) -> PyResult<Bound<'py, PyCFunction>> {
+        let (engine, record) = (self.clone(), record.clone());
+        let finish = move |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| {
+            let py = args.py();
+            let (error, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = args.extract()?;
+            let outcome = if error.is_none() {
+                Outcome::Succeeded(value.unbind())
+            } else {
+                failure(py, PyErr::from_value(error))
+            };
+            engine.complete(py, &record, outcome);
+            PyResult::Ok(())
+        };
+        PyCFunction::new_closure(py, None, None, finish)
     }
 
     /// Pending to running; false when the task ended before it could start.
@@ -318,7 +379,11 @@ impl Engine {
                 let Some(task) = record.task(py) else {
                     return; // ended since it started
                 };
-                match task.bind(py).call_method0(names().run.bind(py)) {
+                let task = task.bind(py);
+                match task.call_method0(names().run.bind(py)) {
+                    Ok(value) if is_coroutine(&value) => {
+                        self.begin_coroutine(py, record, task, value)
+                    }
                     Ok(_) => self.begin_polling(py, record, Instant::now()),
                     Err(err) => self.complete(py, record, failure(py, err)),
                 }
@@ -327,7 +392,7 @@ impl Engine {
                 let Some(get_output) = record.get_output_for_poll(py, &self.store.counts) else {
                     return;
                 };
-                match get_output.bind(py).call0() {
+                match get_output.bind(py).call0().and_then(resolved) {
                     Ok(value) if value.is_none() => {
                         let now = Instant::now();
                         let at = now + self.next_poll_interval(record, now - since);
@@ -355,7 +420,11 @@ impl Engine {
         else {
             return;
         };
-        self.store.finished(record.id, unix_now());
+        if let Some(limit) = self.store.finished(record.id, unix_now()) {
+            if let Some(at) = Self::age_limit_instant(limit) {
+                self.poller.chore_at(at);
+            }
+        }
         self.events.publish(record, to);
         drop(task);
         run_callbacks(py, callbacks);
@@ -470,11 +539,16 @@ impl Jobs for Engine {
         &self.pool
     }
 
-    /// A task is running from the moment a worker takes it: from then on it
-    /// can no longer be cancelled, as with `ThreadPoolExecutor`.
+    /// A blocking task is running from the moment a worker takes it: from
+    /// then on it can no longer be cancelled, as with `ThreadPoolExecutor`.
+    /// A task of unknown kind starts once its worker holds the GIL, so that
+    /// no one sees it running before its kind is known (a polling one stays
+    /// cancellable).
     fn claim(&self, record: &Arc<Record>) -> bool {
-        let kind = record.kind();
-        self.start(record, kind)
+        match record.kind() {
+            Some(Kind::Blocking) => self.start(record, Some(Kind::Blocking)),
+            _ => !record.state().is_final(),
+        }
     }
 
     fn run_job(self: &Arc<Self>, py: Python<'_>, record: Arc<Record>) {
@@ -496,16 +570,49 @@ impl Polled for Engine {
             self.complete(py, &due.record, internal_error(py, "polling"));
         }
     }
+
+    /// Forgets the records that reached their age; due again at the next one's.
+    fn chore(self: &Arc<Self>, _py: Python<'_>) -> Option<Instant> {
+        self.expire();
+        self.store
+            .next_age_limit()
+            .and_then(Self::age_limit_instant)
+    }
+}
+
+/// What a worker got from a task.
+enum Ran<'py> {
+    Output(Bound<'py, PyAny>),
+    /// `run()` is a coroutine function: this is its coroutine, not started.
+    Coroutine(Bound<'py, PyAny>),
 }
 
 /// Calls a blocking task's `run()`, then `get_output()`: the output wins; a
 /// blocking task may instead only return it from `run()`. The call that
 /// collects the output is not a poll.
-fn run_and_collect<'py>(py: Python<'py>, task: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+fn run_and_collect<'py>(py: Python<'py>, task: &Bound<'py, PyAny>) -> PyResult<Ran<'py>> {
     let names = names();
     let returned = task.call_method0(names.run.bind(py))?;
-    let output = task.call_method0(names.get_output.bind(py))?;
-    Ok(if output.is_none() { returned } else { output })
+    if is_coroutine(&returned) {
+        return Ok(Ran::Coroutine(returned));
+    }
+    let output = resolved(task.call_method0(names.get_output.bind(py))?)?;
+    Ok(Ran::Output(if output.is_none() {
+        returned
+    } else {
+        output
+    }))
+}
+
+/// The value itself, or, for the coroutine of an `async def get_output`,
+/// what it returns once run on the event-loop thread (this thread waits).
+fn resolved(value: Bound<'_, PyAny>) -> PyResult<Bound<'_, PyAny>> {
+    if !is_coroutine(&value) {
+        return Ok(value);
+    }
+    let py = value.py();
+    py.import("taskrunner.coroutines")?
+        .call_method1("resolve", (value,))
 }
 
 /// Calls each done callback with its argument; an exception is logged.

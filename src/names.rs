@@ -6,7 +6,7 @@
 //! leave nothing to initialize later.
 
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyString, PyType};
 use std::sync::OnceLock;
 
 pub struct Names {
@@ -17,6 +17,8 @@ pub struct Names {
     pub logging: Py<PyString>,
     pub get_logger: Py<PyString>,
     pub error: Py<PyString>,
+    /// `types.CoroutineType`: what an `async def` method returns.
+    pub coroutine: Py<PyType>,
 }
 
 static NAMES: OnceLock<Names> = OnceLock::new();
@@ -41,5 +43,16 @@ fn make(py: Python<'_>) -> Names {
         logging: name("logging"),
         get_logger: name("getLogger"),
         error: name("error"),
+        coroutine: py
+            .import("types")
+            .and_then(|types| types.getattr("CoroutineType"))
+            .and_then(|t| Ok(t.cast_into::<PyType>()?))
+            .expect("types.CoroutineType exists")
+            .unbind(),
     }
+}
+
+/// True for the coroutine object an `async def` call returns.
+pub fn is_coroutine(value: &Bound<'_, PyAny>) -> bool {
+    value.get_type().is(names().coroutine.bind(value.py()))
 }

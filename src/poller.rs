@@ -35,6 +35,10 @@ pub trait Polled: Send + Sync + 'static {
     /// `again`. Contains its own panics, so that one bad task never kills a
     /// poller thread.
     fn handle_due(self: &Arc<Self>, py: Python<'_>, due: &Due, again: &mut Vec<Due>);
+
+    /// Housekeeping the owner asked for with `Poller::chore_at`, run on the
+    /// main poller thread, attached. Returns when it is next due.
+    fn chore(self: &Arc<Self>, py: Python<'_>) -> Option<Instant>;
 }
 
 /// Entries handled per GIL acquisition; bounds how long the poller holds it.
@@ -95,6 +99,8 @@ struct PollerState {
     seq: u64,
     /// When the sleeping main poller plans to wake; None while it works.
     sleeping_until: Option<Instant>,
+    /// When the owner's housekeeping is next due.
+    chore_at: Option<Instant>,
     main_alive: bool,
     /// Poller threads alive: the main one and extras started after a stall.
     threads: usize,
@@ -220,6 +226,11 @@ impl Poller {
             if !go_on {
                 return;
             }
+            if !extra && poller.take_chore(Instant::now()) {
+                if let Some(next) = Python::attach(|py| owner.chore(py)) {
+                    poller.chore_at(next);
+                }
+            }
             poller.fill_ready();
             let mut again = Vec::new();
             Python::attach(|py| {
@@ -260,6 +271,28 @@ impl Poller {
         }
     }
 
+    /// Asks for the owner's housekeeping at `at` (or earlier, if it is due sooner).
+    pub fn chore_at(&self, at: Instant) {
+        let mut s = self.state.lock();
+        if s.chore_at.is_some_and(|t| t <= at) {
+            return;
+        }
+        s.chore_at = Some(at);
+        if s.sleeping_until.is_some_and(|t| at < t) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// True (and the chore taken) when the housekeeping is due.
+    fn take_chore(&self, now: Instant) -> bool {
+        let mut s = self.state.lock();
+        let due = s.chore_at.is_some_and(|t| t <= now);
+        if due {
+            s.chore_at = None;
+        }
+        due
+    }
+
     fn has_work(s: &PollerState, now: Instant) -> bool {
         !s.ready.is_empty() || s.heap.peek().is_some_and(|e| e.due.at <= now)
     }
@@ -275,10 +308,11 @@ impl Poller {
                 return false;
             }
             let now = Instant::now();
-            if Self::has_work(&s, now) {
+            if Self::has_work(&s, now) || s.chore_at.is_some_and(|t| t <= now) {
                 return true;
             }
-            let at = s.heap.peek().map_or(now + IDLE_WAKE, |e| e.due.at);
+            let next_entry = s.heap.peek().map_or(now + IDLE_WAKE, |e| e.due.at);
+            let at = s.chore_at.map_or(next_entry, |t| t.min(next_entry));
             s.sleeping_until = Some(at);
             self.wake.wait_until(&mut s, at);
             s.sleeping_until = None;

@@ -253,22 +253,29 @@ impl<J: Send + 'static> Pool<J> {
     /// The body of a worker thread: runs jobs until shutdown or keep-alive expiry.
     fn run_worker<O: Jobs<Job = J>>(&self, owner: &Arc<O>) {
         WORKER_OF.with(|w| w.set(self as *const Self as usize));
+        // A new worker takes its first job before it first needs the GIL:
+        // the submitter may hold the GIL until long after its submit.
+        let mut searching = true; // a new worker is counted as searching
+        let Some(first) = self.next_claimed(&**owner, &mut searching) else {
+            return;
+        };
         // One Python thread state for the worker's whole life: thread-locals
         // and the thread's name last from one job to the next, as on a
         // Python thread. The worker holds the GIL only inside `attach`.
-        Python::attach(|py| py.detach(|| self.work(owner)));
+        Python::attach(|py| py.detach(|| self.work(owner, first)));
     }
 
-    fn work<O: Jobs<Job = J>>(&self, owner: &Arc<O>) {
+    /// Runs `first`, then every job it takes after it.
+    fn work<O: Jobs<Job = J>>(&self, owner: &Arc<O>, first: J) {
+        let mut job = Some(first);
         // A worker on its way to the queue counts as searching, so that a
         // push meanwhile does not start another: new, woken, or just done.
         let mut searching = true;
-        while let Some(first) = self.next_job(&mut searching) {
+        while let Some(first) = job
+            .take()
+            .or_else(|| self.next_claimed(&**owner, &mut searching))
+        {
             searching = true;
-            if !owner.claim(&first) {
-                self.skipped();
-                continue;
-            }
             let asked = Instant::now();
             Python::attach(|py| {
                 self.attached(asked.elapsed());
@@ -281,6 +288,18 @@ impl<J: Send + 'static> Pool<J> {
                     }
                 }
             });
+        }
+    }
+
+    /// Waits, detached, for a job this worker can claim; None when it should exit.
+    fn next_claimed<O: Jobs<Job = J>>(&self, owner: &O, searching: &mut bool) -> Option<J> {
+        loop {
+            let job = self.next_job(searching)?;
+            if owner.claim(&job) {
+                return Some(job);
+            }
+            self.skipped();
+            *searching = true;
         }
     }
 

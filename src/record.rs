@@ -3,7 +3,7 @@
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::policy::PollPolicy;
@@ -50,6 +50,10 @@ impl State {
 
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    fn from_index(index: u8) -> State {
+        State::ALL[usize::from(index)]
     }
 }
 
@@ -170,7 +174,8 @@ pub struct Progress {
     pub error: Option<ErrorInfo>,
     /// The task object; released once the task is final.
     pub task: Option<Py<PyAny>>,
-    /// The task's bound `get_output`, while it is polled.
+    /// The task's bound `get_output`, while it is polled (or, for a task
+    /// whose `run()` is a coroutine, what stands for the running coroutine).
     pub get_output: Option<Py<PyAny>>,
     /// Done callbacks, each with the argument it is called with.
     pub callbacks: Vec<(Py<PyAny>, Py<PyAny>)>,
@@ -183,6 +188,9 @@ pub struct Record {
     pub name: Py<PyString>,
     pub submitted_at: f64,
     pub policy: PollPolicy,
+    /// The state, also readable without the lock (a done check takes no lock);
+    /// written only under `progress`, with it.
+    state: AtomicU8,
     pub progress: Mutex<Progress>,
 }
 
@@ -199,6 +207,7 @@ impl Record {
             name,
             submitted_at: unix_now(),
             policy,
+            state: AtomicU8::new(State::Pending as u8),
             progress: Mutex::new(Progress {
                 state: State::Pending,
                 kind,
@@ -216,7 +225,7 @@ impl Record {
     }
 
     pub fn state(&self) -> State {
-        self.progress.lock().state
+        State::from_index(self.state.load(Ordering::Acquire))
     }
 
     pub fn kind(&self) -> Option<Kind> {
@@ -232,6 +241,7 @@ impl Record {
             return false;
         }
         p.state = State::Running;
+        self.state.store(State::Running as u8, Ordering::Release);
         counts.transition(State::Pending, State::Running);
         p.started_at = Some(unix_now());
         if kind.is_some() {
@@ -279,6 +289,17 @@ impl Record {
             .unbind();
         self.progress.lock().get_output = Some(method);
         Ok(())
+    }
+
+    /// Keeps what stands for a running coroutine task (releasing it cancels
+    /// the coroutine) until the task is final. Hands it back if it already is.
+    pub fn keep_while_running(&self, running: Py<PyAny>) -> Option<Py<PyAny>> {
+        let mut p = self.progress.lock();
+        if p.state.is_final() {
+            return Some(running);
+        }
+        p.get_output = Some(running);
+        None
     }
 
     /// The bound `get_output` of a running task, counting one poll: the only
@@ -332,6 +353,7 @@ impl Record {
         let from = p.state;
         let to = outcome.state();
         p.state = to;
+        self.state.store(to as u8, Ordering::Release);
         counts.transition(from, to);
         if from == State::Running && p.kind == Some(Kind::Polling) {
             counts.polling.fetch_sub(1, Ordering::Relaxed);

@@ -193,7 +193,13 @@ impl Runner {
 
     /// True once the task is final; builds no status dict.
     fn done(&self, id: &Bound<'_, PyAny>) -> PyResult<bool> {
-        Ok(self.record_of(id)?.state().is_final())
+        let state = match id.extract::<u64>() {
+            Ok(id) => self.engine.state_of(id),
+            Err(_) => Some(self.record_of(id)?.state()), // raises the right error
+        };
+        Ok(state
+            .ok_or_else(|| unknown(id.extract().unwrap_or_default()))?
+            .is_final())
     }
 
     /// The status dict of one task.
@@ -252,7 +258,6 @@ impl Runner {
 
     /// The number of tasks in each state.
     fn counts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.engine.expire();
         let d = PyDict::new(py);
         for state in State::ALL {
             d.set_item(state.as_str(), self.engine.count(state))?;

@@ -68,9 +68,19 @@ impl Store {
         }
     }
 
-    /// Notes that a task finished, for retention.
-    pub fn finished(&self, id: u64, at: f64) {
-        self.finished.lock().push_back((id, at));
+    /// Notes that a task finished, for retention. Returns when its record
+    /// will be too old to keep, if it is the oldest finished one now (no
+    /// sweep was due before it).
+    pub fn finished(&self, id: u64, at: f64) -> Option<f64> {
+        let mut finished = self.finished.lock();
+        finished.push_back((id, at));
+        (finished.len() == 1).then_some(at + self.retention.seconds)
+    }
+
+    /// When the oldest finished record will be too old to keep, if any.
+    pub fn next_age_limit(&self) -> Option<f64> {
+        let finished = self.finished.lock();
+        finished.front().map(|&(_, at)| at + self.retention.seconds)
     }
 
     fn finished_count(&self) -> usize {
@@ -118,6 +128,13 @@ impl Store {
         let table = self.table.lock();
         let index = id.checked_sub(table.first_id)?;
         table.slots.get(index as usize)?.clone()
+    }
+
+    /// The state of a record, if it is in memory (no reference taken).
+    pub fn state_of(&self, id: u64) -> Option<State> {
+        let table = self.table.lock();
+        let index = id.checked_sub(table.first_id)?;
+        Some(table.slots.get(index as usize)?.as_ref()?.state())
     }
 
     /// Removes a record; returns it so the caller can release it while attached.

@@ -45,7 +45,7 @@ class TaskHandler:
 
     def get_task_status(self, task_id: int) -> bool:
         """True while the task is still running (or waiting to run)."""
-        return not self.runner.status(task_id)["done"]
+        return not self.runner.done(task_id)
 
     def get_task_result(self, task_id: int) -> Any:
         """The task's result, or None while it is not done (or did not succeed)."""
