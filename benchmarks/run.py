@@ -113,9 +113,9 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        from importlib.metadata import version
+        import taskrunner
 
-        tr_version = version("taskrunner")
+        tr_version = taskrunner.__version__
     except Exception:
         tr_version = "?"
     head = git("rev-parse", "--short", "HEAD")

@@ -36,6 +36,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runner::_close_all, m)?)?;
     m.add_function(wrap_pyfunction!(runner::_join_all, m)?)?;
     m.add_function(wrap_pyfunction!(runner::_after_fork_in_child, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEFAULT_MAX_WORKERS", runner::DEFAULT_MAX_WORKERS)?;
     let py = m.py();
     let states = record::State::ALL.map(|s| s.as_str());

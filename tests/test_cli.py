@@ -64,6 +64,9 @@ def test_the_distribution_is_found_by_its_files_whatever_its_name(monkeypatch, t
     # A wheel's install: the package and its dist-info side by side.
     site = tmp_path / "site-packages"
     (site / "taskrunner").mkdir(parents=True)
+    # Python 3.13's Distribution.files lists only files that exist.
+    for name in ("__init__.py", "cli.py"):
+        (site / "taskrunner" / name).write_text("")
     info = site / "taskrunner_renamed-9.8.7.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(

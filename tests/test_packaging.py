@@ -180,3 +180,11 @@ def test_the_installed_wheel_is_what_is_tested():
     assert package.is_relative_to(Path(sys.prefix).resolve()), package
     assert not package.is_relative_to(ROOT), package
     assert taskrunner._core.__file__.endswith(".abi3.so")
+
+
+def test_the_module_version_is_the_packages():
+    import taskrunner
+
+    cargo = (ROOT / "Cargo.toml").read_text(encoding="utf-8")
+    crate = re.search(r'^version = "([^"]+)"', cargo, re.M).group(1)
+    assert taskrunner.__version__ == crate == PROJECT["version"]

@@ -21,6 +21,7 @@ from taskrunner.runner import (
 )
 from taskrunner.status import ErrorInfo, RunnerStats, TaskStatus
 
+__version__: str = _core.__version__
 STATES: tuple[str, ...] = _core.STATES
 KINDS: tuple[str, ...] = _core.KINDS
 STATUS_KEYS: tuple[str, ...] = _core.STATUS_KEYS

@@ -9,6 +9,7 @@ from typing_extensions import disjoint_base
 from taskrunner.status import RunnerStats, TaskStatus
 
 __all__ = [
+    "__version__",
     "DEFAULT_MAX_WORKERS",
     "KINDS",
     "STATES",
@@ -27,6 +28,7 @@ __all__ = [
     "registered_kind",
 ]
 
+__version__: str
 DEFAULT_MAX_WORKERS: int
 STATES: tuple[str, ...]
 KINDS: tuple[str, ...]
