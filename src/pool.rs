@@ -174,14 +174,7 @@ impl<J: Send + 'static> Pool<J> {
             }
             (start_worker, self.reserve_monitor(&mut s))
         };
-        if start_monitor {
-            Self::start_monitor(owner);
-        }
-        if start_worker {
-            Self::start_worker(owner)
-        } else {
-            Ok(())
-        }
+        Self::start_reserved(owner, start_worker, start_monitor)
     }
 
     /// Starts a first worker and the monitor, so that no push pays for them.
@@ -191,10 +184,19 @@ impl<J: Send + 'static> Pool<J> {
             let start_worker = s.threads == 0 && !s.shutdown && self.wake_one(&mut s);
             (start_worker, self.reserve_monitor(&mut s))
         };
-        if start_monitor {
+        Self::start_reserved(owner, start_worker, start_monitor)
+    }
+
+    /// Starts the threads reserved under the lock: the monitor, then a worker.
+    fn start_reserved<O: Jobs<Job = J>>(
+        owner: &Arc<O>,
+        worker: bool,
+        monitor: bool,
+    ) -> Result<(), StartFailed<J>> {
+        if monitor {
             Self::start_monitor(owner);
         }
-        if start_worker {
+        if worker {
             Self::start_worker(owner)
         } else {
             Ok(())
