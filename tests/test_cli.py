@@ -11,6 +11,7 @@ from dataclasses import fields
 
 import pytest
 
+import taskrunner
 from taskrunner import cli
 
 USAGE_ERROR = 2
@@ -184,3 +185,7 @@ def test_serve_on_a_port_in_use_says_so():
     assert out.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_demo_marks_every_state_the_core_has():
+    assert tuple(cli.STATE_MARKS) == taskrunner.STATES

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional, TextIO
 from urllib.parse import unquote, urlparse
 
+from taskrunner._core import STATES
 from taskrunner.faketasks import gen_task
 from taskrunner.runner import TaskRunner
 
@@ -34,14 +35,8 @@ WEB_MODULES = ("flask", "waitress", "prometheus_client")
 # How long a stop waits quietly for running blocking tasks before saying so.
 QUIET_WAIT = 1.0
 
-STATE_MARKS = {
-    "pending": "·",
-    "running": "▸",
-    "succeeded": "✓",
-    "failed": "✗",
-    "cancelled": "-",
-    "timed_out": "⌛",
-}
+# One mark per state, in the core's order (a test holds the two together).
+STATE_MARKS = dict(zip(STATES, ("·", "▸", "✓", "✗", "-", "⌛")))
 
 
 def _progress_bar(done: int, total: int, width: int = 30) -> str:
