@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::fork::release_in_child;
+use crate::fork::{forget_waiters, release_in_child};
 use crate::record::Record;
 
 /// The longest one blocked `get_output()` (or polling `run()`) call holds up
@@ -461,6 +461,8 @@ impl Poller {
     pub fn release_locks_in_child(&self) {
         release_in_child(&self.state);
         release_in_child(&self.handles);
+        forget_waiters(&self.wake);
+        forget_waiters(&self.stopped);
     }
 
     /// In a forked child the threads are gone: let the next schedule start them.
@@ -469,6 +471,7 @@ impl Poller {
         s.main_alive = false;
         s.watchdog_alive = false;
         s.threads = 0;
+        s.sleeping_until = None;
         std::mem::forget(std::mem::take(&mut *self.handles.lock()));
     }
 }

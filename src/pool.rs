@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::fork::release_in_child;
+use crate::fork::{forget_waiters, release_in_child};
 
 const WORKER_STACK: usize = 8 << 20;
 
@@ -486,6 +486,9 @@ impl<J: Send + 'static> Pool<J> {
     pub fn release_locks_in_child(&self) {
         release_in_child(&self.state);
         release_in_child(&self.handles);
+        for condvar in [&self.work_ready, &self.all_exited, &self.backlog] {
+            forget_waiters(condvar);
+        }
     }
 
     /// True on one of this pool's worker threads.

@@ -26,6 +26,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 
 
+@pytest.mark.slow
 def test_stub_matches_the_built_module():
     out = subprocess.run(
         [sys.executable, "-m", "mypy.stubtest", "taskrunner._core"],

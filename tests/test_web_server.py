@@ -124,6 +124,7 @@ def test_metrics_over_the_wire(server, checker):
     assert "taskrunner_tasks{" in response.text
 
 
+@pytest.mark.slow
 def test_a_client_that_hangs_up_frees_its_event_stream_at_once():
     process = ServerProcess(threads=4)  # room for 2 event streams
     try:
@@ -162,6 +163,7 @@ def _stop_with(signum: int, command=None) -> tuple[int, float, ServerProcess, Ev
     return code, time.monotonic() - started, process, events
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_it_gracefully(signum):
     code, took, process, events = _stop_with(signum)
@@ -188,6 +190,7 @@ sys.exit(run_server(app, "127.0.0.1", 0, 4))
 """
 
 
+@pytest.mark.slow
 def test_run_server_serves_an_app_of_your_own():
     process = ServerProcess(command=[sys.executable, "-c", OWN_APP])
     try:
@@ -218,6 +221,7 @@ def test_too_few_threads_is_refused_before_serving():
 @pytest.mark.skipif(
     importlib.util.find_spec("taskrunner.cli") is None, reason="no command line yet"
 )
+@pytest.mark.slow
 def test_python_m_taskrunner_serve():
     command = [sys.executable, "-m", "taskrunner", "serve", "--port", "0", "--threads", "4"]
     code, _, process, _ = _stop_with(signal.SIGTERM, command)
