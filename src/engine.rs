@@ -208,7 +208,6 @@ impl Engine {
                 "cannot submit a task after shutdown",
             ));
         }
-        self.expire();
         let name = match sub.name {
             Some(name) => name.unbind(),
             None => sub

@@ -108,22 +108,9 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::PollPolicy;
-    use pyo3::types::PyString;
-    use pyo3::Python;
 
     fn record(id: u64) -> Arc<Record> {
-        Python::initialize();
-        Python::attach(|py| {
-            let name = PyString::new(py, "t").unbind();
-            Arc::new(Record::new(
-                id,
-                name,
-                py.None(),
-                None,
-                PollPolicy::default(),
-            ))
-        })
+        Arc::new(Record::bare(id, None))
     }
 
     #[test]

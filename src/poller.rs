@@ -490,22 +490,9 @@ mod tests {
             Some(std::iter::from_fn(|| self.take_ready()).collect())
         }
     }
-    use crate::policy::PollPolicy;
-    use pyo3::types::PyString;
-    use pyo3::Python;
 
     fn record(id: u64) -> Arc<Record> {
-        Python::initialize();
-        Python::attach(|py| {
-            let name = PyString::new(py, "t").unbind();
-            Arc::new(Record::new(
-                id,
-                name,
-                py.None(),
-                None,
-                PollPolicy::default(),
-            ))
-        })
+        Arc::new(Record::bare(id, None))
     }
 
     fn due(at: Instant, id: u64) -> Due {

@@ -382,15 +382,23 @@ pub fn unix_now() -> f64 {
 }
 
 #[cfg(test)]
+impl Record {
+    /// A record named "t" with no task object, for unit tests.
+    pub fn bare(id: u64, kind: Option<Kind>) -> Record {
+        Python::initialize();
+        Python::attach(|py| {
+            let name = PyString::new(py, "t").unbind();
+            Record::new(id, name, py.None(), kind, PollPolicy::default())
+        })
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn record(kind: Option<Kind>) -> Record {
-        Python::initialize();
-        Python::attach(|py| {
-            let name = PyString::new(py, "t").unbind();
-            Record::new(1, name, py.None(), kind, PollPolicy::default())
-        })
+        Record::bare(1, kind)
     }
 
     fn counted(kind: Option<Kind>, counts: &Counts) -> Record {
