@@ -6,6 +6,7 @@ mod errors;
 mod events;
 mod fork;
 mod handle;
+mod journal;
 mod names;
 mod policy;
 mod poller;

@@ -1,0 +1,222 @@
+//! Reads, on a connection of their own: WAL lets them see the last commit
+//! without waiting for the writer's transaction in progress.
+
+use parking_lot::Mutex;
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::{AtPath, JournalError};
+use super::row::{to_i64, TaskRow, STATES, TASK_COLUMNS};
+use super::schema::{self, BLOCK_SHIFT};
+use super::unix_now;
+
+/// Which rows a page holds. Empty `states` means any state; `since` (inclusive)
+/// and `until` (exclusive) bound `submitted_at`; `name_contains` is case-sensitive.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Filter {
+    pub states: Vec<String>,
+    pub name_contains: Option<String>,
+    pub since: Option<f64>,
+    pub until: Option<f64>,
+}
+
+/// Rows in id order, and the cursor for the next page if there may be one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Page {
+    pub rows: Vec<TaskRow>,
+    pub next: Option<u64>,
+}
+
+/// Reads a journal. The journal's owner has one; a viewer opens its own
+/// while the owner runs.
+pub struct Reader {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    key_retention: Duration,
+}
+
+impl Reader {
+    pub fn open(path: &Path, key_retention: Duration) -> Result<Reader, JournalError> {
+        Ok(Reader {
+            path: path.to_path_buf(),
+            conn: Mutex::new(schema::open_reader(path)?),
+            key_retention,
+        })
+    }
+
+    pub fn get(&self, id: u64) -> Result<Option<TaskRow>, JournalError> {
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(None);
+        };
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1");
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(&sql).at(&self.path)?;
+        let mut rows = stmt.query([id]).at(&self.path)?;
+        match rows.next().at(&self.path)? {
+            Some(row) => Ok(Some(TaskRow::from_row(row).at(&self.path)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` (at least 1) rows with ids above `after` that pass
+    /// `filter`, in id order.
+    pub fn page(
+        &self,
+        filter: &Filter,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, JournalError> {
+        let limit = limit.max(1);
+        let mut conn = self.conn.lock();
+        // One snapshot for the whole page: a row that changes state between
+        // two walks must not show twice, or not at all. Dropped, it rolls back.
+        let tx = conn.transaction().at(&self.path)?;
+        let query = PageQuery {
+            conn: &tx,
+            path: &self.path,
+            filter,
+        };
+        // One more than asked tells whether a next page exists.
+        let mut rows = query.rows(after.unwrap_or(0), limit.saturating_add(1))?;
+        let next = (rows.len() > limit).then(|| rows[limit - 1].id);
+        rows.truncate(limit);
+        Ok(Page { rows, next })
+    }
+
+    /// Rows still pending or running: at open, those the last process left.
+    pub fn unfinished(&self) -> Result<Vec<TaskRow>, JournalError> {
+        let filter = Filter {
+            states: vec![STATES[0].into(), STATES[1].into()],
+            ..Filter::default()
+        };
+        Ok(self.page(&filter, None, usize::MAX - 1)?.rows)
+    }
+
+    /// The task an unexpired idempotency key started. Sees committed keys only.
+    pub fn lookup_key(&self, key: &str) -> Result<Option<u64>, JournalError> {
+        let cutoff = unix_now() - self.key_retention.as_secs_f64();
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT task_id FROM idempotency_keys WHERE key = ?1 AND at >= ?2")
+            .at(&self.path)?;
+        let mut rows = stmt.query(rusqlite::params![key, cutoff]).at(&self.path)?;
+        match rows.next().at(&self.path)? {
+            Some(row) => Ok(Some(
+                u64::try_from(row.get::<_, i64>(0).at(&self.path)?).unwrap_or(0),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// One more than the highest id ever written, pruned or not.
+    pub fn next_id(&self) -> Result<u64, JournalError> {
+        let conn = self.conn.lock();
+        let sql = "SELECT max(coalesce((SELECT value FROM meta WHERE key = 'high_water'), 0),
+                       coalesce((SELECT max(id) FROM tasks), 0))";
+        let high: i64 = conn.query_row(sql, [], |r| r.get(0)).at(&self.path)?;
+        Ok(u64::try_from(high).unwrap_or(0) + 1)
+    }
+
+    #[cfg(test)]
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        self.conn.lock().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+}
+
+/// One page's reads, inside one read transaction.
+struct PageQuery<'a> {
+    conn: &'a Connection,
+    path: &'a Path,
+    filter: &'a Filter,
+}
+
+impl PageQuery<'_> {
+    fn rows(&self, after: u64, want: usize) -> Result<Vec<TaskRow>, JournalError> {
+        let Some(ids) = self.id_range(after)? else {
+            return Ok(Vec::new());
+        };
+        if self.filter.states.is_empty() {
+            return self.select(None, ids, want);
+        }
+        // Each state walks its own (state, id) index in order, so a rare
+        // state's first page costs what it returns; the walks are merged.
+        let mut merged = Vec::new();
+        for state in distinct_states(&self.filter.states) {
+            merged.extend(self.select(Some(state), ids, want)?);
+        }
+        merged.sort_unstable_by_key(|r| r.id);
+        Ok(merged)
+    }
+
+    /// The ids (above, up to and including) that can pass the filter's time
+    /// bounds, from the blocks' ranges of `submitted_at`; None if none can.
+    fn id_range(&self, after: u64) -> Result<Option<(i64, i64)>, JournalError> {
+        let (mut above, mut upto) = (to_i64(after), i64::MAX);
+        let bound = |sql: &str, at: f64| -> Result<Option<i64>, JournalError> {
+            let mut stmt = self.conn.prepare_cached(sql).at(self.path)?;
+            stmt.query_row([at], |r| r.get(0)).at(self.path)
+        };
+        if let Some(since) = self.filter.since {
+            let sql = "SELECT min(block) FROM id_blocks WHERE max_submitted >= ?1";
+            let Some(block) = bound(sql, since)? else {
+                return Ok(None);
+            };
+            above = above.max((block << BLOCK_SHIFT) - 1);
+        }
+        if let Some(until) = self.filter.until {
+            let sql = "SELECT max(block) FROM id_blocks WHERE min_submitted < ?1";
+            let Some(block) = bound(sql, until)? else {
+                return Ok(None);
+            };
+            upto = ((block + 1) << BLOCK_SHIFT) - 1;
+        }
+        Ok((above < upto).then_some((above, upto)))
+    }
+
+    fn select(
+        &self,
+        state: Option<&str>,
+        (above, upto): (i64, i64),
+        limit: usize,
+    ) -> Result<Vec<TaskRow>, JournalError> {
+        let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id > ? AND id <= ?");
+        let mut args = vec![Value::Integer(above), Value::Integer(upto)];
+        if let Some(state) = state {
+            // `state` is one of STATES. SQLite uses a partial index only for
+            // a query that repeats the index's condition word for word.
+            sql.push_str(&format!(" AND state = '{state}'"));
+            if state != "succeeded" {
+                sql.push_str(" AND state <> 'succeeded'");
+            }
+        }
+        if let Some(since) = self.filter.since {
+            sql.push_str(" AND submitted_at >= ?");
+            args.push(Value::Real(since));
+        }
+        if let Some(until) = self.filter.until {
+            sql.push_str(" AND submitted_at < ?");
+            args.push(Value::Real(until));
+        }
+        if let Some(part) = &self.filter.name_contains {
+            sql.push_str(" AND instr(name, ?) > 0");
+            args.push(Value::Text(part.clone()));
+        }
+        sql.push_str(" ORDER BY id LIMIT ?");
+        args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        let mut stmt = self.conn.prepare_cached(&sql).at(self.path)?;
+        let rows = stmt
+            .query_map(params_from_iter(args), TaskRow::from_row)
+            .at(self.path)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().at(self.path)
+    }
+}
+
+/// The known states among `states`, each once: an unknown one matches nothing.
+fn distinct_states(states: &[String]) -> Vec<&'static str> {
+    STATES
+        .into_iter()
+        .filter(|s| states.iter().any(|w| w == s))
+        .collect()
+}

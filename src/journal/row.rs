@@ -1,0 +1,275 @@
+//! What the journal stores, as plain Rust values: a task's whole row, the
+//! idempotency keys and audit entries, and how each maps to table columns.
+//! Values arrive already encoded (the engine encodes on the Python side).
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Row, ToSql};
+
+/// The states a row may be in, in lifecycle order; the first two may change.
+/// A test holds this list equal to the engine's.
+pub const STATES: [&str; 6] = [
+    "pending",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "timed_out",
+];
+
+/// How a stored value was encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    Pickle,
+    /// The value could not be stored; its repr text is kept instead.
+    Repr,
+}
+
+impl Encoding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Json => "json",
+            Encoding::Pickle => "pickle",
+            Encoding::Repr => "repr",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Encoding> {
+        match name {
+            "json" => Some(Encoding::Json),
+            "pickle" => Some(Encoding::Pickle),
+            "repr" => Some(Encoding::Repr),
+            _ => None,
+        }
+    }
+}
+
+impl ToSql for Encoding {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Encoding {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let name = value.as_str()?;
+        Encoding::parse(name)
+            .ok_or_else(|| FromSqlError::Other(format!("encoding {name:?}").into()))
+    }
+}
+
+/// An encoded value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub encoding: Encoding,
+    pub bytes: Vec<u8>,
+}
+
+/// Why a task failed, as text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorRow {
+    pub type_name: String,
+    pub message: String,
+    pub traceback: Option<String>,
+}
+
+/// A task as the journal keeps it: the whole current row, written at each change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskRow {
+    pub id: u64,
+    pub name: String,
+    pub kind: Option<String>,
+    /// One of [`STATES`].
+    pub state: String,
+    pub submitted_at: f64,
+    pub started_at: Option<f64>,
+    pub finished_at: Option<f64>,
+    pub polls: u64,
+    /// 1 for a task's first run.
+    pub attempt: u32,
+    pub result: Option<Stored>,
+    pub error: Option<ErrorRow>,
+    /// How to re-create the task after a crash; None when it cannot be.
+    pub recipe: Option<Stored>,
+    /// Who submitted it ("library", "http", ...).
+    pub origin: String,
+}
+
+impl TaskRow {
+    /// A pending first attempt, with nothing else known yet.
+    pub fn pending(id: u64, name: &str, submitted_at: f64, origin: &str) -> TaskRow {
+        TaskRow {
+            id,
+            name: name.to_owned(),
+            kind: None,
+            state: STATES[0].to_owned(),
+            submitted_at,
+            started_at: None,
+            finished_at: None,
+            polls: 0,
+            attempt: 1,
+            result: None,
+            error: None,
+            recipe: None,
+            origin: origin.to_owned(),
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        !is_changeable(&self.state)
+    }
+
+    /// Which of two writes of one task wins: a later attempt, then a later
+    /// stage of the lifecycle, then more polls. `tasks.upsert` in schema.rs
+    /// compares the same triple in SQL; keep the two in step.
+    pub fn order_key(&self) -> (u32, u8, u64) {
+        (self.attempt, stage(&self.state), self.polls)
+    }
+}
+
+pub fn is_changeable(state: &str) -> bool {
+    state == STATES[0] || state == STATES[1]
+}
+
+/// 0 pending, 1 running, 2 any final state.
+fn stage(state: &str) -> u8 {
+    match state {
+        "pending" => 0,
+        "running" => 1,
+        _ => 2,
+    }
+}
+
+/// The `tasks` columns in the order that `bind` and `from_row` use.
+pub const TASK_COLUMNS: &str = "id, name, kind, state, submitted_at, started_at, finished_at, \
+     polls, attempt, result_encoding, result, error_type, error_message, error_traceback, \
+     recipe_encoding, recipe, origin";
+
+/// Ids and counts are u64 in Rust and i64 in SQLite; `Journal::write` refuses
+/// ids above i64::MAX, and a poll count that large cannot happen.
+pub fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl TaskRow {
+    /// Runs `statement` (whose 17 parameters are [`TASK_COLUMNS`]) for this row.
+    pub fn execute(&self, statement: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<()> {
+        let (result_encoding, result) = split(&self.result);
+        let (recipe_encoding, recipe) = split(&self.recipe);
+        let error = self.error.as_ref();
+        statement.execute(rusqlite::params![
+            to_i64(self.id),
+            self.name,
+            self.kind,
+            self.state,
+            self.submitted_at,
+            self.started_at,
+            self.finished_at,
+            to_i64(self.polls),
+            self.attempt,
+            result_encoding,
+            result,
+            error.map(|e| &e.type_name),
+            error.map(|e| &e.message),
+            error.and_then(|e| e.traceback.as_ref()),
+            recipe_encoding,
+            recipe,
+            self.origin,
+        ])?;
+        Ok(())
+    }
+
+    /// Reads a row selected as [`TASK_COLUMNS`].
+    pub fn from_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
+        let error = match row.get::<_, Option<String>>(11)? {
+            None => None,
+            Some(type_name) => Some(ErrorRow {
+                type_name,
+                message: row.get(12)?,
+                traceback: row.get(13)?,
+            }),
+        };
+        Ok(TaskRow {
+            id: to_u64(row.get(0)?),
+            name: row.get(1)?,
+            kind: row.get(2)?,
+            state: row.get(3)?,
+            submitted_at: row.get(4)?,
+            started_at: row.get(5)?,
+            finished_at: row.get(6)?,
+            polls: to_u64(row.get(7)?),
+            attempt: row.get(8)?,
+            result: stored(row.get(9)?, row.get(10)?),
+            error,
+            recipe: stored(row.get(14)?, row.get(15)?),
+            origin: row.get(16)?,
+        })
+    }
+}
+
+fn split(value: &Option<Stored>) -> (Option<Encoding>, Option<&[u8]>) {
+    match value {
+        Some(s) => (Some(s.encoding), Some(&s.bytes)),
+        None => (None, None),
+    }
+}
+
+fn stored(encoding: Option<Encoding>, bytes: Option<Vec<u8>>) -> Option<Stored> {
+    Some(Stored {
+        encoding: encoding?,
+        bytes: bytes.unwrap_or_default(),
+    })
+}
+
+/// An idempotency key and the task it started.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyRow {
+    pub key: String,
+    pub task_id: u64,
+    pub at: f64,
+}
+
+/// Who did what to which task, for the security audit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditRow {
+    pub at: f64,
+    pub route: String,
+    pub task_id: Option<u64>,
+    pub token_label: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::State;
+
+    #[test]
+    fn the_states_are_the_engines() {
+        assert_eq!(STATES, State::ALL.map(|s| s.as_str()));
+        for s in State::ALL {
+            assert_eq!(is_changeable(s.as_str()), !s.is_final());
+        }
+    }
+
+    #[test]
+    fn a_later_attempt_then_stage_then_poll_count_wins() {
+        let mut a = TaskRow::pending(1, "t", 0.0, "library");
+        let mut b = a.clone();
+        b.state = "running".into();
+        assert!(b.order_key() > a.order_key());
+        a.attempt = 2;
+        assert!(a.order_key() > b.order_key());
+        b.attempt = 2;
+        b.polls = 3;
+        let mut c = b.clone();
+        c.polls = 4;
+        assert!(c.order_key() > b.order_key());
+        c.state = "timed_out".into();
+        c.polls = 0;
+        assert!(c.order_key() > b.order_key());
+    }
+}
