@@ -118,9 +118,11 @@ def quiet_pass(impl: Any, tasks: list[Any], polling: list[bool], waits: list[flo
     threads.append(proc_threads())
 
     started, finished, polls = impl.timings()
-    missing = sum(1 for s, f in zip(started, finished) if s is None or f is None)
+    missing = sum(1 for s, f in zip(started, finished, strict=True) if s is None or f is None)
     lat = sorted(
-        f - (s + w) for s, f, w in zip(started, finished, waits) if s is not None and f is not None
+        f - (s + w)
+        for s, f, w in zip(started, finished, waits, strict=True)
+        if s is not None and f is not None
     )
     last = max((f for f in finished if f is not None), default=w0)
     makespan = last - w0

@@ -210,7 +210,8 @@ def table(headers: list[str], rows: list[list[str]], left: int = 2) -> str:
 
     def line(cells: list[str]) -> str:
         return "  ".join(
-            c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
@@ -246,7 +247,10 @@ def status_figures_of(reps: list[dict[str, Any]]) -> dict[str, Optional[float]]:
     for call in status_calls(reps):
         opens = [p["open_ns"].get(call) for p in passes]
         finals = [p["final_ns"].get(call) for p in passes]
-        slower = [None if o is None or f is None else max(o, f) for o, f in zip(opens, finals)]
+        slower = [
+            None if o is None or f is None else max(o, f)
+            for o, f in zip(opens, finals, strict=True)
+        ]
         figures[f"ns_open:{call}"] = median(opens)
         figures[f"ns_final:{call}"] = median(finals)
         figures[f"ns:{call}"] = median(slower)

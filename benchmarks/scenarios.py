@@ -105,7 +105,7 @@ class Scenario:
         """The task objects, whether each is polling, and each one's wait."""
         polling, waits = self.plan()
         tasks: list[Any] = []
-        for i, (p, w) in enumerate(zip(polling, waits)):
+        for i, (p, w) in enumerate(zip(polling, waits, strict=True)):
             if self.mix in OWN_CLASSES:
                 tasks.append(OWN_CLASSES[self.mix](i))
             elif p:

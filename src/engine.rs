@@ -37,6 +37,9 @@ pub struct Config {
     pub switch_interval: Duration,
 }
 
+/// The longest a submit waits for the worker it woke to take its task.
+const TAKER_WAIT: Duration = Duration::from_millis(5);
+
 pub struct Engine {
     store: Store,
     events: Arc<Events>,
@@ -224,15 +227,19 @@ impl Engine {
         self.events.publish(&record, State::Pending);
         let now = Instant::now();
         let mut timed: Vec<Due> = Vec::with_capacity(2);
+        let mut woke_worker = false;
         if sub.kind == Some(Kind::Polling) {
             timed.push(Due {
                 at: now,
                 record: record.clone(),
                 action: Action::Start,
             });
-        } else if let Err(failed) = self.pool.push(self, record.clone()) {
-            // As with ThreadPoolExecutor, a thread that cannot start is the submitter's error.
-            return Err(self.fail_orphans(py, failed));
+        } else {
+            match self.pool.push(self, record.clone()) {
+                Ok(woke) => woke_worker = woke,
+                // As with ThreadPoolExecutor, a thread that cannot start is the submitter's error.
+                Err(failed) => return Err(self.fail_orphans(py, failed)),
+            }
         }
         if let Some(at) = sub.deadline {
             timed.push(Due {
@@ -242,6 +249,13 @@ impl Engine {
             });
         }
         self.schedule(py, timed);
+        if woke_worker {
+            // The submitter may hold the GIL long after this (a loop of
+            // submits, then shutdown(cancel_futures=True)): let the woken
+            // worker take the task first, as ThreadPoolExecutor's submit waits
+            // for a new thread to start. Only the first task after a lull pays.
+            py.detach(|| self.pool.wait_taken(TAKER_WAIT));
+        }
         Ok(record)
     }
 

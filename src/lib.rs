@@ -5,6 +5,7 @@ mod engine;
 mod errors;
 mod events;
 mod fork;
+mod growth;
 mod handle;
 mod journal;
 mod names;
@@ -23,6 +24,7 @@ use pyo3::types::PyTuple;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     names::init(m.py());
+    status::init(m.py());
     m.add_class::<runner::Runner>()?;
     m.add_class::<handle::TaskHandle>()?;
     m.add_class::<wait::Completions>()?;

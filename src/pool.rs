@@ -6,26 +6,11 @@
 //! one per job.
 //!
 //! How the pool grows is about the GIL. A push wakes (or starts) a worker
-//! only when no worker is serving the queue. Beyond that, more workers only
-//! help when the busy ones wait off the GIL (they sleep, read, wait on a
-//! socket); when they merely take turns with the GIL, another thread only
-//! adds contention. So a monitor thread looks at the queue every
-//! `GROWTH_TICK` while work waits, and adds workers by this rule:
-//! - a worker is still on its way to the queue, or waits for the GIL with a
-//!   job in hand: add none yet;
-//! - a worker waited longer than a switch interval for the GIL since the
-//!   last look: the GIL, not the workers, is the bottleneck. Add none for
-//!   `NO_GAIN_BACKOFF`, then one at a time;
-//! - no job finished for `blocked_after` (twice the interpreter's switch
-//!   interval, 10 ms by default): a worker that merely waits its turn for the
-//!   GIL gets it within one switch interval, so every busy worker is blocked
-//!   off the GIL in a long job. Add as many workers as are busy (doubling
-//!   each tick while the new ones get the GIL at once, up to the queue's
-//!   length): 100 sleeping jobs all run within about 20 ms;
-//! - jobs finish but work still waits: add one, and keep adding one a tick
-//!   while each addition raises the number of jobs finished per tick by at
-//!   least a tenth; once one does not, wait `NO_GAIN_BACKOFF` before trying
-//!   again. A flood of instant jobs thus stays on a few threads.
+//! only when no worker is serving the queue. Beyond that, a monitor thread
+//! looks at the queue every `GROWTH_TICK` while work waits and adds workers
+//! only where they add throughput, or retires the ones that did not: the
+//! rule is in `growth.rs`. Workers shorten their timer slack, so that a
+//! task's short sleep is not stretched by 50 us.
 //!
 //! The pool starts and joins its own threads. What a job means is its
 //! owner's business (the `Jobs` trait): each worker holds the owner for its
@@ -40,15 +25,35 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::fork::{forget_waiters, release_in_child};
+use crate::growth::{Change, Growth, Load};
 
 const WORKER_STACK: usize = 8 << 20;
+
+/// Linux stretches every timed sleep of a thread by its timer slack, 50 us by
+/// default, so a task's `time.sleep(0)` (CPython >= 3.11) takes 60 us instead
+/// of 10. Workers run tasks, whose short sleeps should stay short.
+#[cfg(target_os = "linux")]
+const WORKER_TIMER_SLACK_NS: std::ffi::c_ulong = 1_000;
+
+#[cfg(target_os = "linux")]
+fn shorten_timer_slack() {
+    extern "C" {
+        fn prctl(option: std::ffi::c_int, ...) -> std::ffi::c_int;
+    }
+    const PR_SET_TIMERSLACK: std::ffi::c_int = 29;
+    // SAFETY: PR_SET_TIMERSLACK takes one unsigned long and changes only the
+    // calling thread's slack. A failure leaves the default, which is harmless.
+    unsafe {
+        prctl(PR_SET_TIMERSLACK, WORKER_TIMER_SLACK_NS);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn shorten_timer_slack() {}
 
 /// How often the monitor looks at waiting work: also the longest a job waits
 /// behind busy workers before the pool considers growing.
 const GROWTH_TICK: Duration = Duration::from_millis(1);
-
-/// After adding a worker raised no throughput, how long before trying again.
-const NO_GAIN_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What holds a pool and runs its jobs.
 pub trait Jobs: Send + Sync + 'static {
@@ -72,6 +77,15 @@ pub struct StartFailed<J> {
     pub orphans: Vec<J>,
 }
 
+/// What a worker does after a job.
+enum Next<J> {
+    Job(J),
+    /// The queue is empty: look again (or idle).
+    Search,
+    /// The monitor took this worker back.
+    Retire,
+}
+
 thread_local! {
     /// The pool whose worker this thread is (its address), or 0.
     static WORKER_OF: Cell<usize> = const { Cell::new(0) };
@@ -92,8 +106,14 @@ struct PoolState<J> {
     busy: usize,
     /// Jobs finished (or skipped) so far: the monitor's measure of throughput.
     completed: u64,
+    /// Jobs queued so far.
+    pushed: u64,
     /// Times a worker waited longer than a switch interval for the GIL.
     slow_attaches: u64,
+    /// Workers asked to leave after their current job (they did not pay).
+    retiring: usize,
+    /// Submitters waiting in `wait_taken`.
+    awaiting_taker: usize,
     monitor_alive: bool,
     /// The monitor sleeps until a push leaves work to it.
     monitor_parked: bool,
@@ -105,6 +125,33 @@ impl<J> PoolState<J> {
     fn unserved(&self) -> bool {
         self.busy == 0 && self.searching == 0
     }
+
+    fn load(&self) -> Load {
+        Load {
+            queued: self.queue.len(),
+            busy: self.busy,
+            searching: self.searching,
+            attaching: self.attaching,
+            completed: self.completed,
+            pushed: self.pushed,
+            slow_attaches: self.slow_attaches,
+        }
+    }
+
+    /// One worker fewer; the last one out says so.
+    fn worker_left(&mut self, all_exited: &Condvar) {
+        self.threads -= 1;
+        if self.threads == 0 {
+            all_exited.notify_all();
+        }
+    }
+
+    /// True (and counted) when this worker is to leave rather than go on.
+    fn take_retirement(&mut self) -> bool {
+        let retire = self.retiring > 0;
+        self.retiring -= usize::from(retire);
+        retire
+    }
 }
 
 pub struct Pool<J> {
@@ -113,6 +160,8 @@ pub struct Pool<J> {
     all_exited: Condvar,
     /// Wakes the parked monitor.
     backlog: Condvar,
+    /// A worker on its way took a job (for `wait_taken`).
+    taken: Condvar,
     handles: Mutex<Vec<JoinHandle<()>>>,
     max_workers: usize,
     keep_alive: Duration,
@@ -142,7 +191,10 @@ impl<J: Send + 'static> Pool<J> {
                 attaching: 0,
                 busy: 0,
                 completed: 0,
+                pushed: 0,
                 slow_attaches: 0,
+                retiring: 0,
+                awaiting_taker: 0,
                 monitor_alive: false,
                 monitor_parked: false,
                 shutdown: false,
@@ -150,6 +202,7 @@ impl<J: Send + 'static> Pool<J> {
             work_ready: Condvar::new(),
             all_exited: Condvar::new(),
             backlog: Condvar::new(),
+            taken: Condvar::new(),
             handles: Mutex::new(Vec::new()),
             max_workers,
             keep_alive,
@@ -162,19 +215,39 @@ impl<J: Send + 'static> Pool<J> {
     }
 
     /// Queues a job for `owner` (whose pool this is). Wakes or starts a
-    /// worker if none serves the queue; otherwise leaves growth to the monitor.
-    pub fn push<O: Jobs<Job = J>>(&self, owner: &Arc<O>, job: J) -> Result<(), StartFailed<J>> {
-        let (start_worker, start_monitor) = {
+    /// worker if none serves the queue (then returns true: see
+    /// `wait_taken`); otherwise leaves growth to the monitor.
+    pub fn push<O: Jobs<Job = J>>(&self, owner: &Arc<O>, job: J) -> Result<bool, StartFailed<J>> {
+        let (woke, start_worker, start_monitor) = {
             let mut s = self.state.lock();
             s.queue.push_back(job);
-            let start_worker = s.unserved() && self.wake_one(&mut s);
+            s.pushed += 1;
+            let woke = s.unserved();
+            let start_worker = woke && self.wake_one(&mut s);
             if s.monitor_parked && !s.unserved() {
                 s.monitor_parked = false;
                 self.backlog.notify_one();
             }
-            (start_worker, self.reserve_monitor(&mut s))
+            (woke, start_worker, self.reserve_monitor(&mut s))
         };
-        Self::start_reserved(owner, start_worker, start_monitor)
+        Self::start_reserved(owner, start_worker, start_monitor)?;
+        Ok(woke)
+    }
+
+    /// Waits, up to `timeout`, until no worker is on its way to the queue:
+    /// the one a push woke has taken a job. Called detached by a submitter
+    /// that would otherwise go on holding the GIL while the worker wakes.
+    pub fn wait_taken(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.state.lock();
+        while s.searching > 0 && !s.queue.is_empty() && !s.shutdown {
+            s.awaiting_taker += 1;
+            let timed_out = self.taken.wait_until(&mut s, deadline).timed_out();
+            s.awaiting_taker -= 1;
+            if timed_out {
+                break;
+            }
+        }
     }
 
     /// Starts a first worker and the monitor, so that no push pays for them.
@@ -255,6 +328,7 @@ impl<J: Send + 'static> Pool<J> {
     /// The body of a worker thread: runs jobs until shutdown or keep-alive expiry.
     fn run_worker<O: Jobs<Job = J>>(&self, owner: &Arc<O>) {
         WORKER_OF.with(|w| w.set(self as *const Self as usize));
+        shorten_timer_slack();
         // A new worker takes its first job before it first needs the GIL:
         // the submitter may hold the GIL until long after its submit.
         let mut searching = true; // a new worker is counted as searching
@@ -267,7 +341,8 @@ impl<J: Send + 'static> Pool<J> {
         Python::attach(|py| py.detach(|| self.work(owner, first)));
     }
 
-    /// Runs `first`, then every job it takes after it.
+    /// Runs `first`, then every job it takes after it, until the worker is
+    /// to exit (shutdown, keep-alive, or retired by the monitor).
     fn work<O: Jobs<Job = J>>(&self, owner: &Arc<O>, first: J) {
         let mut job = Some(first);
         // A worker on its way to the queue counts as searching, so that a
@@ -279,17 +354,21 @@ impl<J: Send + 'static> Pool<J> {
         {
             searching = true;
             let asked = Instant::now();
-            Python::attach(|py| {
+            let retired = Python::attach(|py| {
                 self.attached(asked.elapsed());
                 let mut job = first;
                 loop {
                     owner.run_job(py, job);
                     match self.finish_and_take_next(&**owner) {
-                        Some(next) => job = next,
-                        None => break,
+                        Next::Job(next) => job = next,
+                        Next::Search => return false,
+                        Next::Retire => return true,
                     }
                 }
             });
+            if retired {
+                return;
+            }
         }
     }
 
@@ -312,6 +391,9 @@ impl<J: Send + 'static> Pool<J> {
             if let Some(job) = s.queue.pop_front() {
                 if std::mem::take(searching) {
                     s.searching -= 1;
+                    if s.awaiting_taker > 0 {
+                        self.taken.notify_all();
+                    }
                 }
                 s.attaching += 1;
                 s.busy += 1;
@@ -320,7 +402,7 @@ impl<J: Send + 'static> Pool<J> {
             if std::mem::take(searching) {
                 s.searching -= 1;
             }
-            if s.shutdown {
+            if s.shutdown || s.take_retirement() {
                 break;
             }
             s.idle += 1;
@@ -337,10 +419,7 @@ impl<J: Send + 'static> Pool<J> {
                 break;
             }
         }
-        s.threads -= 1;
-        if s.threads == 0 {
-            self.all_exited.notify_all();
-        }
+        s.worker_left(&self.all_exited);
         None
     }
 
@@ -362,20 +441,25 @@ impl<J: Send + 'static> Pool<J> {
 
     /// Marks the current job done and takes the next queued one this worker
     /// can claim, if any; if none, the worker is searching again.
-    fn finish_and_take_next<O: Jobs<Job = J>>(&self, owner: &O) -> Option<J> {
+    fn finish_and_take_next<O: Jobs<Job = J>>(&self, owner: &O) -> Next<J> {
         loop {
             let next = {
                 let mut s = self.state.lock();
                 s.completed += 1;
-                let next = s.queue.pop_front();
-                if next.is_none() {
+                if s.take_retirement() {
+                    s.busy -= 1;
+                    s.worker_left(&self.all_exited);
+                    return Next::Retire;
+                }
+                let Some(next) = s.queue.pop_front() else {
                     s.busy -= 1;
                     s.searching += 1;
-                }
-                next?
+                    return Next::Search;
+                };
+                next
             };
             if owner.claim(&next) {
-                return Some(next);
+                return Next::Job(next);
             }
         }
     }
@@ -414,12 +498,12 @@ impl<J: Send + 'static> Pool<J> {
     fn monitor<O: Jobs<Job = J>>(owner: &Arc<O>) {
         let pool = owner.pool();
         let mut s = pool.state.lock();
-        let mut growth = Growth::new(&s, 2 * pool.switch_interval);
+        let mut growth = Growth::new(&s.load(), 3 * pool.switch_interval, Instant::now());
         while !s.shutdown {
             if s.queue.is_empty() || s.unserved() {
                 s.monitor_parked = true;
                 pool.backlog.wait(&mut s);
-                growth.resume(&s);
+                growth.resume(&s.load(), Instant::now());
                 continue;
             }
             // A plain sleep, not a timed wait: a thread parked in parking_lot's
@@ -431,23 +515,27 @@ impl<J: Send + 'static> Pool<J> {
             if s.shutdown {
                 break;
             }
-            let wanted = growth.workers_to_add(&s, Instant::now());
-            let mut start = 0;
-            for _ in 0..wanted {
-                if s.searching >= s.queue.len() {
-                    break;
-                }
-                start += usize::from(pool.wake_one(&mut s));
-            }
-            if start > 0 {
-                drop(s);
-                for _ in 0..start {
-                    // Workers are busy, so none of the queue is orphaned.
-                    if Self::start_worker(owner).is_err() {
-                        break;
+            match growth.decide(&s.load(), Instant::now()) {
+                Change::Keep => {}
+                Change::Retire(n) => s.retiring = (s.retiring + n).min(s.threads - 1),
+                Change::Add(wanted) => {
+                    let mut start = 0;
+                    for _ in 0..wanted {
+                        if s.searching >= s.queue.len() {
+                            break;
+                        }
+                        start += usize::from(pool.wake_one(&mut s));
                     }
+                    growth.added(start);
+                    drop(s);
+                    for _ in 0..start {
+                        // Workers are busy, so none of the queue is orphaned.
+                        if Self::start_worker(owner).is_err() {
+                            break;
+                        }
+                    }
+                    s = pool.state.lock();
                 }
-                s = pool.state.lock();
             }
         }
         s.monitor_alive = false;
@@ -460,6 +548,7 @@ impl<J: Send + 'static> Pool<J> {
         self.state.lock().shutdown = true;
         self.work_ready.notify_all();
         self.backlog.notify_all();
+        self.taken.notify_all();
     }
 
     /// Removes and returns every queued job.
@@ -486,7 +575,7 @@ impl<J: Send + 'static> Pool<J> {
     pub fn release_locks_in_child(&self) {
         release_in_child(&self.state);
         release_in_child(&self.handles);
-        for condvar in [&self.work_ready, &self.all_exited, &self.backlog] {
+        for condvar in [&self.work_ready, &self.all_exited, &self.backlog, &self.taken] {
             forget_waiters(condvar);
         }
     }
@@ -517,90 +606,8 @@ impl<J: Send + 'static> Pool<J> {
         s.busy = 0;
         s.monitor_alive = false;
         s.monitor_parked = false;
+        s.awaiting_taker = 0;
         std::mem::forget(std::mem::take(&mut *self.handles.lock()));
-    }
-}
-
-/// The monitor's memory between ticks.
-struct Growth {
-    blocked_after: Duration,
-    /// Jobs finished by the last look, and when that count last rose.
-    completed: u64,
-    progress_at: Instant,
-    /// Slow attaches counted by the last look.
-    slow_attaches: u64,
-    /// The last wave of workers got the GIL at once: the next may double.
-    wave_ok: bool,
-    /// Jobs finished in the tick before the last single addition.
-    trial: Option<u64>,
-    /// No addition before this (the last one raised nothing, or met a busy GIL).
-    retry_at: Instant,
-}
-
-impl Growth {
-    fn new<J>(s: &PoolState<J>, blocked_after: Duration) -> Growth {
-        let now = Instant::now();
-        Growth {
-            blocked_after,
-            completed: s.completed,
-            progress_at: now,
-            slow_attaches: s.slow_attaches,
-            wave_ok: false,
-            trial: None,
-            retry_at: now,
-        }
-    }
-
-    /// After the monitor slept with nothing to do: if jobs finished
-    /// meanwhile, the busy workers are not known to be blocked.
-    fn resume<J>(&mut self, s: &PoolState<J>) {
-        if s.completed != self.completed {
-            let retry_at = self.retry_at;
-            *self = Growth::new(s, self.blocked_after);
-            self.retry_at = retry_at;
-        }
-    }
-
-    /// How many workers to add now.
-    fn workers_to_add<J>(&mut self, s: &PoolState<J>, now: Instant) -> usize {
-        let finished = s.completed - self.completed;
-        self.completed = s.completed;
-        if finished > 0 {
-            self.progress_at = now;
-        }
-        if s.slow_attaches != self.slow_attaches {
-            self.slow_attaches = s.slow_attaches;
-            self.wave_ok = false;
-            self.trial = None;
-            self.retry_at = now + NO_GAIN_BACKOFF;
-        }
-        if s.queue.is_empty() || s.searching > 0 || s.attaching > 0 || now < self.retry_at {
-            return 0;
-        }
-        if finished == 0 {
-            self.trial = None;
-            if now.duration_since(self.progress_at) < self.blocked_after {
-                return 0;
-            }
-            let wave = if self.wave_ok { s.busy.max(1) } else { 1 };
-            self.wave_ok = true;
-            return wave;
-        }
-        match self.trial {
-            Some(before) if finished * 10 >= before * 11 => {
-                self.trial = Some(finished);
-                1
-            }
-            Some(_) => {
-                self.trial = None;
-                self.retry_at = now + NO_GAIN_BACKOFF;
-                0
-            }
-            None => {
-                self.trial = Some(finished);
-                1
-            }
-        }
     }
 }
 
@@ -662,114 +669,6 @@ mod tests {
     }
 
     const SWITCH_INTERVAL: Duration = Duration::from_millis(5);
-    const BLOCKED_AFTER: Duration = Duration::from_millis(10);
-
-    fn state(queued: u32, busy: usize, completed: u64) -> PoolState<u32> {
-        let pool: Pool<u32> = Pool::new(8, Duration::from_secs(1), SWITCH_INTERVAL);
-        let mut s = pool.state.into_inner();
-        s.queue.extend(0..queued);
-        s.busy = busy;
-        s.completed = completed;
-        s
-    }
-
-    fn growth() -> Growth {
-        Growth::new(&state(0, 0, 0), BLOCKED_AFTER)
-    }
-
-    #[test]
-    fn growth_doubles_once_every_busy_worker_is_blocked_past_a_switch_interval() {
-        let mut growth = growth();
-        let start = Instant::now();
-        let ms = Duration::from_millis;
-        let add = |g: &mut Growth, queued, busy, at| g.workers_to_add(&state(queued, busy, 0), at);
-        assert_eq!(
-            add(&mut growth, 99, 1, start + ms(5)),
-            0,
-            "maybe a wait for the GIL"
-        );
-        assert_eq!(
-            add(&mut growth, 99, 1, start + ms(10)),
-            1,
-            "a first wave of one"
-        );
-        assert_eq!(add(&mut growth, 98, 2, start + ms(11)), 2);
-        assert_eq!(add(&mut growth, 96, 4, start + ms(12)), 4);
-        assert_eq!(
-            add(&mut growth, 3, 8, start + ms(13)),
-            8,
-            "capped by the caller"
-        );
-    }
-
-    #[test]
-    fn growth_stops_when_a_new_worker_waited_for_the_gil() {
-        let mut growth = growth();
-        let later = Instant::now() + Duration::from_secs(1);
-        assert_eq!(growth.workers_to_add(&state(99, 1, 0), later), 1);
-        let mut s = state(98, 2, 0);
-        s.slow_attaches = 1;
-        assert_eq!(
-            growth.workers_to_add(&s, later),
-            0,
-            "the GIL is the bottleneck"
-        );
-        let after_backoff = later + NO_GAIN_BACKOFF;
-        assert_eq!(
-            growth.workers_to_add(&s, after_backoff),
-            1,
-            "one at a time again"
-        );
-    }
-
-    #[test]
-    fn growth_waits_while_a_worker_is_on_its_way() {
-        let mut growth = growth();
-        let later = Instant::now() + Duration::from_secs(1);
-        let mut s = state(10, 1, 0);
-        s.attaching = 1;
-        assert_eq!(growth.workers_to_add(&s, later), 0);
-        s.attaching = 0;
-        s.searching = 1;
-        assert_eq!(growth.workers_to_add(&s, later), 0);
-        assert_eq!(
-            growth.workers_to_add(&state(0, 1, 0), later),
-            0,
-            "nothing waits"
-        );
-    }
-
-    #[test]
-    fn growth_goes_on_while_it_pays_and_backs_off_when_it_does_not() {
-        let mut growth = growth();
-        let now = Instant::now();
-        assert_eq!(
-            growth.workers_to_add(&state(1000, 1, 100), now),
-            1,
-            "a first trial"
-        );
-        assert_eq!(
-            growth.workers_to_add(&state(1000, 2, 290), now),
-            1,
-            "+90%: again"
-        );
-        assert_eq!(
-            growth.workers_to_add(&state(1000, 3, 490), now),
-            0,
-            "+5%: stop"
-        );
-        assert_eq!(
-            growth.workers_to_add(&state(1000, 3, 690), now),
-            0,
-            "backing off"
-        );
-        let later = now + NO_GAIN_BACKOFF;
-        assert_eq!(
-            growth.workers_to_add(&state(1000, 3, 890), later),
-            1,
-            "try again"
-        );
-    }
 
     #[test]
     fn a_worker_runs_jobs_in_fifo_order_and_leaves_after_keep_alive() {

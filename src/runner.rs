@@ -81,6 +81,14 @@ impl Runner {
             ))),
         }
     }
+
+    /// The state of an id as Python gives it, without taking its record.
+    fn state_of(&self, id: &Bound<'_, PyAny>) -> PyResult<State> {
+        match id.extract::<u64>() {
+            Ok(number) => self.engine.state_of(number).ok_or_else(|| unknown(number)),
+            Err(_) => Ok(self.record_of(id)?.state()), // raises the right error
+        }
+    }
 }
 
 #[pymethods]
@@ -193,13 +201,13 @@ impl Runner {
 
     /// True once the task is final; builds no status dict.
     fn done(&self, id: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let state = match id.extract::<u64>() {
-            Ok(id) => self.engine.state_of(id),
-            Err(_) => Some(self.record_of(id)?.state()), // raises the right error
-        };
-        Ok(state
-            .ok_or_else(|| unknown(id.extract().unwrap_or_default()))?
-            .is_final())
+        Ok(self.state_of(id)?.is_final())
+    }
+
+    /// True while the task is pending or running: the drop-in's
+    /// `get_task_status`. Builds no status dict.
+    fn unfinished(&self, id: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Ok(!self.state_of(id)?.is_final())
     }
 
     /// The status dict of one task.

@@ -3,10 +3,11 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict, PyString};
+use std::sync::OnceLock;
 
 use crate::engine::Stats;
-use crate::record::{unix_now, Record};
+use crate::record::{unix_now, Kind, Record, State};
 
 /// Every key of the status dict, in the order the dict has them: the one
 /// list that the Python package, the HTTP API and the dashboard read.
@@ -24,6 +25,45 @@ pub const STATUS_KEYS: [&str; 12] = [
     "runtime",
     "polls",
 ];
+
+/// The status dict's keys, states and kinds as Python strings, made at
+/// import (for the reason in `names.rs`): a status dict then makes no string.
+struct Interned {
+    keys: [Py<PyString>; STATUS_KEYS.len()],
+    states: [Py<PyString>; State::ALL.len()],
+    kinds: [Py<PyString>; Kind::ALL.len()],
+    /// A dict with every key (values None), never handed out: a copy of it
+    /// is sized and keyed already, so filling it resizes nothing.
+    template: Py<PyDict>,
+}
+
+static INTERNED: OnceLock<Interned> = OnceLock::new();
+
+/// Makes the strings: called while the module is imported.
+pub fn init(py: Python<'_>) {
+    let _ = INTERNED.set(intern_all(py));
+}
+
+fn interned() -> &'static Interned {
+    INTERNED.get_or_init(|| Python::attach(intern_all))
+}
+
+fn intern_all(py: Python<'_>) -> Interned {
+    let name = |s: &str| PyString::intern(py, s).unbind();
+    let keys = STATUS_KEYS.map(name);
+    let template = PyDict::new(py);
+    for key in &keys {
+        template
+            .set_item(key.bind(py), py.None())
+            .expect("a dict takes a str key");
+    }
+    Interned {
+        keys,
+        states: State::ALL.map(|s| name(s.as_str())),
+        kinds: Kind::ALL.map(|k| name(k.as_str())),
+        template: template.unbind(),
+    }
+}
 
 pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py, PyDict>> {
     let p = record.progress.lock();
@@ -47,19 +87,28 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
             Some(e)
         }
     };
-    let d = PyDict::new(py);
-    d.set_item(intern!(py, "id"), record.id)?;
-    d.set_item(intern!(py, "name"), record.name.bind(py))?;
-    d.set_item(intern!(py, "kind"), kind.map(|k| k.as_str()))?;
-    d.set_item(intern!(py, "state"), state.as_str())?;
-    d.set_item(intern!(py, "done"), state.is_final())?;
-    d.set_item(intern!(py, "result"), result)?;
-    d.set_item(intern!(py, "error"), error)?;
-    d.set_item(intern!(py, "submitted_at"), record.submitted_at)?;
-    d.set_item(intern!(py, "started_at"), started)?;
-    d.set_item(intern!(py, "finished_at"), finished)?;
-    d.set_item(intern!(py, "runtime"), runtime)?;
-    d.set_item(intern!(py, "polls"), polls)?;
+    let names = interned();
+    let values = [
+        record.id.into_pyobject(py)?.into_any(),
+        record.name.bind(py).clone().into_any(),
+        match kind {
+            Some(kind) => names.kinds[kind as usize].bind(py).clone().into_any(),
+            None => py.None().into_bound(py),
+        },
+        names.states[state.index()].bind(py).clone().into_any(),
+        PyBool::new(py, state.is_final()).to_owned().into_any(),
+        result.into_pyobject(py)?.into_any(),
+        error.into_pyobject(py)?.into_any(),
+        record.submitted_at.into_pyobject(py)?.into_any(),
+        started.into_pyobject(py)?.into_any(),
+        finished.into_pyobject(py)?.into_any(),
+        runtime.into_pyobject(py)?.into_any(),
+        polls.into_pyobject(py)?.into_any(),
+    ];
+    let d = names.template.bind(py).copy()?;
+    for (key, value) in names.keys.iter().zip(values) {
+        d.set_item(key.bind(py), value)?;
+    }
     Ok(d)
 }
 

@@ -52,6 +52,32 @@ def test_100_mixed_fake_tasks_finish_together():
     assert elapsed < 10
 
 
+class SleepZero:
+    """Releases the GIL once, as any task that reads or waits does, and returns."""
+
+    def run(self) -> int:
+        time.sleep(0)
+        return 1
+
+    def get_output(self) -> int:
+        return 1
+
+
+def test_a_flood_of_tasks_that_release_the_gil_stays_on_a_few_threads():
+    # Each sleep(0) hands the GIL to another thread: beyond the two or three
+    # workers that keep the GIL busy, more only fight over it. The pool used
+    # to grow to dozens (or its cap of 256) here.
+    with taskrunner.TaskRunner() as runner:
+        handles = [runner.submit(SleepZero(), kind="blocking") for _ in range(30_000)]
+        peak = 0
+        while not handles[-1].done():
+            peak = max(peak, runner.stats()["workers"])
+            time.sleep(0.002)
+        runner.wait()
+        assert all(h.result() == 1 for h in handles)
+    assert peak <= 8, f"{peak} workers for tasks that only take turns with the GIL"
+
+
 def test_thousands_of_polling_tasks_need_no_thread_each():
     with taskrunner.TaskRunner() as runner:
         handles = [runner.submit(FakeTaskPolling(i, wait=0.2)) for i in range(5000)]

@@ -147,7 +147,7 @@ def test_original_sample_flow_runs_on_taskrunner():
     lines = out.stdout.split()
     stamps = [float(x) for x in lines[:20]]
     # Each registration returned at once, while the tasks take 1-9 s each.
-    assert all(b - a < 0.5 for a, b in zip(stamps[::2], stamps[1::2]))
+    assert all(b - a < 0.5 for a, b in zip(stamps[::2], stamps[1::2], strict=True))
     assert lines[20:] == ["False", "4"]
     assert time.monotonic() - started < 30
 

@@ -80,21 +80,6 @@ LEFT_OUT = {
 }
 
 
-# CPython's tests that fail for a reason in the core, "Class.test" -> why. They
-# run all the same; each is reported as an expected failure until it passes.
-AWAITING_CORE = {
-    "ThreadPoolShutdownTest.test_cancel_futures": (
-        "it submits 50 calls of time.sleep(0.1) to 5 workers of a new executor and at "
-        "once calls shutdown(cancel_futures=True), and expects some calls to have run. "
-        "The executor cancels a call only if the core cancels its task, which it no "
-        "longer does once a worker has taken the task off the queue; but a new worker "
-        "thread first attaches to Python (it needs the GIL) before it goes to the "
-        "queue, and the submitting thread holds the GIL from the first submit() to "
-        "shutdown(), so no worker takes a call in time and every call is cancelled"
-    ),
-}
-
-
 # Quick enough for the quick runs: the initializer tests (they read Executor._broken).
 QUICK_CLASSES = ("ThreadPoolInitializerTest", "ThreadPoolFailingInitializerTest")
 
@@ -150,21 +135,11 @@ def problems_of(outcome: dict) -> dict[str, list[str]]:
 
 
 def assert_passed(outcome: dict) -> None:
-    """Every test that ran passed or skipped itself, but those awaiting the core."""
+    """Every test that ran passed or skipped itself."""
     assert outcome["ran"] > 0, outcome["report"][-30_000:]
-    problems = [
-        detail
-        for name, details in problems_of(outcome).items()
-        if name not in AWAITING_CORE
-        for detail in details
-    ]
+    problems = [detail for details in problems_of(outcome).values() for detail in details]
     assert not problems, "\n\n".join(problems)
     assert not outcome["unexpected_successes"], outcome["report"][-30_000:]
-
-
-@pytest.fixture(scope="module")
-def cpython_outcome(tmp_path_factory):
-    return run_cpython_suite(tmp_path_factory.mktemp("cpython_futures"))
 
 
 def test_cpython_initializer_tests_pass_against_executor(tmp_path):
@@ -174,15 +149,7 @@ def test_cpython_initializer_tests_pass_against_executor(tmp_path):
 
 
 @pytest.mark.slow
-def test_cpython_thread_pool_tests_pass_against_executor(cpython_outcome):
-    assert len(cpython_outcome["classes"]) == 6, cpython_outcome["classes"]
-    assert_passed(cpython_outcome)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(AWAITING_CORE))
-def test_cpython_test_awaiting_the_core(cpython_outcome, name):
-    if name not in {short_name(test_id) for test_id in cpython_outcome["test_ids"]}:
-        pytest.skip(f"this CPython's suite has no {name}")
-    if name in problems_of(cpython_outcome):
-        pytest.xfail(AWAITING_CORE[name])
+def test_cpython_thread_pool_tests_pass_against_executor(tmp_path):
+    outcome = run_cpython_suite(tmp_path)
+    assert len(outcome["classes"]) == 6, outcome["classes"]
+    assert_passed(outcome)

@@ -9,9 +9,10 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional, TextIO
+from typing import Any, NoReturn, Optional, TextIO
 from urllib.parse import unquote, urlparse
 
 from taskrunner._core import STATES
@@ -36,7 +37,7 @@ WEB_MODULES = ("flask", "waitress", "prometheus_client")
 QUIET_WAIT = 1.0
 
 # One mark per state, in the core's order (a test holds the two together).
-STATE_MARKS = dict(zip(STATES, ("·", "▸", "✓", "✗", "-", "⌛")))
+STATE_MARKS = dict(zip(STATES, ("·", "▸", "✓", "✗", "-", "⌛"), strict=True))
 
 
 def _progress_bar(done: int, total: int, width: int = 30) -> str:

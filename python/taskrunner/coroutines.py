@@ -20,9 +20,9 @@ import atexit
 import functools
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 __all__ = ["resolve", "start"]
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, InvalidStateError
-from typing import Any, Callable
+from typing import Any
 
 from taskrunner._core import TaskHandle
 

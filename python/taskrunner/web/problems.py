@@ -10,9 +10,9 @@ branch on, documented in the web docs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException

@@ -10,9 +10,9 @@ evaluated or unpickled.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling, gen_task
 from taskrunner.web.problems import UNKNOWN_TASK_TYPE, Problem, invalid_params
