@@ -575,7 +575,12 @@ impl<J: Send + 'static> Pool<J> {
     pub fn release_locks_in_child(&self) {
         release_in_child(&self.state);
         release_in_child(&self.handles);
-        for condvar in [&self.work_ready, &self.all_exited, &self.backlog, &self.taken] {
+        for condvar in [
+            &self.work_ready,
+            &self.all_exited,
+            &self.backlog,
+            &self.taken,
+        ] {
             forget_waiters(condvar);
         }
     }
