@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::errors::{failure, log_exception};
 use crate::events::{Events, Subscription};
+use crate::journal::{Stored, TaskRow};
+use crate::journaling::Journaling;
 use crate::names::{is_coroutine, names};
 use crate::policy::{load_floor, PollPolicy};
 use crate::poller::{Action, Due, Polled, Poller};
@@ -35,6 +37,8 @@ pub struct Config {
     pub max_poll_rate: f64,
     /// The interpreter's GIL switch interval, for the pool's growth rule.
     pub switch_interval: Duration,
+    /// Where every submit and state change is written, if anywhere.
+    pub journal: Option<Journaling>,
 }
 
 /// The longest a submit waits for the worker it woke to take its task.
@@ -50,6 +54,9 @@ pub struct Engine {
     run_pending_at_exit: bool,
     closed: AtomicBool,
     pid: AtomicU32,
+    journal: Option<Arc<Journaling>>,
+    /// Set in a forked child, which must not touch its parent's file.
+    journal_paused: AtomicBool,
 }
 
 /// What a caller asks for at submit.
@@ -59,6 +66,8 @@ pub struct Submission<'py> {
     pub deadline: Option<Instant>,
     pub name: Option<Bound<'py, PyString>>,
     pub policy: Option<PollPolicy>,
+    /// How to re-create the task after a crash (see `Journaling::recipe`).
+    pub recipe: Option<Stored>,
 }
 
 /// Load figures, for `Runner.stats()`.
@@ -86,8 +95,9 @@ pub fn live_engines() -> Vec<Arc<Engine>> {
 
 impl Engine {
     pub fn new(config: Config) -> Arc<Engine> {
+        let first_id = config.journal.as_ref().map_or(1, Journaling::next_id);
         let engine = Arc::new(Engine {
-            store: Store::new(config.retention),
+            store: Store::starting_at(first_id, config.retention),
             events: Arc::new(Events::default()),
             pool: Pool::new(
                 config.max_workers,
@@ -100,6 +110,8 @@ impl Engine {
             run_pending_at_exit: config.run_pending_at_exit,
             closed: AtomicBool::new(false),
             pid: AtomicU32::new(std::process::id()),
+            journal: config.journal.map(Arc::new),
+            journal_paused: AtomicBool::new(false),
         });
         ENGINES.lock().push(Arc::downgrade(&engine));
         engine
@@ -137,13 +149,32 @@ impl Engine {
     }
 
     /// The record of a task still in memory.
-    pub fn record(&self, id: u64) -> Option<Arc<Record>> {
-        self.store.get(id)
+    /// A task's record: in memory, or else read back from the journal.
+    pub fn record(&self, py: Python<'_>, id: u64) -> PyResult<Option<Arc<Record>>> {
+        if let Some(record) = self.store.get(id) {
+            return Ok(Some(record));
+        }
+        match self.journal() {
+            Some(journal) if id < self.store.next_id() => {
+                Ok(journal.restored(py, id)?.map(Arc::new))
+            }
+            _ => Ok(None),
+        }
     }
 
-    /// The state of a task still in memory.
-    pub fn state_of(&self, id: u64) -> Option<State> {
-        self.store.state_of(id)
+    /// The state of a task: in memory, or else in the journal.
+    pub fn state_of(&self, py: Python<'_>, id: u64) -> PyResult<Option<State>> {
+        if let Some(state) = self.store.state_of(id) {
+            return Ok(Some(state));
+        }
+        Ok(self.record(py, id)?.map(|r| r.state()))
+    }
+
+    /// The journal, but in a forked child (which leaves its parent's alone).
+    pub fn journal(&self) -> Option<&Journaling> {
+        self.journal
+            .as_deref()
+            .filter(|_| !self.journal_paused.load(Ordering::Acquire))
     }
 
     /// Every record in memory, in submit order.
@@ -224,11 +255,27 @@ impl Engine {
         let record = self
             .store
             .insert(|id| Record::new(id, name, sub.task.unbind(), sub.kind, policy));
+        if let Some(journal) = self.journal() {
+            let name = record.name.bind(py).to_string();
+            journal.submitted(&record, name, sub.recipe, "library");
+        }
         self.events.publish(&record, State::Pending);
+        self.route(py, record, sub.deadline)
+    }
+
+    /// Queues a new record: blocking (or unknown) tasks on the pool, polling
+    /// ones on the poller; and its deadline, if any.
+    fn route(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        record: Arc<Record>,
+        deadline: Option<Instant>,
+    ) -> PyResult<Arc<Record>> {
+        let kind = record.kind();
         let now = Instant::now();
         let mut timed: Vec<Due> = Vec::with_capacity(2);
         let mut woke_worker = false;
-        if sub.kind == Some(Kind::Polling) {
+        if kind == Some(Kind::Polling) {
             timed.push(Due {
                 at: now,
                 record: record.clone(),
@@ -241,7 +288,7 @@ impl Engine {
                 Err(failed) => return Err(self.fail_orphans(py, failed)),
             }
         }
-        if let Some(at) = sub.deadline {
+        if let Some(at) = deadline {
             timed.push(Due {
                 at,
                 record: record.clone(),
@@ -354,6 +401,9 @@ impl Engine {
     fn start(&self, record: &Arc<Record>, kind: Option<Kind>) -> bool {
         let started = record.start(kind, &self.store.counts);
         if started {
+            if let Some(journal) = self.journal() {
+                journal.started(record);
+            }
             self.events.publish(record, State::Running);
         }
         started
@@ -438,6 +488,9 @@ impl Engine {
                 self.poller.chore_at(at);
             }
         }
+        if let Some(journal) = self.journal() {
+            journal.finished(py, record);
+        }
         self.events.publish(record, to);
         drop(task);
         run_callbacks(py, callbacks);
@@ -519,6 +572,57 @@ impl Engine {
         }
     }
 
+    /// Takes up the tasks the journal's last process left unfinished: a
+    /// durable one runs again (same id, next attempt), any other ends
+    /// `failed` with `TaskLost`. Called once, before the runner is handed out.
+    pub fn recover(self: &Arc<Self>, py: Python<'_>) -> PyResult<()> {
+        let Some(journal) = self.journal.as_deref() else {
+            return Ok(());
+        };
+        let mut rows: Vec<&TaskRow> = journal.unfinished().iter().collect();
+        // Newest first: the store grows its table downwards one id at a time.
+        rows.sort_by_key(|row| std::cmp::Reverse(row.id));
+        for row in rows {
+            let Some(recipe) = &row.recipe else {
+                journal.lost(row, "");
+                continue;
+            };
+            let task = match journal.recreate(py, recipe) {
+                Ok(task) => task,
+                Err(err) => {
+                    journal.lost(row, &format!(", and it could not be re-created: {err}"));
+                    continue;
+                }
+            };
+            let kind = row.kind.as_deref().and_then(Kind::parse);
+            let name = PyString::new(py, &row.name).unbind();
+            let mut record = Record::new(row.id, name, task.unbind(), kind, self.policy);
+            record.submitted_at = row.submitted_at;
+            record.attempt = row.attempt + 1;
+            let record = self.store.insert_recovered(record);
+            journal.resubmitted(&record, row);
+            self.events.publish(&record, State::Pending);
+            self.route(py, record, None)?;
+        }
+        Ok(())
+    }
+
+    /// The process exits: the cancellations it makes are not written for
+    /// durable tasks, which run again when the journal is next opened.
+    pub fn exiting(&self) {
+        if let Some(journal) = self.journal.as_deref() {
+            journal.begin_exit();
+        }
+    }
+
+    /// Writes what is left and closes the journal (at exit, once joined).
+    pub fn close_journal(&self, py: Python<'_>) -> PyResult<()> {
+        match self.journal() {
+            Some(journal) => journal.close(py),
+            None => Ok(()),
+        }
+    }
+
     /// Called by the `os.register_at_fork` hook in a child. The child has
     /// none of the parent's threads: forget them, and end the inherited
     /// unfinished tasks, which the parent still owns and runs.
@@ -526,6 +630,17 @@ impl Engine {
         let pid = std::process::id();
         if self.pid.swap(pid, Ordering::AcqRel) == pid {
             return;
+        }
+        self.journal_paused.store(true, Ordering::Release);
+        if let Some(journal) = &self.journal {
+            // The child never writes, reads or closes its parent's file: an
+            // SQLite connection must not be used, or closed, across a fork
+            // (closing may check the WAL back into the file under the
+            // parent), and the writer thread is not here to join. Leaked on
+            // purpose, less the lock file's descriptor, so that the lock
+            // goes with the parent alone.
+            journal.forget_owner_in_child();
+            std::mem::forget(journal.clone());
         }
         // Free the locks the parent's threads may have held at the fork.
         self.store.release_locks_in_child();

@@ -8,6 +8,7 @@ mod fork;
 mod growth;
 mod handle;
 mod journal;
+mod journaling;
 mod names;
 mod policy;
 mod poller;
@@ -30,6 +31,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wait::Completions>()?;
     m.add_class::<wait::EventStream>()?;
     m.add_class::<policy::PollPolicy>()?;
+    m.add("TaskLost", m.py().get_type::<journaling::TaskLost>())?;
+    m.add(
+        "JournalError",
+        m.py().get_type::<journaling::JournalError>(),
+    )?;
     m.add(
         "TaskTimeoutError",
         m.py().get_type::<handle::TaskTimeoutError>(),

@@ -183,10 +183,28 @@ pub struct Progress {
     pub on_worker: bool,
 }
 
+/// What `Record::restored` makes a record of.
+pub struct Recorded {
+    pub id: u64,
+    pub name: Py<PyString>,
+    pub kind: Option<Kind>,
+    pub state: State,
+    pub submitted_at: f64,
+    pub started_at: Option<f64>,
+    pub finished_at: Option<f64>,
+    pub polls: u64,
+    pub attempt: u32,
+    pub result: Option<Py<PyAny>>,
+    pub error: Option<ErrorInfo>,
+}
+
 pub struct Record {
     pub id: u64,
     pub name: Py<PyString>,
     pub submitted_at: f64,
+    /// 1 for a task's first run; a task that runs again after a crash has a
+    /// new record with the next number.
+    pub attempt: u32,
     pub policy: PollPolicy,
     /// The state, also readable without the lock (a done check takes no lock);
     /// written only under `progress`, with it.
@@ -206,6 +224,7 @@ impl Record {
             id,
             name,
             submitted_at: unix_now(),
+            attempt: 1,
             policy,
             state: AtomicU8::new(State::Pending as u8),
             progress: Mutex::new(Progress {
@@ -217,6 +236,32 @@ impl Record {
                 result: None,
                 error: None,
                 task: Some(task),
+                get_output: None,
+                callbacks: Vec::new(),
+                on_worker: false,
+            }),
+        }
+    }
+
+    /// A finished task as it was recorded elsewhere (read back from the
+    /// journal): final, and in no store.
+    pub fn restored(r: Recorded) -> Record {
+        Record {
+            id: r.id,
+            name: r.name,
+            submitted_at: r.submitted_at,
+            attempt: r.attempt,
+            policy: PollPolicy::default(),
+            state: AtomicU8::new(r.state as u8),
+            progress: Mutex::new(Progress {
+                state: r.state,
+                kind: r.kind,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                polls: r.polls,
+                result: r.result,
+                error: r.error,
+                task: None,
                 get_output: None,
                 callbacks: Vec::new(),
                 on_worker: false,

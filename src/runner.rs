@@ -4,10 +4,16 @@ use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyString};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long `flush` waits between looks for Ctrl-C.
+const FLUSH_STEP: Duration = Duration::from_millis(100);
 
 use crate::classify::classify;
 use crate::engine::{Config, Engine, Submission};
 use crate::handle::TaskHandle;
+use crate::journal::Durability;
+use crate::journaling::Journaling;
 use crate::policy::PollPolicy;
 use crate::record::{Kind, Record, State};
 use crate::status::{stats_dict, status_dict};
@@ -63,15 +69,15 @@ impl Drop for Runner {
 }
 
 impl Runner {
-    fn record(&self, id: u64) -> PyResult<Arc<Record>> {
-        self.engine.record(id).ok_or_else(|| unknown(id))
+    fn record(&self, py: Python<'_>, id: u64) -> PyResult<Arc<Record>> {
+        self.engine.record(py, id)?.ok_or_else(|| unknown(id))
     }
 
     /// The record of an id as Python gives it: an int out of range is
     /// simply an unknown id.
     fn record_of(&self, id: &Bound<'_, PyAny>) -> PyResult<Arc<Record>> {
         match id.extract::<u64>() {
-            Ok(id) => self.record(id),
+            Ok(number) => self.record(id.py(), number),
             Err(_) if id.is_instance_of::<PyInt>() => {
                 Err(PyKeyError::new_err(format!("no task with id {id}")))
             }
@@ -85,7 +91,10 @@ impl Runner {
     /// The state of an id as Python gives it, without taking its record.
     fn state_of(&self, id: &Bound<'_, PyAny>) -> PyResult<State> {
         match id.extract::<u64>() {
-            Ok(number) => self.engine.state_of(number).ok_or_else(|| unknown(number)),
+            Ok(number) => self
+                .engine
+                .state_of(id.py(), number)?
+                .ok_or_else(|| unknown(number)),
             Err(_) => Ok(self.record_of(id)?.state()), // raises the right error
         }
     }
@@ -96,10 +105,11 @@ impl Runner {
     #[new]
     #[pyo3(signature = (
         max_workers=None, *, poll=None, max_poll_rate=100_000.0, keep_alive=10.0,
-        retain_finished=Some(100_000), retain_seconds=Some(3600.0), run_pending_at_exit=false
+        retain_finished=Some(100_000), retain_seconds=Some(3600.0), run_pending_at_exit=false,
+        journal=None, durability="normal", journal_batch=0.002, journal_retention=604_800.0
     ))]
     #[pyo3(
-        text_signature = "(max_workers=None, *, poll=None, max_poll_rate=100000.0, keep_alive=10.0, retain_finished=100000, retain_seconds=3600.0, run_pending_at_exit=False)"
+        text_signature = "(max_workers=None, *, poll=None, max_poll_rate=100000.0, keep_alive=10.0, retain_finished=100000, retain_seconds=3600.0, run_pending_at_exit=False, journal=None, durability='normal', journal_batch=0.002, journal_retention=604800.0)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -111,6 +121,10 @@ impl Runner {
         retain_finished: Option<i64>,
         retain_seconds: Option<f64>,
         run_pending_at_exit: bool,
+        journal: Option<std::path::PathBuf>,
+        durability: &str,
+        journal_batch: f64,
+        journal_retention: f64,
     ) -> PyResult<Self> {
         let retention = Retention {
             count: match retain_finished {
@@ -142,6 +156,13 @@ impl Runner {
                 "max_poll_rate must be > 0 (use float('inf') for no budget), got {max_poll_rate}"
             )));
         }
+        let journal = match journal {
+            None => None,
+            Some(path) => {
+                let options = journal_options(durability, journal_batch, journal_retention)?;
+                Some(Journaling::open(py, &path, options)?)
+            }
+        };
         let config = Config {
             retention,
             run_pending_at_exit,
@@ -150,14 +171,17 @@ impl Runner {
             policy: poll.unwrap_or_default(),
             max_poll_rate,
             switch_interval: switch_interval(py),
+            journal,
         };
         let engine = Engine::new(config);
         engine.warm_up(py);
+        engine.recover(py)?;
         Ok(Runner { engine })
     }
 
     /// Starts a task without waiting for it; returns its handle.
-    #[pyo3(signature = (task, *, kind=None, timeout=None, name=None, poll=None))]
+    #[pyo3(signature = (task, *, kind=None, timeout=None, name=None, poll=None, durable=false))]
+    #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
         py: Python<'_>,
@@ -166,8 +190,18 @@ impl Runner {
         timeout: Option<f64>,
         name: Option<Bound<'_, PyString>>,
         poll: Option<PollPolicy>,
+        durable: bool,
     ) -> PyResult<TaskHandle> {
         let kind = classify(&task, parse_kind(kind)?)?;
+        let recipe = match (durable, self.engine.journal()) {
+            (false, _) => None,
+            (true, Some(journal)) => Some(journal.recipe(py, &task)?),
+            (true, None) => {
+                return Err(PyValueError::new_err(
+                    "durable=True needs a journal: TaskRunner(journal=PATH)",
+                ))
+            }
+        };
         let deadline = match timeout {
             Some(t) if t > 0.0 => deadline_of(Some(t))?,
             Some(t) => {
@@ -183,6 +217,7 @@ impl Runner {
             deadline,
             name,
             policy: poll,
+            recipe,
         };
         let record = self.engine.submit(py, submission)?;
         Ok(TaskHandle {
@@ -313,13 +348,28 @@ impl Runner {
     ) -> PyResult<(Vec<u64>, Vec<u64>)> {
         let condition = WaitFor::parse(return_when)?;
         let deadline = deadline_of(timeout)?;
-        wait_for(py, &self.engine, self.records_of(ids)?, deadline, condition)
+        wait_for(
+            py,
+            &self.engine,
+            self.records_of(py, ids)?,
+            deadline,
+            condition,
+        )
     }
 
     /// An iterator of ids as their tasks finish (all tasks when None).
     #[pyo3(signature = (ids=None, timeout=None))]
-    fn _completions(&self, ids: Option<Vec<u64>>, timeout: Option<f64>) -> PyResult<Completions> {
-        Completions::new(&self.engine, self.records_of(ids)?, deadline_of(timeout)?)
+    fn _completions(
+        &self,
+        py: Python<'_>,
+        ids: Option<Vec<u64>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Completions> {
+        Completions::new(
+            &self.engine,
+            self.records_of(py, ids)?,
+            deadline_of(timeout)?,
+        )
     }
 
     /// A stream of every state change, for dashboards. A consumer that falls
@@ -336,8 +386,41 @@ impl Runner {
         self.engine.close(py, cancel_pending, false);
         if wait {
             self.engine.join(py)?;
+            // Everything is written; the file is free for another runner.
+            self.engine.close_journal(py)?;
         }
         Ok(())
+    }
+
+    /// Waits until everything written to the journal so far is on disk
+    /// (committed at the runner's durability); True at once without a
+    /// journal, False if `timeout` seconds passed first.
+    #[pyo3(signature = (timeout=None))]
+    fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let Some(journal) = self.engine.journal() else {
+            return Ok(true);
+        };
+        let deadline = deadline_of(timeout)?;
+        loop {
+            // In steps, so that Ctrl-C gets through while a disk is stuck.
+            let step = match deadline {
+                None => FLUSH_STEP,
+                Some(d) => d.saturating_duration_since(Instant::now()).min(FLUSH_STEP),
+            };
+            if journal.flush(py, step) {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            py.check_signals()?;
+        }
+    }
+
+    /// The journal's file, or None for a runner that keeps tasks in memory only.
+    #[getter]
+    fn journal(&self) -> Option<String> {
+        self.engine.journal().map(Journaling::path)
     }
 
     /// Load figures: workers, queues and polls so far.
@@ -368,10 +451,10 @@ impl Runner {
 }
 
 impl Runner {
-    fn records_of(&self, ids: Option<Vec<u64>>) -> PyResult<Vec<Arc<Record>>> {
+    fn records_of(&self, py: Python<'_>, ids: Option<Vec<u64>>) -> PyResult<Vec<Arc<Record>>> {
         match ids {
             None => Ok(self.engine.records()),
-            Some(ids) => ids.into_iter().map(|id| self.record(id)).collect(),
+            Some(ids) => ids.into_iter().map(|id| self.record(py, id)).collect(),
         }
     }
 }
@@ -412,6 +495,7 @@ pub fn registered_kind(task: Bound<'_, PyAny>) -> PyResult<Option<&'static str>>
 pub fn _close_all(py: Python<'_>) -> usize {
     let engines = crate::engine::live_engines();
     for engine in &engines {
+        engine.exiting();
         engine.close(py, !engine.run_pending_at_exit(), true);
     }
     engines.iter().map(|e| e.unfinished()).sum()
@@ -427,6 +511,7 @@ pub fn _join_all(py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         if !engine.join_until(py, deadline)? {
             return Ok(false);
         }
+        engine.close_journal(py)?;
     }
     Ok(true)
 }
@@ -437,4 +522,27 @@ pub fn _after_fork_in_child(py: Python<'_>) {
     for engine in crate::engine::live_engines() {
         engine.after_fork(py);
     }
+}
+
+/// The journal's options from the runner's arguments.
+fn journal_options(
+    durability: &str,
+    batch: f64,
+    retention: f64,
+) -> PyResult<crate::journal::Options> {
+    let durability = match durability {
+        "normal" => Durability::Normal,
+        "full" => Durability::Full,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "durability must be 'normal' or 'full', got {other:?}"
+            )))
+        }
+    };
+    Ok(crate::journal::Options {
+        durability,
+        batch_interval: seconds("journal_batch", batch)?,
+        retention: seconds("journal_retention", retention)?,
+        ..Default::default()
+    })
 }

@@ -11,7 +11,7 @@ use crate::record::{unix_now, Kind, Record, State};
 
 /// Every key of the status dict, in the order the dict has them: the one
 /// list that the Python package, the HTTP API and the dashboard read.
-pub const STATUS_KEYS: [&str; 12] = [
+pub const STATUS_KEYS: [&str; 13] = [
     "id",
     "name",
     "kind",
@@ -24,6 +24,7 @@ pub const STATUS_KEYS: [&str; 12] = [
     "finished_at",
     "runtime",
     "polls",
+    "attempt",
 ];
 
 /// The status dict's keys, states and kinds as Python strings, made at
@@ -104,6 +105,7 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
         finished.into_pyobject(py)?.into_any(),
         runtime.into_pyobject(py)?.into_any(),
         polls.into_pyobject(py)?.into_any(),
+        record.attempt.into_pyobject(py)?.into_any(),
     ];
     let d = names.template.bind(py).copy()?;
     for (key, value) in names.keys.iter().zip(values) {

@@ -47,9 +47,14 @@ impl Default for Store {
 
 impl Store {
     pub fn new(retention: Retention) -> Store {
+        Store::starting_at(1, retention)
+    }
+
+    /// A store whose first new id is `first_id` (ids continue a journal's).
+    pub fn starting_at(first_id: u64, retention: Retention) -> Store {
         Store {
             table: Mutex::new(Table {
-                first_id: 1,
+                first_id: first_id.max(1),
                 slots: VecDeque::new(),
             }),
             counts: Default::default(),
@@ -122,6 +127,28 @@ impl Store {
         drop(table);
         self.counts.added();
         record
+    }
+
+    /// Stores a record under its own id, one below every id stored so far
+    /// (a task recovered from the journal, taken newest first).
+    pub fn insert_recovered(&self, record: Record) -> Arc<Record> {
+        let record = Arc::new(record);
+        let mut table = self.table.lock();
+        while table.first_id > record.id {
+            table.slots.push_front(None);
+            table.first_id -= 1;
+        }
+        let index = (record.id - table.first_id) as usize;
+        table.slots[index] = Some(record.clone());
+        drop(table);
+        self.counts.added();
+        record
+    }
+
+    /// The id the next new task gets.
+    pub fn next_id(&self) -> u64 {
+        let table = self.table.lock();
+        table.first_id + table.slots.len() as u64
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<Record>> {

@@ -8,7 +8,14 @@ import sys
 from concurrent.futures import CancelledError
 
 from taskrunner import _core
-from taskrunner._core import PollPolicy, TaskHandle, TaskTimeoutError, register_kind
+from taskrunner._core import (
+    JournalError,
+    PollPolicy,
+    TaskHandle,
+    TaskLost,
+    TaskTimeoutError,
+    register_kind,
+)
 from taskrunner.executor import Executor
 from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling
 from taskrunner.handler import TaskHandler, is_task_polling
@@ -89,10 +96,12 @@ __all__ = [
     "DoneAndNotDone",
     "ErrorInfo",
     "Executor",
+    "JournalError",
     "PollPolicy",
     "RunnerStats",
     "TaskHandle",
     "TaskHandler",
+    "TaskLost",
     "TaskRunner",
     "TaskStatus",
     "TaskTimeoutError",

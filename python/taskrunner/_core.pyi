@@ -1,8 +1,9 @@
 """Type stubs for taskrunner's Rust core (kept true to the module by a stubtest run)."""
 
+import os
 from collections.abc import Callable, Generator
 from concurrent.futures import Future
-from typing import Any, Optional, final
+from typing import Any, Optional, Union, final
 
 from typing_extensions import disjoint_base
 
@@ -17,9 +18,11 @@ __all__ = [
     "STATUS_KEYS",
     "Completions",
     "EventStream",
+    "JournalError",
     "PollPolicy",
     "Runner",
     "TaskHandle",
+    "TaskLost",
     "TaskTimeoutError",
     "_after_fork_in_child",
     "_close_all",
@@ -36,6 +39,8 @@ STATUS_KEYS: tuple[str, ...]
 STATS_KEYS: tuple[str, ...]
 
 class TaskTimeoutError(Exception): ...
+class TaskLost(RuntimeError): ...
+class JournalError(OSError): ...
 
 @final
 class PollPolicy:
@@ -94,6 +99,10 @@ class Runner:
         retain_finished: Optional[int] = 100000,
         retain_seconds: Optional[float] = 3600.0,
         run_pending_at_exit: bool = False,
+        journal: Optional[Union[str, os.PathLike[str]]] = None,
+        durability: str = "normal",
+        journal_batch: float = 0.002,
+        journal_retention: float = 604800.0,
     ) -> Runner: ...
     def submit(
         self,
@@ -103,6 +112,7 @@ class Runner:
         timeout: Optional[float] = None,
         name: Optional[str] = None,
         poll: Optional[PollPolicy] = None,
+        durable: bool = False,
     ) -> TaskHandle: ...
     def handle(self, id: int) -> TaskHandle: ...
     def done(self, id: int) -> bool: ...
@@ -127,6 +137,9 @@ class Runner:
     ) -> Completions: ...
     def events(self, capacity: int = 4096) -> EventStream: ...
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None: ...
+    def flush(self, timeout: Optional[float] = None) -> bool: ...
+    @property
+    def journal(self) -> Optional[str]: ...
     def stats(self) -> RunnerStats: ...
     @property
     def max_workers(self) -> int: ...

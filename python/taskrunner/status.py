@@ -38,6 +38,7 @@ class TaskStatus(TypedDict):
     finished_at: Optional[float]
     runtime: Optional[float]
     polls: int
+    attempt: int
 
 
 class RunnerStats(TypedDict):

@@ -7,8 +7,9 @@
 //! reads use a connection of their own. One live process owns a file
 //! (`owner.rs`); a viewer may read it meanwhile (`Journal::open_read_only`).
 
-// Until the engine writes to the journal, nothing outside its tests calls it
-// or names what it exports. This goes when the engine is wired.
+// The engine writes tasks and reads them back; idempotency keys, audit
+// entries, health and the read-only viewer wait for the HTTP service and
+// the command line. This goes when they use them.
 #![allow(dead_code, unused_imports)]
 
 mod error;
@@ -111,7 +112,9 @@ pub struct Journal {
     next_id: u64,
     unfinished: Vec<TaskRow>,
     /// Declared last, so dropped last: the lock outlives both connections.
-    _owner: Owner,
+    /// Released at `close`: the file is then free for another runner, while
+    /// this one may still read it (as a viewer does).
+    owner: Mutex<Option<Owner>>,
 }
 
 impl Journal {
@@ -140,7 +143,7 @@ impl Journal {
             reader,
             next_id,
             unfinished,
-            _owner: owner,
+            owner: Mutex::new(Some(owner)),
         })
     }
 
@@ -249,12 +252,24 @@ impl Journal {
         self.closed.store(true, Ordering::Release);
         // The writer stops at Stop or when the channel disconnects; either way it commits first.
         let _ = self.tx.send(Msg::Stop);
-        handle.join().unwrap_or_else(|_| {
+        let stopped = handle.join().unwrap_or_else(|_| {
             Err(JournalError::Io {
                 path: self.path.clone(),
                 source: std::io::Error::other("the journal's writer thread panicked"),
             })
-        })
+        });
+        drop(self.owner.lock().take());
+        stopped
+    }
+}
+
+impl Journal {
+    /// In a forked child: closes the child's descriptor of the lock file,
+    /// which the parent's still holds (the lock stays the parent's).
+    pub fn forget_owner_in_child(&self) {
+        if let Some(mut owner) = self.owner.try_lock() {
+            drop(owner.take());
+        }
     }
 }
 

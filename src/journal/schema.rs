@@ -73,6 +73,7 @@ pub const VERSION: u32 = MIGRATIONS.len() as u32;
 /// lets a write through only if it is not older than the stored one, by
 /// attempt, then stage (pending, running, final), then polls, whatever
 /// order writes arrive in. `TaskRow::order_key` is the same rule in Rust.
+/// A write without a recipe keeps the stored one: it is sent once, at submit.
 pub const UPSERT_TASK: &str = "INSERT INTO tasks (id, name, kind, state, submitted_at,
         started_at, finished_at, polls, attempt, result_encoding, result, error_type,
         error_message, error_traceback, recipe_encoding, recipe, origin)
@@ -84,7 +85,8 @@ pub const UPSERT_TASK: &str = "INSERT INTO tasks (id, name, kind, state, submitt
         result_encoding = excluded.result_encoding, result = excluded.result,
         error_type = excluded.error_type, error_message = excluded.error_message,
         error_traceback = excluded.error_traceback,
-        recipe_encoding = excluded.recipe_encoding, recipe = excluded.recipe,
+        recipe_encoding = coalesce(excluded.recipe_encoding, tasks.recipe_encoding),
+        recipe = coalesce(excluded.recipe, tasks.recipe),
         origin = excluded.origin
     WHERE tasks.state IN ('pending', 'running')
         AND (excluded.attempt,

@@ -131,9 +131,13 @@ impl Backlog {
         if new < old {
             return;
         }
-        if !kept.is_final() {
+        // A kept row with a recipe stays, and the new one goes after it: the
+        // upsert keeps a stored recipe when a later write has none, so the
+        // two must land one by one (only a durable task's submit has one).
+        let keeps_recipe = kept.recipe.is_some() && row.recipe.is_none();
+        if !kept.is_final() && !keeps_recipe {
             self.tasks[i] = row;
-        } else if new > old {
+        } else if new > old || keeps_recipe {
             self.last.insert(row.id, self.tasks.len());
             self.tasks.push(row);
         }
@@ -497,7 +501,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::row::STATES;
+    use crate::journal::row::{Encoding, Stored, STATES};
     use crate::journal::schema;
     use std::path::Path;
 
@@ -516,10 +520,14 @@ mod tests {
         write_batch(conn, &backlog, 0.0).unwrap();
     }
 
-    fn dump(conn: &Connection) -> Vec<(i64, String, u32, i64)> {
-        let sql = "SELECT id, state, attempt, polls FROM tasks ORDER BY id";
+    type Dumped = (i64, String, u32, i64, Option<Vec<u8>>);
+
+    fn dump(conn: &Connection) -> Vec<Dumped> {
+        let sql = "SELECT id, state, attempt, polls, recipe FROM tasks ORDER BY id";
         let mut stmt = conn.prepare(sql).unwrap();
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)));
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        });
         rows.unwrap().map(|r| r.unwrap()).collect()
     }
 
@@ -540,6 +548,11 @@ mod tests {
                 r.state = STATES[next(6) as usize].to_owned();
                 r.attempt = 1 + next(3) as u32;
                 r.polls = next(3);
+                // A recipe is sent once, at submit; later writes carry none.
+                r.recipe = (next(3) == 0).then(|| Stored {
+                    encoding: Encoding::Pickle,
+                    bytes: vec![next(250) as u8],
+                });
                 r
             };
             let stored: Vec<TaskRow> = (0..3).map(|_| random_row()).collect();

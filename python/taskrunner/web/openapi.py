@@ -58,6 +58,12 @@ TASK_PROPERTIES: dict[str, Any] = {
         "minimum": 0,
         "description": "get_output() calls made so far (a blocking task makes none)",
     },
+    "attempt": {
+        "type": "integer",
+        "minimum": 1,
+        "description": "1 for a task's first run; counts up when it runs again "
+        "(after a crash, for a durable task)",
+    },
 }
 
 # The runner's stats (``taskrunner.STATS_KEYS``, in order) between the counts

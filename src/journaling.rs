@@ -1,0 +1,370 @@
+//! The engine's side of the journal (`journal/`, which never touches
+//! Python): a record's row, with its result and error encoded through
+//! Python's `json` or `pickle`; a finished record back from a row; and the
+//! recipe that re-creates a durable task after a crash.
+//!
+//! Rows are written at three moments: submit, start, end. Start needs no
+//! GIL (a worker claims its task detached), so the rows of unfinished tasks
+//! are kept here as Rust values, and a change only copies and updates one.
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::journal::{Encoding, ErrorRow, Filter, Health, Journal, Options, Stored, TaskRow};
+use crate::record::{ErrorInfo, Kind, Record, Recorded, State};
+
+pyo3::create_exception!(
+    taskrunner,
+    JournalError,
+    PyOSError,
+    "The journal cannot be opened, read or written (its message names the file and why)."
+);
+
+pyo3::create_exception!(
+    taskrunner,
+    TaskLost,
+    PyRuntimeError,
+    "A task's process ended before the task did, and the task could not be re-created."
+);
+
+/// How long a flush at shutdown may take before the runner gives up on it.
+pub const CLOSE_FLUSH: Duration = Duration::from_secs(10);
+
+pub fn journal_error(err: crate::journal::JournalError) -> PyErr {
+    JournalError::new_err(err.to_string())
+}
+
+/// Python's `json` and `pickle` functions, looked up once at open.
+struct Codec {
+    json_dumps: Py<PyAny>,
+    json_loads: Py<PyAny>,
+    pickle_dumps: Py<PyAny>,
+    pickle_loads: Py<PyAny>,
+}
+
+impl Codec {
+    fn new(py: Python<'_>) -> PyResult<Codec> {
+        let json = py.import("json")?;
+        let pickle = py.import("pickle")?;
+        Ok(Codec {
+            json_dumps: json.getattr("dumps")?.unbind(),
+            json_loads: json.getattr("loads")?.unbind(),
+            pickle_dumps: pickle.getattr("dumps")?.unbind(),
+            pickle_loads: pickle.getattr("loads")?.unbind(),
+        })
+    }
+
+    /// JSON for what JSON gives back equal, else a pickle, else the repr
+    /// (flagged as such): storing a result never fails its task.
+    fn encode(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> Stored {
+        if let Some(text) = plain_json(value) {
+            return stored(Encoding::Json, text.into_bytes());
+        }
+        if let Some(text) = self.json_round_trip(py, value) {
+            return stored(Encoding::Json, text.into_bytes());
+        }
+        if let Ok(bytes) = self.pickle(py, value) {
+            return stored(Encoding::Pickle, bytes);
+        }
+        let repr = value
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| format!("<unrepresentable {}>", type_name(value)));
+        stored(Encoding::Repr, repr.into_bytes())
+    }
+
+    /// `json.dumps(value)`, if `json.loads` of it equals `value` (a tuple,
+    /// for one, comes back a list).
+    fn json_round_trip(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> Option<String> {
+        let text = self.json_dumps.bind(py).call1((value,)).ok()?;
+        let back = self.json_loads.bind(py).call1((&text,)).ok()?;
+        let same = back.eq(value).ok()? && back.get_type().is(value.get_type());
+        same.then(|| text.extract::<String>().ok()).flatten()
+    }
+
+    fn pickle(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+        let bytes = self.pickle_dumps.bind(py).call1((value,))?;
+        Ok(bytes.cast_into::<PyBytes>()?.as_bytes().to_vec())
+    }
+
+    fn decode<'py>(&self, py: Python<'py>, value: &Stored) -> PyResult<Bound<'py, PyAny>> {
+        match value.encoding {
+            Encoding::Json => {
+                let text = std::str::from_utf8(&value.bytes)
+                    .map_err(|e| PyValueError::new_err(format!("a stored JSON value: {e}")))?;
+                self.json_loads.bind(py).call1((text,))
+            }
+            Encoding::Pickle => self
+                .pickle_loads
+                .bind(py)
+                .call1((PyBytes::new(py, &value.bytes),)),
+            Encoding::Repr => {
+                Ok(PyString::new(py, &String::from_utf8_lossy(&value.bytes)).into_any())
+            }
+        }
+    }
+}
+
+fn stored(encoding: Encoding, bytes: Vec<u8>) -> Stored {
+    Stored { encoding, bytes }
+}
+
+fn type_name(value: &Bound<'_, PyAny>) -> String {
+    value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".into())
+}
+
+/// JSON text for the exact types JSON holds as they are, made without
+/// calling Python: None, bool, int (64-bit), finite float.
+fn plain_json(value: &Bound<'_, PyAny>) -> Option<String> {
+    if value.is_none() {
+        return Some("null".into());
+    }
+    if value.is_exact_instance_of::<PyBool>() {
+        return Some(value.is_truthy().ok()?.to_string());
+    }
+    if value.is_exact_instance_of::<PyInt>() {
+        return value.extract::<i64>().ok().map(|n| n.to_string());
+    }
+    if value.is_exact_instance_of::<PyFloat>() {
+        let x = value.extract::<f64>().ok()?;
+        // Debug is the shortest text that reads back the same, with a dot or
+        // an exponent, so that JSON reads a float, not an int.
+        return x.is_finite().then(|| format!("{x:?}"));
+    }
+    None
+}
+
+/// The journal of one runner, and the rows of its unfinished tasks.
+pub struct Journaling {
+    journal: Journal,
+    /// The rows of unfinished tasks as last written (less their recipe,
+    /// written once), and whether each is durable.
+    live: Mutex<HashMap<u64, (TaskRow, bool)>>,
+    codec: Codec,
+    /// The process exits (see `Engine::exiting`).
+    exiting: AtomicBool,
+}
+
+impl Journaling {
+    pub fn open(py: Python<'_>, path: &Path, options: Options) -> PyResult<Journaling> {
+        let codec = Codec::new(py)?;
+        let journal = py
+            .detach(|| Journal::open(path, options))
+            .map_err(journal_error)?;
+        Ok(Journaling {
+            journal,
+            live: Mutex::new(HashMap::new()),
+            codec,
+            exiting: AtomicBool::new(false),
+        })
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.journal.next_id()
+    }
+
+    /// The rows the last process left pending or running.
+    pub fn unfinished(&self) -> &[TaskRow] {
+        self.journal.unfinished()
+    }
+
+    /// A task's recipe: its object, pickled. A task that cannot be pickled
+    /// cannot be durable: `TypeError`, naming why.
+    pub fn recipe(&self, py: Python<'_>, task: &Bound<'_, PyAny>) -> PyResult<Stored> {
+        match self.codec.pickle(py, task) {
+            Ok(bytes) => Ok(stored(Encoding::Pickle, bytes)),
+            Err(err) => Err(PyTypeError::new_err(format!(
+                "a durable task must be picklable, and this {} is not: {err}",
+                type_name(task)
+            ))),
+        }
+    }
+
+    /// Re-creates a task from its recipe.
+    pub fn recreate<'py>(&self, py: Python<'py>, recipe: &Stored) -> PyResult<Bound<'py, PyAny>> {
+        self.codec.decode(py, recipe)
+    }
+
+    /// A new task (or a recovered one, running again): its first row.
+    pub fn submitted(&self, record: &Record, name: String, recipe: Option<Stored>, origin: &str) {
+        let mut row = TaskRow::pending(record.id, &name, record.submitted_at, origin);
+        row.attempt = record.attempt;
+        row.kind = record.kind().map(|k| k.as_str().to_owned());
+        self.live
+            .lock()
+            .insert(record.id, (row.clone(), recipe.is_some()));
+        row.recipe = recipe;
+        self.write(row);
+    }
+
+    /// A task the last process left unfinished runs again: its row, at
+    /// the next attempt (the recipe stays in the file).
+    pub fn resubmitted(&self, record: &Record, last: &TaskRow) {
+        let mut row = TaskRow::pending(record.id, &last.name, last.submitted_at, &last.origin);
+        row.attempt = record.attempt;
+        row.kind = last.kind.clone();
+        self.live.lock().insert(record.id, (row.clone(), true));
+        self.write(row);
+    }
+
+    pub fn begin_exit(&self) {
+        self.exiting.store(true, Ordering::Release);
+    }
+
+    /// A task started (or was classified): needs no GIL.
+    pub fn started(&self, record: &Record) {
+        let Some((mut row, _)) = self.live.lock().get(&record.id).cloned() else {
+            return;
+        };
+        let p = record.progress.lock();
+        row.state = p.state.as_str().to_owned();
+        row.kind = p.kind.map(|k| k.as_str().to_owned());
+        row.started_at = p.started_at;
+        drop(p);
+        self.write(row);
+    }
+
+    /// A task ended: its last row, with its result or error.
+    pub fn finished(&self, py: Python<'_>, record: &Record) {
+        let Some((mut row, durable)) = self.live.lock().remove(&record.id) else {
+            return;
+        };
+        let p = record.progress.lock();
+        if durable && p.state == State::Cancelled && self.exiting.load(Ordering::Acquire) {
+            return; // cancelled by the exit: it runs again next time
+        }
+        row.state = p.state.as_str().to_owned();
+        row.kind = p.kind.map(|k| k.as_str().to_owned());
+        row.started_at = p.started_at;
+        row.finished_at = p.finished_at;
+        row.polls = p.polls;
+        let result = p.result.as_ref().map(|r| r.clone_ref(py));
+        row.error = p.error.as_ref().map(|e| ErrorRow {
+            type_name: e.type_name.clone(),
+            message: e.message.clone(),
+            traceback: Some(e.traceback.clone()),
+        });
+        drop(p);
+        row.result = result.map(|value| self.codec.encode(py, value.bind(py)));
+        self.write(row);
+    }
+
+    /// A task the last process left unfinished that cannot run again.
+    pub fn lost(&self, row: &TaskRow, why: &str) {
+        let mut row = row.clone();
+        row.state = State::Failed.as_str().to_owned();
+        row.finished_at = Some(crate::record::unix_now());
+        row.error = Some(ErrorRow {
+            type_name: "TaskLost".into(),
+            message: format!("its process ended before it finished{why}"),
+            traceback: None,
+        });
+        row.recipe = None;
+        self.write(row);
+    }
+
+    fn write(&self, row: TaskRow) {
+        // Refused only for a row that could never be stored, or after close:
+        // the journal's health says why, and the task itself goes on.
+        let _ = self.journal.write(row);
+    }
+
+    /// A finished task read back from the journal, as a record.
+    pub fn restored(&self, py: Python<'_>, id: u64) -> PyResult<Option<Record>> {
+        let read = || self.journal.get(id);
+        let mut row = py.detach(read).map_err(journal_error)?;
+        if !row.as_ref().is_some_and(TaskRow::is_final) {
+            // A task no longer in memory has ended: its last row is on its
+            // way to the file. Read what this process wrote, not what was.
+            self.flush(py, CLOSE_FLUSH);
+            row = py.detach(read).map_err(journal_error)?;
+        }
+        row.map(|row| self.record_of(py, &row)).transpose()
+    }
+
+    /// A record that stands for a row: final, as it was when written.
+    pub fn record_of(&self, py: Python<'_>, row: &TaskRow) -> PyResult<Record> {
+        let state = State::parse(&row.state).unwrap_or(State::Failed);
+        let result = match &row.result {
+            Some(value) => Some(self.codec.decode(py, value)?.unbind()),
+            None => None,
+        };
+        let error = row.error.as_ref().map(|e| {
+            let exception = if e.type_name == "TaskLost" {
+                TaskLost::new_err(e.message.clone())
+            } else {
+                PyRuntimeError::new_err(format!("{}: {}", e.type_name, e.message))
+            };
+            ErrorInfo {
+                type_name: e.type_name.clone(),
+                message: e.message.clone(),
+                traceback: e.traceback.clone().unwrap_or_default(),
+                exception: exception.into_value(py).into_any(),
+            }
+        });
+        Ok(Record::restored(Recorded {
+            id: row.id,
+            name: PyString::new(py, &row.name).unbind(),
+            kind: row.kind.as_deref().and_then(Kind::parse),
+            state,
+            submitted_at: row.submitted_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            polls: row.polls,
+            attempt: row.attempt,
+            result,
+            error,
+        }))
+    }
+
+    pub fn page(
+        &self,
+        py: Python<'_>,
+        filter: &Filter,
+        after: Option<u64>,
+        limit: usize,
+    ) -> PyResult<(Vec<TaskRow>, Option<u64>)> {
+        self.flush(py, CLOSE_FLUSH);
+        let page = py
+            .detach(|| self.journal.page(filter, after, limit))
+            .map_err(journal_error)?;
+        Ok((page.rows, page.next))
+    }
+
+    /// Waits (detached) until every row so far is committed; false on timeout.
+    pub fn flush(&self, py: Python<'_>, timeout: Duration) -> bool {
+        py.detach(|| self.journal.flush(timeout))
+    }
+
+    pub fn health(&self) -> Health {
+        self.journal.health()
+    }
+
+    pub fn write_failures(&self) -> u64 {
+        self.journal.write_failures()
+    }
+
+    pub fn path(&self) -> String {
+        self.journal.path().display().to_string()
+    }
+
+    /// In a forked child: closes this process's copy of the lock file.
+    pub fn forget_owner_in_child(&self) {
+        self.journal.forget_owner_in_child();
+    }
+
+    /// Flushes and closes the file; idempotent.
+    pub fn close(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.journal.close()).map_err(journal_error)
+    }
+}

@@ -1,0 +1,319 @@
+"""The journal, from the library: what a runner writes, what a new runner on
+the same file reads back, and what it does with the tasks a killed process
+left unfinished."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import taskrunner
+
+
+class Double:
+    """A blocking task: twice its input."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def run(self) -> int:
+        return 2 * self.n
+
+    def get_output(self) -> int:
+        return 2 * self.n
+
+
+class Fails:
+    def run(self) -> None:
+        raise ValueError("no luck")
+
+    def get_output(self) -> None:
+        return None
+
+
+class Returns:
+    """Returns whatever it was given."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def run(self) -> object:
+        return self.value
+
+    def get_output(self) -> object:
+        return self.value
+
+
+class Unpicklable:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def run(self) -> int:
+        return 1
+
+    def get_output(self) -> int:
+        return 1
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "tasks.db")
+
+
+def reopened(db: str, **kwargs) -> taskrunner.TaskRunner:
+    return taskrunner.TaskRunner(journal=db, **kwargs)
+
+
+def test_a_new_runner_on_the_file_gives_equal_status_dicts(db):
+    with reopened(db) as runner:
+        handles = [runner.submit(Double(i), kind="blocking") for i in range(50)]
+        handles.append(runner.submit(Fails(), kind="blocking"))
+        runner.wait()
+        before = {h.id: h.status() for h in handles}
+    with reopened(db) as runner:
+        after = {i: runner.status(i) for i in before}
+    assert after == before
+    failed = after[handles[-1].id]
+    assert failed["state"] == "failed" and failed["error"]["type"] == "ValueError"
+    assert "no luck" in failed["error"]["traceback"]
+
+
+def test_a_task_only_in_the_journal_answers_like_one_in_memory(db):
+    with reopened(db, retain_finished=0) as runner:
+        handle = runner.submit(Double(21), kind="blocking")
+        assert handle.result(timeout=10) == 42
+        runner.flush()
+        assert runner.status(handle.id)["result"] == 42, "forgotten in memory, read back"
+        assert runner.done(handle.id) and not runner.unfinished(handle.id)
+        assert runner.handle(handle.id).result() == 42
+        with pytest.raises(KeyError):
+            runner.status(handle.id + 1)
+
+
+def test_ids_continue_after_a_restart_and_are_never_reused(db):
+    with reopened(db) as runner:
+        last = [runner.submit(Double(i), kind="blocking").id for i in range(5)][-1]
+    with reopened(db) as runner:
+        assert runner.submit(Double(0), kind="blocking").id == last + 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, 7, -(2**70), 1.5, 1e300, "text é", [1, "a"], {"a": [1, 2]}, (1, 2), {1, 2}, b"x"],
+    ids=repr,
+)
+def test_results_come_back_equal_and_of_the_same_type(db, value):
+    with reopened(db) as runner:
+        handle = runner.submit(Returns(value), kind="blocking")
+        handle.result(timeout=10)
+    with reopened(db) as runner:
+        back = runner.status(handle.id)["result"]
+    assert back == value and type(back) is type(value)
+
+
+def test_a_result_that_cannot_be_stored_becomes_its_repr_and_the_task_still_succeeds(db):
+    with reopened(db) as runner:
+        handle = runner.submit(Returns(threading.Lock()), kind="blocking")
+        assert handle.result(timeout=10) is not None
+        assert handle.status()["state"] == "succeeded"
+    with reopened(db) as runner:
+        back = runner.status(handle.id)
+    assert back["state"] == "succeeded"
+    assert isinstance(back["result"], str) and "lock" in back["result"]
+
+
+def test_a_durable_task_must_be_picklable_and_needs_a_journal(db):
+    with reopened(db) as runner:
+        with pytest.raises(TypeError, match="picklable"):
+            runner.submit(Unpicklable(), kind="blocking", durable=True)
+        assert runner.tasks() == [], "nothing was submitted"
+    with taskrunner.TaskRunner() as plain:
+        with pytest.raises(ValueError, match="journal"):
+            plain.submit(Double(1), durable=True)
+
+
+def test_a_second_live_runner_on_the_file_is_refused_naming_the_owner(db):
+    with reopened(db):
+        with pytest.raises(taskrunner.JournalError, match=str(os.getpid())):
+            reopened(db)
+
+
+def test_a_file_that_is_not_a_journal_is_refused_clearly(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_text("not a database at all\n" * 100)
+    with pytest.raises(taskrunner.JournalError, match="notes.db"):
+        taskrunner.TaskRunner(journal=str(path))
+    assert path.read_text().startswith("not a database"), "left as it was"
+
+
+def test_bad_journal_options_are_refused(db):
+    with pytest.raises(ValueError, match="durability"):
+        taskrunner.TaskRunner(journal=db, durability="sometimes")
+    with pytest.raises(ValueError, match="journal_batch"):
+        taskrunner.TaskRunner(journal=db, journal_batch=-1)
+
+
+def test_flush_and_the_journal_attribute(db):
+    with taskrunner.TaskRunner() as plain:
+        assert plain.journal is None and plain.flush() is True
+    with reopened(db, durability="full") as runner:
+        assert runner.journal == db
+        runner.submit(Double(1), kind="blocking").result(timeout=10)
+        assert runner.flush(timeout=10) is True
+
+
+# A process that journals durable and plain tasks which never end by
+# themselves, says which ids it gave, then waits to be killed.
+KILLED = textwrap.dedent(
+    """
+    import sys, threading, time
+    sys.path.insert(0, sys.argv[2])
+    import taskrunner
+    from test_journal import Double, Sleeper
+    runner = taskrunner.TaskRunner(journal=sys.argv[1])
+    done = runner.submit(Double(5), kind="blocking")
+    done.result(timeout=10)
+    durable = [runner.submit(Sleeper(i), kind="blocking", durable=True) for i in range(3)]
+    plain = [runner.submit(Sleeper(i), kind="blocking") for i in range(3)]
+    polling = runner.submit(Sleeper(9, polling=True), durable=True)
+    runner.flush()
+    print(done.id, *[h.id for h in durable], polling.id, "|", *[h.id for h in plain], flush=True)
+    time.sleep(60)
+    """
+)
+
+
+class Sleeper:
+    """Runs until told otherwise: in a killed process, for ever; after a
+    restart (attempt 2), it returns at once."""
+
+    def __init__(self, n: int, polling: bool = False) -> None:
+        self.n = n
+        self.polling = polling
+        self.runs = 0
+
+    def run(self) -> object:
+        self.runs += 1
+        if os.environ.get("SLEEPER_WAKES") != "1" and not self.polling:
+            time.sleep(3600)
+        return None if self.polling else self.n
+
+    def get_output(self) -> object:
+        if os.environ.get("SLEEPER_WAKES") == "1":
+            return self.n
+        return None
+
+
+def test_after_a_kill_durable_tasks_run_again_plain_ones_are_lost_finished_ones_stay(
+    db, monkeypatch
+):
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED, db, str(Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    assert line, "the process printed its ids"
+    kept, lost = line.split("|")
+    done_id, *durable_ids = (int(i) for i in kept.split())
+    lost_ids = [int(i) for i in lost.split()]
+
+    monkeypatch.setenv("SLEEPER_WAKES", "1")
+    with reopened(db) as runner:
+        assert runner.status(done_id)["result"] == 10 and runner.status(done_id)["attempt"] == 1
+        for i in durable_ids:
+            handle = runner.handle(i)
+            assert handle.result(timeout=20) is not None
+            assert handle.status()["attempt"] == 2
+        for i in lost_ids:
+            status = runner.status(i)
+            assert status["state"] == "failed" and status["error"]["type"] == "TaskLost"
+            assert "process ended" in status["error"]["message"]
+            with pytest.raises(taskrunner.TaskLost):
+                runner.handle(i).result()
+        assert runner.submit(Double(1), kind="blocking").id > max(durable_ids + lost_ids)
+    with reopened(db) as runner:
+        statuses = [runner.status(i) for i in [done_id, *durable_ids, *lost_ids]]
+        assert all(s["done"] for s in statuses), "nothing is left to recover"
+        assert [s["attempt"] for s in statuses] == [1] + [2] * len(durable_ids) + [1] * len(
+            lost_ids
+        )
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_leaves_its_parents_journal_alone(db):
+    with reopened(db) as runner:
+        runner.submit(Double(1), kind="blocking").result(timeout=10)
+        runner.flush()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: no journal, and its exit closes nothing of the parent's
+            try:
+                ok = (
+                    runner.journal is None
+                    and runner.submit(Double(2), kind="blocking").result(timeout=10) == 4
+                )
+                os.write(write, b"1" if ok else b"0")
+            finally:
+                os._exit(0)
+        os.close(write)
+        _, status = os.waitpid(pid, 0)
+        assert os.read(read, 1) == b"1" and status == 0
+        # The parent goes on writing and reading its file.
+        handle = runner.submit(Double(3), kind="blocking")
+        assert handle.result(timeout=10) == 6 and runner.flush(timeout=10)
+    with reopened(db) as again:
+        assert again.status(handle.id)["result"] == 6
+
+
+EXITS = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[2])
+    import taskrunner
+    from test_journal import Double, Nap
+    runner = taskrunner.TaskRunner(journal=sys.argv[1], max_workers=1)
+    first = runner.submit(Nap(), kind="blocking")
+    durable = [runner.submit(Double(i), kind="blocking", durable=True) for i in range(3)]
+    plain = runner.submit(Double(9), kind="blocking")
+    print(first.id, plain.id, *[h.id for h in durable], flush=True)
+    """
+)
+
+
+class Nap:
+    def run(self) -> str:
+        time.sleep(0.5)
+        return "rested"
+
+    def get_output(self) -> str:
+        return "rested"
+
+
+def test_durable_tasks_cancelled_by_the_exit_run_again_when_the_journal_reopens(db):
+    out = subprocess.run(
+        [sys.executable, "-c", EXITS, db, str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    first, plain, *durable = (int(i) for i in out.split())
+    with reopened(db) as runner:
+        assert runner.status(first)["result"] == "rested", "it ran to its end at exit"
+        assert runner.status(plain)["state"] == "cancelled", "cancelled by the exit, and said so"
+        for i, task_id in enumerate(durable):
+            handle = runner.handle(task_id)
+            assert handle.result(timeout=10) == 2 * i and handle.status()["attempt"] == 2
