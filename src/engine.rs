@@ -41,8 +41,9 @@ pub struct Config {
     pub journal: Option<Journaling>,
 }
 
-/// The longest a submit waits for the worker it woke to take its task.
-const TAKER_WAIT: Duration = Duration::from_millis(5);
+/// The longest a submit waits for the worker it woke to take its task: long
+/// enough for a thread to get a CPU on a loaded machine.
+const TAKER_WAIT: Duration = Duration::from_millis(100);
 
 pub struct Engine {
     store: Store,
@@ -274,7 +275,7 @@ impl Engine {
         let kind = record.kind();
         let now = Instant::now();
         let mut timed: Vec<Due> = Vec::with_capacity(2);
-        let mut woke_worker = false;
+        let mut pool_idle = false;
         if kind == Some(Kind::Polling) {
             timed.push(Due {
                 at: now,
@@ -283,7 +284,7 @@ impl Engine {
             });
         } else {
             match self.pool.push(self, record.clone()) {
-                Ok(woke) => woke_worker = woke,
+                Ok(idle) => pool_idle = idle,
                 // As with ThreadPoolExecutor, a thread that cannot start is the submitter's error.
                 Err(failed) => return Err(self.fail_orphans(py, failed)),
             }
@@ -296,11 +297,11 @@ impl Engine {
             });
         }
         self.schedule(py, timed);
-        if woke_worker {
+        if pool_idle {
             // The submitter may hold the GIL long after this (a loop of
-            // submits, then shutdown(cancel_futures=True)): let the woken
-            // worker take the task first, as ThreadPoolExecutor's submit waits
-            // for a new thread to start. Only the first task after a lull pays.
+            // submits, then shutdown(cancel_futures=True)): let a worker take
+            // the task first, as ThreadPoolExecutor's submit waits for a new
+            // thread to start. Only the first task after a lull pays.
             py.detach(|| self.pool.wait_taken(TAKER_WAIT));
         }
         Ok(record)

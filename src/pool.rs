@@ -215,32 +215,32 @@ impl<J: Send + 'static> Pool<J> {
     }
 
     /// Queues a job for `owner` (whose pool this is). Wakes or starts a
-    /// worker if none serves the queue (then returns true: see
-    /// `wait_taken`); otherwise leaves growth to the monitor.
+    /// worker if none serves the queue; otherwise leaves growth to the
+    /// monitor. Returns true when no worker holds a job (see `wait_taken`).
     pub fn push<O: Jobs<Job = J>>(&self, owner: &Arc<O>, job: J) -> Result<bool, StartFailed<J>> {
-        let (woke, start_worker, start_monitor) = {
+        let (idle, start_worker, start_monitor) = {
             let mut s = self.state.lock();
             s.queue.push_back(job);
             s.pushed += 1;
-            let woke = s.unserved();
-            let start_worker = woke && self.wake_one(&mut s);
+            let idle = s.busy == 0;
+            let start_worker = s.unserved() && self.wake_one(&mut s);
             if s.monitor_parked && !s.unserved() {
                 s.monitor_parked = false;
                 self.backlog.notify_one();
             }
-            (woke, start_worker, self.reserve_monitor(&mut s))
+            (idle, start_worker, self.reserve_monitor(&mut s))
         };
         Self::start_reserved(owner, start_worker, start_monitor)?;
-        Ok(woke)
+        Ok(idle)
     }
 
-    /// Waits, up to `timeout`, until no worker is on its way to the queue:
-    /// the one a push woke has taken a job. Called detached by a submitter
-    /// that would otherwise go on holding the GIL while the worker wakes.
+    /// Waits, up to `timeout`, until a worker holds a job (or none is left
+    /// queued). Called detached by a submitter that would otherwise go on
+    /// holding the GIL while the worker it woke (or a new one) gets going.
     pub fn wait_taken(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut s = self.state.lock();
-        while s.searching > 0 && !s.queue.is_empty() && !s.shutdown {
+        while s.busy == 0 && !s.queue.is_empty() && !s.shutdown {
             s.awaiting_taker += 1;
             let timed_out = self.taken.wait_until(&mut s, deadline).timed_out();
             s.awaiting_taker -= 1;
@@ -391,12 +391,12 @@ impl<J: Send + 'static> Pool<J> {
             if let Some(job) = s.queue.pop_front() {
                 if std::mem::take(searching) {
                     s.searching -= 1;
-                    if s.awaiting_taker > 0 {
-                        self.taken.notify_all();
-                    }
                 }
                 s.attaching += 1;
                 s.busy += 1;
+                if s.awaiting_taker > 0 {
+                    self.taken.notify_all();
+                }
                 return Some(job);
             }
             if std::mem::take(searching) {
