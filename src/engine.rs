@@ -17,7 +17,7 @@ use crate::events::{Events, Subscription};
 use crate::journal::{Stored, TaskRow};
 use crate::journaling::Journaling;
 use crate::names::{is_coroutine, names};
-use crate::policy::{load_floor, PollPolicy};
+use crate::policy::{bucket_of, Demand, PollPolicy, NO_BUCKET};
 use crate::poller::{Action, Due, Polled, Poller};
 use crate::pool::{Jobs, Pool, StartFailed};
 use crate::record::{unix_now, Finished, Kind, Outcome, Record, State};
@@ -39,6 +39,8 @@ pub struct Config {
     pub switch_interval: Duration,
     /// Where every submit and state change is written, if anywhere.
     pub journal: Option<Journaling>,
+    /// A submit that finds no worker holding a task waits until one takes it.
+    pub handoff: bool,
 }
 
 /// The longest a submit waits for the worker it woke to take its task: long
@@ -52,6 +54,9 @@ pub struct Engine {
     poller: Poller,
     policy: PollPolicy,
     max_poll_rate: f64,
+    /// How often the running polling tasks ask to be polled.
+    demand: Demand,
+    handoff: bool,
     run_pending_at_exit: bool,
     closed: AtomicBool,
     pid: AtomicU32,
@@ -108,6 +113,8 @@ impl Engine {
             poller: Poller::default(),
             policy: config.policy,
             max_poll_rate: config.max_poll_rate,
+            demand: Demand::default(),
+            handoff: config.handoff,
             run_pending_at_exit: config.run_pending_at_exit,
             closed: AtomicBool::new(false),
             pid: AtomicU32::new(std::process::id()),
@@ -284,7 +291,7 @@ impl Engine {
             });
         } else {
             match self.pool.push(self, record.clone()) {
-                Ok(idle) => pool_idle = idle,
+                Ok(idle) => pool_idle = idle && self.handoff,
                 // As with ThreadPoolExecutor, a thread that cannot start is the submitter's error.
                 Err(failed) => return Err(self.fail_orphans(py, failed)),
             }
@@ -301,7 +308,8 @@ impl Engine {
             // The submitter may hold the GIL long after this (a loop of
             // submits, then shutdown(cancel_futures=True)): let a worker take
             // the task first, as ThreadPoolExecutor's submit waits for a new
-            // thread to start. Only the first task after a lull pays.
+            // thread to start. Only the first task after a lull pays, and
+            // only where the runner asks for it (the Executor does).
             py.detach(|| self.pool.wait_taken(TAKER_WAIT));
         }
         Ok(record)
@@ -426,10 +434,9 @@ impl Engine {
     }
 
     fn next_poll_interval(&self, record: &Record, elapsed: Duration) -> Duration {
-        let active = self.store.counts.polling();
-        record
-            .policy
-            .next_interval(elapsed, load_floor(active, self.max_poll_rate))
+        let own = record.policy.own_interval(elapsed);
+        self.demand.place(&record.poll_bucket, bucket_of(own));
+        own.max(self.demand.floor(self.max_poll_rate))
     }
 
     fn poll(self: &Arc<Self>, py: Python<'_>, due: &Due, again: &mut Vec<Due>) {
@@ -489,6 +496,7 @@ impl Engine {
                 self.poller.chore_at(at);
             }
         }
+        self.demand.place(&record.poll_bucket, NO_BUCKET);
         if let Some(journal) = self.journal() {
             journal.finished(py, record);
         }

@@ -6,7 +6,7 @@ use pyo3::types::PyString;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::policy::PollPolicy;
+use crate::policy::{PollPolicy, NO_BUCKET};
 
 /// A task's lifecycle. `Pending` and `Running` may change; the rest are final.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -206,6 +206,8 @@ pub struct Record {
     /// new record with the next number.
     pub attempt: u32,
     pub policy: PollPolicy,
+    /// Where the poll budget counts this task (`policy::Demand`).
+    pub poll_bucket: AtomicU8,
     /// The state, also readable without the lock (a done check takes no lock);
     /// written only under `progress`, with it.
     state: AtomicU8,
@@ -226,6 +228,7 @@ impl Record {
             submitted_at: unix_now(),
             attempt: 1,
             policy,
+            poll_bucket: AtomicU8::new(NO_BUCKET),
             state: AtomicU8::new(State::Pending as u8),
             progress: Mutex::new(Progress {
                 state: State::Pending,
@@ -252,6 +255,7 @@ impl Record {
             submitted_at: r.submitted_at,
             attempt: r.attempt,
             policy: PollPolicy::default(),
+            poll_bucket: AtomicU8::new(NO_BUCKET),
             state: AtomicU8::new(r.state as u8),
             progress: Mutex::new(Progress {
                 state: r.state,

@@ -106,10 +106,11 @@ impl Runner {
     #[pyo3(signature = (
         max_workers=None, *, poll=None, max_poll_rate=100_000.0, keep_alive=10.0,
         retain_finished=Some(100_000), retain_seconds=Some(3600.0), run_pending_at_exit=false,
-        journal=None, durability="normal", journal_batch=0.002, journal_retention=604_800.0
+        journal=None, durability="normal", journal_batch=0.002, journal_retention=604_800.0,
+        handoff=false
     ))]
     #[pyo3(
-        text_signature = "(max_workers=None, *, poll=None, max_poll_rate=100000.0, keep_alive=10.0, retain_finished=100000, retain_seconds=3600.0, run_pending_at_exit=False, journal=None, durability='normal', journal_batch=0.002, journal_retention=604800.0)"
+        text_signature = "(max_workers=None, *, poll=None, max_poll_rate=100000.0, keep_alive=10.0, retain_finished=100000, retain_seconds=3600.0, run_pending_at_exit=False, journal=None, durability='normal', journal_batch=0.002, journal_retention=604800.0, handoff=False)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -125,6 +126,7 @@ impl Runner {
         durability: &str,
         journal_batch: f64,
         journal_retention: f64,
+        handoff: bool,
     ) -> PyResult<Self> {
         let retention = Retention {
             count: match retain_finished {
@@ -172,6 +174,7 @@ impl Runner {
             max_poll_rate,
             switch_interval: switch_interval(py),
             journal,
+            handoff,
         };
         let engine = Engine::new(config);
         engine.warm_up(py);

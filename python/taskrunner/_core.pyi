@@ -103,6 +103,7 @@ class Runner:
         durability: str = "normal",
         journal_batch: float = 0.002,
         journal_retention: float = 604800.0,
+        handoff: bool = False,
     ) -> Runner: ...
     def submit(
         self,

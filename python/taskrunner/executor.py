@@ -231,11 +231,14 @@ class Executor(futures_base.Executor):
         # Queued calls run at interpreter exit, as ThreadPoolExecutor's do. A
         # fractional cap rounds up, as it does for ThreadPoolExecutor. The futures
         # carry the outcomes, so the runner keeps no record of a finished call.
+        # A submit hands its call to a worker before it returns, as
+        # ThreadPoolExecutor's waits for a new thread to start.
         self._runner = TaskRunner(
             math.ceil(max_workers),
             keep_alive=keep_alive,
             retain_finished=0,
             run_pending_at_exit=True,
+            handoff=True,
         )
         self._submit_task = self._runner.submit
         self._context = _WorkerContext(
