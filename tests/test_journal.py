@@ -253,6 +253,7 @@ def test_after_a_kill_durable_tasks_run_again_plain_ones_are_lost_finished_ones_
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_leaves_its_parents_journal_alone(db):
     with reopened(db) as runner:
         runner.submit(Double(1), kind="blocking").result(timeout=10)
@@ -288,6 +289,8 @@ EXITS = textwrap.dedent(
     first = runner.submit(Nap(), kind="blocking")
     durable = [runner.submit(Double(i), kind="blocking", durable=True) for i in range(3)]
     plain = runner.submit(Double(9), kind="blocking")
+    while not first.running():  # taken by the one worker: it runs to its end at exit
+        time.sleep(0.001)
     print(first.id, plain.id, *[h.id for h in durable], flush=True)
     """
 )
