@@ -178,7 +178,8 @@ impl Engine {
         Ok(self.record(py, id)?.map(|r| r.state()))
     }
 
-    /// The journal, but in a forked child (which leaves its parent's alone).
+    /// The journal, if any; none in a forked child, which leaves its
+    /// parent's file alone.
     pub fn journal(&self) -> Option<&Journaling> {
         self.journal
             .as_deref()

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::journal::{Encoding, ErrorRow, Filter, Health, Journal, Options, Stored, TaskRow};
+use crate::journal::{Encoding, ErrorRow, Journal, Options, Stored, TaskRow};
 use crate::record::{ErrorInfo, Kind, Record, Recorded, State};
 
 pyo3::create_exception!(
@@ -327,31 +327,9 @@ impl Journaling {
         }))
     }
 
-    pub fn page(
-        &self,
-        py: Python<'_>,
-        filter: &Filter,
-        after: Option<u64>,
-        limit: usize,
-    ) -> PyResult<(Vec<TaskRow>, Option<u64>)> {
-        self.flush(py, CLOSE_FLUSH);
-        let page = py
-            .detach(|| self.journal.page(filter, after, limit))
-            .map_err(journal_error)?;
-        Ok((page.rows, page.next))
-    }
-
     /// Waits (detached) until every row so far is committed; false on timeout.
     pub fn flush(&self, py: Python<'_>, timeout: Duration) -> bool {
         py.detach(|| self.journal.flush(timeout))
-    }
-
-    pub fn health(&self) -> Health {
-        self.journal.health()
-    }
-
-    pub fn write_failures(&self) -> u64 {
-        self.journal.write_failures()
     }
 
     pub fn path(&self) -> String {
