@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use crate::errors::{failure, log_exception};
 use crate::events::{Events, Subscription};
+use crate::journal::{Filter, Health};
 use crate::journal::{Stored, TaskRow};
 use crate::journaling::Journaling;
+use crate::keys::{Claim, Keys};
 use crate::names::{is_coroutine, names};
 use crate::policy::{bucket_of, Demand, PollPolicy, NO_BUCKET};
 use crate::poller::{Action, Due, Polled, Poller};
@@ -63,6 +65,7 @@ pub struct Engine {
     journal: Option<Arc<Journaling>>,
     /// Set in a forked child, which must not touch its parent's file.
     journal_paused: AtomicBool,
+    keys: Keys,
 }
 
 /// What a caller asks for at submit.
@@ -74,6 +77,17 @@ pub struct Submission<'py> {
     pub policy: Option<PollPolicy>,
     /// How to re-create the task after a crash (see `Journaling::recipe`).
     pub recipe: Option<Stored>,
+    /// An idempotency key: a repeat gets the task the key first made.
+    pub key: Option<String>,
+}
+
+/// Which tasks a listing holds, and from where.
+pub struct Listing {
+    pub filter: Filter,
+    /// Ids after this one (oldest first) or before it (newest first).
+    pub cursor: Option<u64>,
+    pub newest_first: bool,
+    pub limit: usize,
 }
 
 /// Load figures, for `Runner.stats()`.
@@ -88,6 +102,8 @@ pub struct Stats {
     pub poller_queue: usize,
     pub polls: u64,
     pub unfinished: usize,
+    /// The journal's health; None without a journal.
+    pub journal: Option<Health>,
 }
 
 /// Every engine alive, so that interpreter exit and fork can reach them.
@@ -120,6 +136,7 @@ impl Engine {
             pid: AtomicU32::new(std::process::id()),
             journal: config.journal.map(Arc::new),
             journal_paused: AtomicBool::new(false),
+            keys: Keys::default(),
         });
         ENGINES.lock().push(Arc::downgrade(&engine));
         engine
@@ -242,10 +259,46 @@ impl Engine {
             poller_queue: self.poller.queue_len(),
             polls: counts.polls(),
             unfinished: self.store.unfinished(),
+            journal: self.journal_health(),
         }
     }
 
-    pub fn submit(self: &Arc<Self>, py: Python<'_>, sub: Submission<'_>) -> PyResult<Arc<Record>> {
+    /// Submits a task; with a key, returns the task the key already made,
+    /// if any.
+    pub fn submit(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        mut sub: Submission<'_>,
+    ) -> PyResult<Arc<Record>> {
+        let Some(key) = sub.key.take() else {
+            return self.submit_new(py, sub, None);
+        };
+        let mut journal = self.journal();
+        loop {
+            match self.keys.claim(py, &key, journal)? {
+                Claim::Made(id) => {
+                    if let Some(record) = self.record(py, id)? {
+                        return Ok(record);
+                    }
+                    // The key outlived its task (forgotten, or pruned): it is free.
+                    self.keys.forget(&key, id);
+                    journal = None;
+                }
+                Claim::Mine(ticket) => {
+                    let record = self.submit_new(py, sub, Some(ticket.key()))?;
+                    ticket.made(record.id);
+                    return Ok(record);
+                }
+            }
+        }
+    }
+
+    fn submit_new(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        sub: Submission<'_>,
+        key: Option<&str>,
+    ) -> PyResult<Arc<Record>> {
         if self.is_closed() {
             return Err(PyRuntimeError::new_err(
                 "cannot submit a task after shutdown",
@@ -266,10 +319,75 @@ impl Engine {
             .insert(|id| Record::new(id, name, sub.task.unbind(), sub.kind, policy));
         if let Some(journal) = self.journal() {
             let name = record.name.bind(py).to_string();
-            journal.submitted(&record, name, sub.recipe, "library");
+            journal.submitted(&record, name, sub.recipe, key);
         }
         self.events.publish(&record, State::Pending);
         self.route(py, record, sub.deadline)
+    }
+
+    /// Tasks by `listing`: from the journal, which holds those no longer in
+    /// memory, unless it is degraded (then rows may be missing from it);
+    /// else from memory. A task still in memory is shown as it is now.
+    pub fn list(&self, py: Python<'_>, listing: &Listing) -> PyResult<Vec<Arc<Record>>> {
+        if listing.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let Some(journal) = self.journal().filter(|j| j.health() == Health::Ok) else {
+            return self.list_memory(py, listing);
+        };
+        let page = journal.page(
+            py,
+            &listing.filter,
+            listing.cursor,
+            listing.newest_first,
+            listing.limit,
+        )?;
+        page.rows
+            .iter()
+            .map(|row| match self.store.get(row.id) {
+                Some(record) => Ok(record),
+                None => journal.record_of(py, row).map(Arc::new),
+            })
+            .collect()
+    }
+
+    fn list_memory(&self, py: Python<'_>, listing: &Listing) -> PyResult<Vec<Arc<Record>>> {
+        let f = &listing.filter;
+        let mut records = self.store.all();
+        if listing.newest_first {
+            records.reverse();
+        }
+        let beyond_cursor = |id: u64| match (listing.cursor, listing.newest_first) {
+            (None, _) => true,
+            (Some(c), true) => id < c,
+            (Some(c), false) => id > c,
+        };
+        let mut listed = Vec::new();
+        for record in records {
+            if listed.len() >= listing.limit {
+                break;
+            }
+            let passes = beyond_cursor(record.id)
+                && (f.states.is_empty() || f.states.iter().any(|s| s == record.state().as_str()))
+                && f.since.is_none_or(|t| record.submitted_at >= t)
+                && f.until.is_none_or(|t| record.submitted_at < t)
+                && f.name_contains.as_ref().is_none_or(|part| {
+                    record
+                        .name
+                        .bind(py)
+                        .to_str()
+                        .is_ok_and(|n| n.contains(part.as_str()))
+                });
+            if passes {
+                listed.push(record);
+            }
+        }
+        Ok(listed)
+    }
+
+    /// The journal's health; None without a journal.
+    pub fn journal_health(&self) -> Option<Health> {
+        self.journal().map(Journaling::health)
     }
 
     /// Queues a new record: blocking (or unknown) tasks on the pool, polling
@@ -657,6 +775,7 @@ impl Engine {
         self.pool.release_locks_in_child();
         self.poller.release_locks_in_child();
         self.events.release_locks_in_child();
+        self.keys.release_locks_in_child();
         self.pool.forget_workers();
         drop(self.pool.drain());
         self.poller.forget_threads();

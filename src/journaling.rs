@@ -16,7 +16,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::journal::{Encoding, ErrorRow, Journal, Options, Stored, TaskRow};
+use crate::journal::{
+    Encoding, ErrorRow, Filter, Health, Journal, JournalError as StoreError, KeyRow, Options, Page,
+    Stored, TaskRow,
+};
 use crate::record::{ErrorInfo, Kind, Record, Recorded, State};
 
 pyo3::create_exception!(
@@ -35,6 +38,37 @@ pyo3::create_exception!(
 
 /// How long a flush at shutdown may take before the runner gives up on it.
 pub const CLOSE_FLUSH: Duration = Duration::from_secs(10);
+/// How long a listing waits for the last writes to be committed.
+const FRESH_WAIT: Duration = Duration::from_secs(1);
+/// The origin written in each row: who submitted the task.
+const ORIGIN: &str = "library";
+
+/// Logs a change of the journal's health, on a thread of its own: the
+/// writer must not wait for the GIL (a thread holding it may be closing
+/// the journal, and so waiting for the writer).
+fn log_health(path: &str, health: &Health) {
+    let message = match health {
+        Health::Ok => format!("the journal {path} writes again"),
+        Health::Degraded(reason) => format!(
+            "the journal {path} cannot write ({reason}); tasks go on in memory, \
+             and their rows are written when it can"
+        ),
+    };
+    let warning = *health != Health::Ok;
+    let _ = std::thread::Builder::new()
+        .name("taskrunner-journal-log".into())
+        .spawn(move || {
+            Python::try_attach(|py| {
+                let logger = py
+                    .import("logging")
+                    .and_then(|logging| logging.call_method1("getLogger", ("taskrunner.journal",)));
+                if let Ok(logger) = logger {
+                    let level = if warning { "warning" } else { "info" };
+                    let _ = logger.call_method1(level, (message,));
+                }
+            });
+        });
+}
 
 pub fn journal_error(err: crate::journal::JournalError) -> PyErr {
     JournalError::new_err(err.to_string())
@@ -151,20 +185,30 @@ pub struct Journaling {
     /// written once), and whether each is durable.
     live: Mutex<HashMap<u64, (TaskRow, bool)>>,
     codec: Codec,
+    /// Re-creates a task from a JSON recipe (the runner's `recreate`).
+    recreate: Option<Py<PyAny>>,
     /// The process exits (see `Engine::exiting`).
     exiting: AtomicBool,
 }
 
 impl Journaling {
-    pub fn open(py: Python<'_>, path: &Path, options: Options) -> PyResult<Journaling> {
+    pub fn open(
+        py: Python<'_>,
+        path: &Path,
+        options: Options,
+        recreate: Option<Py<PyAny>>,
+    ) -> PyResult<Journaling> {
         let codec = Codec::new(py)?;
         let journal = py
             .detach(|| Journal::open(path, options))
             .map_err(journal_error)?;
+        let shown = journal.path().display().to_string();
+        journal.watch_health(move |health| log_health(&shown, health));
         Ok(Journaling {
             journal,
             live: Mutex::new(HashMap::new()),
             codec,
+            recreate,
             exiting: AtomicBool::new(false),
         })
     }
@@ -190,21 +234,92 @@ impl Journaling {
         }
     }
 
-    /// Re-creates a task from its recipe.
-    pub fn recreate<'py>(&self, py: Python<'py>, recipe: &Stored) -> PyResult<Bound<'py, PyAny>> {
-        self.codec.decode(py, recipe)
+    /// A recipe given as data (a JSON-able value, such as an HTTP task's
+    /// type and input), which the runner's `recreate` turns back into a task.
+    pub fn recipe_data(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Stored> {
+        match self.codec.json_round_trip(py, data) {
+            Some(text) => Ok(stored(Encoding::Json, text.into_bytes())),
+            None => Err(PyTypeError::new_err(format!(
+                "a recipe must be JSON that reads back equal, and this {} is not",
+                type_name(data)
+            ))),
+        }
     }
 
-    /// A new task (or a recovered one, running again): its first row.
-    pub fn submitted(&self, record: &Record, name: String, recipe: Option<Stored>, origin: &str) {
-        let mut row = TaskRow::pending(record.id, &name, record.submitted_at, origin);
+    /// Re-creates a task from its recipe: a pickled task is unpickled, a
+    /// recipe given as data goes to the runner's `recreate`.
+    pub fn recreate<'py>(&self, py: Python<'py>, recipe: &Stored) -> PyResult<Bound<'py, PyAny>> {
+        let value = self.codec.decode(py, recipe)?;
+        if recipe.encoding != Encoding::Json {
+            return Ok(value);
+        }
+        match &self.recreate {
+            Some(recreate) => recreate.bind(py).call1((value,)),
+            None => Err(PyValueError::new_err(
+                "its recipe is data, and this runner was given no recreate function",
+            )),
+        }
+    }
+
+    /// A new task (or a recovered one, running again): its first row, with
+    /// the idempotency key that started it, if any.
+    pub fn submitted(
+        &self,
+        record: &Record,
+        name: String,
+        recipe: Option<Stored>,
+        key: Option<&str>,
+    ) {
+        let mut row = TaskRow::pending(record.id, &name, record.submitted_at, ORIGIN);
         row.attempt = record.attempt;
         row.kind = record.kind().map(|k| k.as_str().to_owned());
         self.live
             .lock()
             .insert(record.id, (row.clone(), recipe.is_some()));
         row.recipe = recipe;
-        self.write(row);
+        // Refused only as `write` says.
+        let _ = match key {
+            None => self.journal.write(row),
+            Some(key) => {
+                let key = KeyRow {
+                    key: key.to_owned(),
+                    task_id: record.id,
+                    at: record.submitted_at,
+                };
+                self.journal.write_keyed(row, key)
+            }
+        };
+    }
+
+    /// The task an idempotency key started, if the key is committed and
+    /// has not expired.
+    pub fn task_for_key(&self, key: &str) -> PyResult<Option<u64>> {
+        self.journal.lookup_key(key).map_err(journal_error)
+    }
+
+    /// A page of rows, oldest or newest first; what is written so far is
+    /// committed first (for at most `FRESH_WAIT`).
+    pub fn page(
+        &self,
+        py: Python<'_>,
+        filter: &Filter,
+        cursor: Option<u64>,
+        newest_first: bool,
+        limit: usize,
+    ) -> PyResult<Page> {
+        self.flush(py, FRESH_WAIT);
+        py.detach(|| -> Result<Page, StoreError> {
+            if newest_first {
+                self.journal.page_newest(filter, cursor, limit)
+            } else {
+                self.journal.page(filter, cursor, limit)
+            }
+        })
+        .map_err(journal_error)
+    }
+
+    pub fn health(&self) -> Health {
+        self.journal.health()
     }
 
     /// A task the last process left unfinished runs again: its row, at

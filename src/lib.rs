@@ -9,6 +9,7 @@ mod growth;
 mod handle;
 mod journal;
 mod journaling;
+mod keys;
 mod names;
 mod policy;
 mod poller;

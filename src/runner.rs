@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 const FLUSH_STEP: Duration = Duration::from_millis(100);
 
 use crate::classify::classify;
-use crate::engine::{Config, Engine, Submission};
+use crate::engine::{Config, Engine, Listing, Submission};
 use crate::handle::TaskHandle;
-use crate::journal::Durability;
+use crate::journal::{Durability, Filter};
 use crate::journaling::Journaling;
+use crate::keys::MAX_KEY_BYTES;
 use crate::policy::PollPolicy;
 use crate::record::{Kind, Record, State};
 use crate::status::{stats_dict, status_dict};
@@ -107,10 +108,10 @@ impl Runner {
         max_workers=None, *, poll=None, max_poll_rate=100_000.0, keep_alive=10.0,
         retain_finished=Some(100_000), retain_seconds=Some(3600.0), run_pending_at_exit=false,
         journal=None, durability="normal", journal_batch=0.002, journal_retention=604_800.0,
-        handoff=false
+        recreate=None, handoff=false
     ))]
     #[pyo3(
-        text_signature = "(max_workers=None, *, poll=None, max_poll_rate=100000.0, keep_alive=10.0, retain_finished=100000, retain_seconds=3600.0, run_pending_at_exit=False, journal=None, durability='normal', journal_batch=0.002, journal_retention=604800.0, handoff=False)"
+        text_signature = "(max_workers=None, *, poll=None, max_poll_rate=100000.0, keep_alive=10.0, retain_finished=100000, retain_seconds=3600.0, run_pending_at_exit=False, journal=None, durability='normal', journal_batch=0.002, journal_retention=604800.0, recreate=None, handoff=False)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -126,6 +127,7 @@ impl Runner {
         durability: &str,
         journal_batch: f64,
         journal_retention: f64,
+        recreate: Option<Py<PyAny>>,
         handoff: bool,
     ) -> PyResult<Self> {
         let retention = Retention {
@@ -162,7 +164,7 @@ impl Runner {
             None => None,
             Some(path) => {
                 let options = journal_options(durability, journal_batch, journal_retention)?;
-                Some(Journaling::open(py, &path, options)?)
+                Some(Journaling::open(py, &path, options, recreate)?)
             }
         };
         let config = Config {
@@ -183,7 +185,9 @@ impl Runner {
     }
 
     /// Starts a task without waiting for it; returns its handle.
-    #[pyo3(signature = (task, *, kind=None, timeout=None, name=None, poll=None, durable=false))]
+    #[pyo3(signature = (
+        task, *, kind=None, timeout=None, name=None, poll=None, durable=false, recipe=None, key=None
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
@@ -194,17 +198,31 @@ impl Runner {
         name: Option<Bound<'_, PyString>>,
         poll: Option<PollPolicy>,
         durable: bool,
+        recipe: Option<Bound<'_, PyAny>>,
+        key: Option<String>,
     ) -> PyResult<TaskHandle> {
         let kind = classify(&task, parse_kind(kind)?)?;
-        let recipe = match (durable, self.engine.journal()) {
+        let recipe = match (durable || recipe.is_some(), self.engine.journal()) {
             (false, _) => None,
-            (true, Some(journal)) => Some(journal.recipe(py, &task)?),
+            (true, Some(journal)) => Some(match &recipe {
+                Some(data) => journal.recipe_data(py, data)?,
+                None => journal.recipe(py, &task)?,
+            }),
             (true, None) => {
                 return Err(PyValueError::new_err(
-                    "durable=True needs a journal: TaskRunner(journal=PATH)",
+                    "a durable task (durable=True, or a recipe) needs a journal: \
+                     TaskRunner(journal=PATH)",
                 ))
             }
         };
+        if let Some(key) = &key {
+            if key.is_empty() || key.len() > MAX_KEY_BYTES {
+                return Err(PyValueError::new_err(format!(
+                    "an idempotency key must be 1 to {MAX_KEY_BYTES} bytes, got {}",
+                    key.len()
+                )));
+            }
+        }
         let deadline = match timeout {
             Some(t) if t > 0.0 => deadline_of(Some(t))?,
             Some(t) => {
@@ -221,6 +239,7 @@ impl Runner {
             name,
             policy: poll,
             recipe,
+            key,
         };
         let record = self.engine.submit(py, submission)?;
         Ok(TaskHandle {
@@ -253,51 +272,57 @@ impl Runner {
         status_dict(py, &*self.record_of(id)?)
     }
 
-    /// Status dicts of every task (or those in `state`), in submit order.
-    #[pyo3(signature = (state=None))]
-    fn tasks<'py>(&self, py: Python<'py>, state: Option<&str>) -> PyResult<Bound<'py, PyList>> {
-        let wanted = state.map(parse_state).transpose()?;
+    /// Status dicts of tasks, oldest first: those in `state`, whose name
+    /// contains `name`, submitted at or after `since` and before `until`
+    /// (Unix seconds), with ids after `after` (a paging cursor), at most
+    /// `limit`. With a journal, tasks no longer in memory are listed too.
+    #[pyo3(signature = (state=None, *, name=None, since=None, until=None, after=None, limit=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn tasks<'py>(
+        &self,
+        py: Python<'py>,
+        state: Option<&str>,
+        name: Option<String>,
+        since: Option<f64>,
+        until: Option<f64>,
+        after: Option<&Bound<'_, PyInt>>,
+        limit: Option<&Bound<'_, PyInt>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        // Below every id, a negative cursor lists them all.
+        let after = after.and_then(|a| a.extract::<u64>().ok());
+        let listing = listing(state, name, since, until, after, false, limit)?;
         let list = PyList::empty(py);
-        for record in self.engine.records() {
-            if wanted.is_none_or(|w| record.state() == w) {
-                list.append(status_dict(py, &record)?)?;
-            }
+        for record in self.engine.list(py, &listing)? {
+            list.append(status_dict(py, &record)?)?;
         }
         Ok(list)
     }
 
-    /// Ids of tasks, newest first, below `before` (a paging cursor), at most `limit`.
-    #[pyo3(signature = (state=None, limit=None, before=None))]
+    /// Ids of tasks, newest first, below `before` (a paging cursor), at
+    /// most `limit`; filtered as `tasks` filters.
+    #[pyo3(signature = (state=None, limit=None, before=None, *, name=None, since=None, until=None))]
+    #[allow(clippy::too_many_arguments)]
     fn ids(
         &self,
+        py: Python<'_>,
         state: Option<&str>,
         limit: Option<&Bound<'_, PyInt>>,
         before: Option<&Bound<'_, PyInt>>,
+        name: Option<String>,
+        since: Option<f64>,
+        until: Option<f64>,
     ) -> PyResult<Vec<u64>> {
-        let wanted = state.map(parse_state).transpose()?;
         // Out-of-range ints mean what they say: no id is below a negative
         // cursor, every id is below a huge one, and a huge limit is no limit.
         if before.is_some_and(|b| b.lt(0).unwrap_or(false)) {
             return Ok(Vec::new());
         }
         let before = before.and_then(|b| b.extract::<u64>().ok());
-        let limit = match limit {
-            Some(l) if l.lt(0)? => {
-                return Err(PyValueError::new_err(format!(
-                    "limit must be >= 0, got {l}"
-                )))
-            }
-            Some(l) => l.extract::<usize>().unwrap_or(usize::MAX),
-            None => usize::MAX,
-        };
+        let listing = listing(state, name, since, until, before, true, limit)?;
         Ok(self
             .engine
-            .records()
+            .list(py, &listing)?
             .iter()
-            .rev()
-            .filter(|r| before.is_none_or(|b| r.id < b))
-            .filter(|r| wanted.is_none_or(|w| r.state() == w))
-            .take(limit)
             .map(|r| r.id)
             .collect())
     }
@@ -525,6 +550,49 @@ pub fn _after_fork_in_child(py: Python<'_>) {
     for engine in crate::engine::live_engines() {
         engine.after_fork(py);
     }
+}
+
+/// A listing from the arguments of `tasks` and `ids`.
+fn listing(
+    state: Option<&str>,
+    name: Option<String>,
+    since: Option<f64>,
+    until: Option<f64>,
+    cursor: Option<u64>,
+    newest_first: bool,
+    limit: Option<&Bound<'_, PyInt>>,
+) -> PyResult<Listing> {
+    let states = match state {
+        Some(state) => vec![parse_state(state)?.as_str().to_owned()],
+        None => Vec::new(),
+    };
+    for (what, time) in [("since", since), ("until", until)] {
+        if time.is_some_and(f64::is_nan) {
+            return Err(PyValueError::new_err(format!(
+                "{what} must be a time, got nan"
+            )));
+        }
+    }
+    let limit = match limit {
+        Some(l) if l.lt(0)? => {
+            return Err(PyValueError::new_err(format!(
+                "limit must be >= 0, got {l}"
+            )))
+        }
+        Some(l) => l.extract::<usize>().unwrap_or(usize::MAX),
+        None => usize::MAX,
+    };
+    Ok(Listing {
+        filter: Filter {
+            states,
+            name_contains: name,
+            since,
+            until,
+        },
+        cursor,
+        newest_first,
+        limit,
+    })
 }
 
 /// The journal's options from the runner's arguments.

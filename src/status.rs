@@ -7,6 +7,7 @@ use pyo3::types::{PyBool, PyDict, PyString};
 use std::sync::OnceLock;
 
 use crate::engine::Stats;
+use crate::journal::Health;
 use crate::record::{unix_now, Kind, Record, State};
 
 /// Every key of the status dict, in the order the dict has them: the one
@@ -115,7 +116,7 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
 }
 
 /// Every key of the stats dict, in order.
-pub const STATS_KEYS: [&str; 10] = [
+pub const STATS_KEYS: [&str; 12] = [
     "max_workers",
     "workers",
     "workers_busy",
@@ -126,6 +127,8 @@ pub const STATS_KEYS: [&str; 10] = [
     "poller_queue",
     "polls",
     "unfinished",
+    "journal",
+    "journal_problem",
 ];
 
 pub fn stats_dict<'py>(py: Python<'py>, stats: &Stats) -> PyResult<Bound<'py, PyDict>> {
@@ -140,5 +143,13 @@ pub fn stats_dict<'py>(py: Python<'py>, stats: &Stats) -> PyResult<Bound<'py, Py
     d.set_item(intern!(py, "poller_queue"), stats.poller_queue)?;
     d.set_item(intern!(py, "polls"), stats.polls)?;
     d.set_item(intern!(py, "unfinished"), stats.unfinished)?;
+    // "ok" or "degraded", with why; None (twice) without a journal.
+    let (health, problem) = match &stats.journal {
+        None => (None, None),
+        Some(Health::Ok) => (Some("ok"), None),
+        Some(Health::Degraded(why)) => (Some("degraded"), Some(why.as_str())),
+    };
+    d.set_item(intern!(py, "journal"), health)?;
+    d.set_item(intern!(py, "journal_problem"), problem)?;
     Ok(d)
 }

@@ -103,6 +103,7 @@ class Runner:
         durability: str = "normal",
         journal_batch: float = 0.002,
         journal_retention: float = 604800.0,
+        recreate: Optional[Callable[[Any], Any]] = None,
         handoff: bool = False,
     ) -> Runner: ...
     def submit(
@@ -114,14 +115,32 @@ class Runner:
         name: Optional[str] = None,
         poll: Optional[PollPolicy] = None,
         durable: bool = False,
+        recipe: Any = None,
+        key: Optional[str] = None,
     ) -> TaskHandle: ...
     def handle(self, id: int) -> TaskHandle: ...
     def done(self, id: int) -> bool: ...
     def unfinished(self, id: int) -> bool: ...
     def status(self, id: int) -> TaskStatus: ...
-    def tasks(self, state: Optional[str] = None) -> list[TaskStatus]: ...
+    def tasks(
+        self,
+        state: Optional[str] = None,
+        *,
+        name: Optional[str] = None,
+        since: Optional[float] = None,
+        until: Optional[float] = None,
+        after: Optional[int] = None,
+        limit: Optional[int] = None,
+    ) -> list[TaskStatus]: ...
     def ids(
-        self, state: Optional[str] = None, limit: Optional[int] = None, before: Optional[int] = None
+        self,
+        state: Optional[str] = None,
+        limit: Optional[int] = None,
+        before: Optional[int] = None,
+        *,
+        name: Optional[str] = None,
+        since: Optional[float] = None,
+        until: Optional[float] = None,
     ) -> list[int]: ...
     def counts(self) -> dict[str, int]: ...
     def result(self, id: int, timeout: Optional[float] = None) -> Any: ...

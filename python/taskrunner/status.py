@@ -54,3 +54,5 @@ class RunnerStats(TypedDict):
     poller_queue: int
     polls: int
     unfinished: int
+    journal: Optional[str]
+    journal_problem: Optional[str]

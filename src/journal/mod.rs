@@ -176,6 +176,11 @@ impl Journal {
     /// stored (an unknown state, an id above `i64::MAX`, a time that is not
     /// finite): queued, it would fail its batch on every retry.
     pub fn write(&self, row: TaskRow) -> Result<u64, JournalError> {
+        self.check_task(&row)?;
+        self.send(|seq| Msg::Task(seq, row))
+    }
+
+    fn check_task(&self, row: &TaskRow) -> Result<(), JournalError> {
         let times = [Some(row.submitted_at), row.started_at, row.finished_at];
         if !STATES.contains(&row.state.as_str())
             || i64::try_from(row.id).is_err()
@@ -183,15 +188,29 @@ impl Journal {
         {
             return Err(self.invalid(format!("task {} {row:?}", row.id)));
         }
-        self.send(|seq| Msg::Task(seq, row))
+        Ok(())
+    }
+
+    fn check_key(&self, key: &KeyRow) -> Result<(), JournalError> {
+        if !key.at.is_finite() || i64::try_from(key.task_id).is_err() {
+            return Err(self.invalid(format!("{key:?}")));
+        }
+        Ok(())
+    }
+
+    /// Writes a new task's first row with the idempotency key that started
+    /// it: both land in the same commit.
+    pub fn write_keyed(&self, row: TaskRow, key: KeyRow) -> Result<u64, JournalError> {
+        self.check_task(&row)?;
+        self.check_key(&key)?;
+        self.send(|seq| Msg::Keyed(seq, row, key))
     }
 
     /// Remembers that idempotency key `key` started task `task_id` at `at`.
     pub fn remember_key(&self, key: String, task_id: u64, at: f64) -> Result<u64, JournalError> {
-        if !at.is_finite() || i64::try_from(task_id).is_err() {
-            return Err(self.invalid(format!("key {key:?} for task {task_id} at {at}")));
-        }
-        self.send(|seq| Msg::Key(seq, KeyRow { key, task_id, at }))
+        let key = KeyRow { key, task_id, at };
+        self.check_key(&key)?;
+        self.send(|seq| Msg::Key(seq, key))
     }
 
     pub fn write_audit(&self, audit: AuditRow) -> Result<u64, JournalError> {
@@ -233,6 +252,12 @@ impl Journal {
 
     pub fn health(&self) -> Health {
         self.shared.health()
+    }
+
+    /// Calls `watch` on the writer thread each time the health changes
+    /// (Ok to Degraded, and back); it must not wait for anything.
+    pub fn watch_health(&self, watch: impl Fn(&Health) + Send + Sync + 'static) {
+        self.shared.watch_health(Box::new(watch));
     }
 
     /// How many commits (and pruning rounds) have failed since open.
@@ -286,6 +311,15 @@ impl Journal {
         limit: usize,
     ) -> Result<Page, JournalError> {
         self.reader.page(filter, after, limit)
+    }
+
+    pub fn page_newest(
+        &self,
+        filter: &Filter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, JournalError> {
+        self.reader.page_newest(filter, before, limit)
     }
 
     /// The task an unexpired key started, once the key is committed.

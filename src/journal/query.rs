@@ -61,11 +61,34 @@ impl Reader {
     }
 
     /// Up to `limit` (at least 1) rows with ids above `after` that pass
-    /// `filter`, in id order.
+    /// `filter`, oldest first.
     pub fn page(
         &self,
         filter: &Filter,
         after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, JournalError> {
+        self.page_in(filter, (to_i64(after.unwrap_or(0)), i64::MAX), false, limit)
+    }
+
+    /// Up to `limit` (at least 1) rows with ids below `before` that pass
+    /// `filter`, newest first.
+    pub fn page_newest(
+        &self,
+        filter: &Filter,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, JournalError> {
+        let upto = before.map_or(i64::MAX, |b| to_i64(b).saturating_sub(1));
+        self.page_in(filter, (0, upto), true, limit)
+    }
+
+    /// A page of the ids in (above, upto], walked up or down.
+    fn page_in(
+        &self,
+        filter: &Filter,
+        ids: (i64, i64),
+        newest_first: bool,
         limit: usize,
     ) -> Result<Page, JournalError> {
         let limit = limit.max(1);
@@ -77,9 +100,10 @@ impl Reader {
             conn: &tx,
             path: &self.path,
             filter,
+            newest_first,
         };
         // One more than asked tells whether a next page exists.
-        let mut rows = query.rows(after.unwrap_or(0), limit.saturating_add(1))?;
+        let mut rows = query.rows(ids, limit.saturating_add(1))?;
         let next = (rows.len() > limit).then(|| rows[limit - 1].id);
         rows.truncate(limit);
         Ok(Page { rows, next })
@@ -130,11 +154,12 @@ struct PageQuery<'a> {
     conn: &'a Connection,
     path: &'a Path,
     filter: &'a Filter,
+    newest_first: bool,
 }
 
 impl PageQuery<'_> {
-    fn rows(&self, after: u64, want: usize) -> Result<Vec<TaskRow>, JournalError> {
-        let Some(ids) = self.id_range(after)? else {
+    fn rows(&self, ids: (i64, i64), want: usize) -> Result<Vec<TaskRow>, JournalError> {
+        let Some(ids) = self.id_range(ids)? else {
             return Ok(Vec::new());
         };
         if self.filter.states.is_empty() {
@@ -147,13 +172,19 @@ impl PageQuery<'_> {
             merged.extend(self.select(Some(state), ids, want)?);
         }
         merged.sort_unstable_by_key(|r| r.id);
+        if self.newest_first {
+            merged.reverse();
+        }
+        merged.truncate(want);
         Ok(merged)
     }
 
-    /// The ids (above, up to and including) that can pass the filter's time
-    /// bounds, from the blocks' ranges of `submitted_at`; None if none can.
-    fn id_range(&self, after: u64) -> Result<Option<(i64, i64)>, JournalError> {
-        let (mut above, mut upto) = (to_i64(after), i64::MAX);
+    /// The ids of `(above, upto]` that can pass the filter's time bounds,
+    /// from the blocks' ranges of `submitted_at`; None if none can.
+    fn id_range(
+        &self,
+        (mut above, mut upto): (i64, i64),
+    ) -> Result<Option<(i64, i64)>, JournalError> {
         let bound = |sql: &str, at: f64| -> Result<Option<i64>, JournalError> {
             let mut stmt = self.conn.prepare_cached(sql).at(self.path)?;
             stmt.query_row([at], |r| r.get(0)).at(self.path)
@@ -170,7 +201,7 @@ impl PageQuery<'_> {
             let Some(block) = bound(sql, until)? else {
                 return Ok(None);
             };
-            upto = ((block + 1) << BLOCK_SHIFT) - 1;
+            upto = upto.min(((block + 1) << BLOCK_SHIFT) - 1);
         }
         Ok((above < upto).then_some((above, upto)))
     }
@@ -203,7 +234,11 @@ impl PageQuery<'_> {
             sql.push_str(" AND instr(name, ?) > 0");
             args.push(Value::Text(part.clone()));
         }
-        sql.push_str(" ORDER BY id LIMIT ?");
+        sql.push_str(if self.newest_first {
+            " ORDER BY id DESC LIMIT ?"
+        } else {
+            " ORDER BY id LIMIT ?"
+        });
         args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
         let mut stmt = self.conn.prepare_cached(&sql).at(self.path)?;
         let rows = stmt

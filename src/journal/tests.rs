@@ -344,6 +344,19 @@ fn pages_follow_the_filter_in_id_order() {
             }
         }
         assert_eq!(got, expected, "{filter:?}");
+        let mut newest = Vec::new();
+        let mut before = None;
+        loop {
+            let page = journal.page_newest(&filter, before, 37).unwrap();
+            assert!(page.rows.len() <= 37);
+            newest.extend(page.rows.iter().map(|r| r.id));
+            match page.next {
+                Some(next) => before = Some(next),
+                None => break,
+            }
+        }
+        newest.reverse();
+        assert_eq!(newest, expected, "newest first: {filter:?}");
     }
 }
 

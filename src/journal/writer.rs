@@ -35,6 +35,8 @@ pub enum Msg {
     /// Each write carries its sequence number.
     Task(u64, TaskRow),
     Key(u64, KeyRow),
+    /// A task's first row and its idempotency key, for the same commit.
+    Keyed(u64, TaskRow, KeyRow),
     Audit(u64, AuditRow),
     Stop,
     #[cfg(test)]
@@ -48,7 +50,10 @@ pub struct Shared {
     advanced: Condvar,
     health: Mutex<Health>,
     failures: AtomicU64,
+    watcher: Mutex<Option<HealthWatcher>>,
 }
+
+type HealthWatcher = Box<dyn Fn(&Health) + Send + Sync>;
 
 impl Shared {
     pub fn new() -> Shared {
@@ -57,6 +62,7 @@ impl Shared {
             advanced: Condvar::new(),
             health: Mutex::new(Health::Ok),
             failures: AtomicU64::new(0),
+            watcher: Mutex::new(None),
         }
     }
 
@@ -83,9 +89,23 @@ impl Shared {
         self.failures.load(Ordering::Relaxed)
     }
 
+    pub fn watch_health(&self, watch: HealthWatcher) {
+        *self.watcher.lock() = Some(watch);
+    }
+
     fn failed(&self, reason: String) {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        *self.health.lock() = Health::Degraded(reason);
+        self.set_health(Health::Degraded(reason));
+    }
+
+    /// Sets the health; the watcher hears of a change between Ok and Degraded.
+    fn set_health(&self, health: Health) {
+        let was_ok = std::mem::replace(&mut *self.health.lock(), health.clone()) == Health::Ok;
+        if was_ok != (health == Health::Ok) {
+            if let Some(watch) = &*self.watcher.lock() {
+                watch(&health);
+            }
+        }
     }
 }
 
@@ -255,6 +275,11 @@ impl Writer {
                 self.backlog.received(seq);
                 self.backlog.keys.push(key);
             }
+            Msg::Keyed(seq, row, key) => {
+                self.backlog.received(seq);
+                self.backlog.add_task(row);
+                self.backlog.keys.push(key);
+            }
             Msg::Audit(seq, audit) => {
                 self.backlog.received(seq);
                 self.backlog.audits.push(audit);
@@ -291,7 +316,7 @@ impl Writer {
             Ok(()) => {
                 // Healthy before waiters wake, so that they see it.
                 if std::mem::take(&mut self.degraded) {
-                    *self.shared.health.lock() = Health::Ok;
+                    self.shared.set_health(Health::Ok);
                 }
                 self.backoff = FIRST_RETRY;
                 self.publish();
@@ -427,7 +452,7 @@ impl Writer {
                 // Pruning runs with nothing waiting to be written: only a
                 // failed pruning round can have left the journal degraded.
                 if std::mem::take(&mut self.degraded) {
-                    *self.shared.health.lock() = Health::Ok;
+                    self.shared.set_health(Health::Ok);
                 }
                 if left {
                     Duration::ZERO

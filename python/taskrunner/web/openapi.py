@@ -80,6 +80,16 @@ STATS_PROPERTIES: dict[str, Any] = {
         ),
     },
     **{name: _COUNT for name in ("queued", "polling", "poller_queue", "polls", "unfinished")},
+    "journal": {
+        "type": ["string", "null"],
+        "enum": ["ok", "degraded", None],
+        "description": "the journal's health: degraded while it cannot write (tasks go on "
+        "in memory, and their rows are written once it can); null without a journal",
+    },
+    "journal_problem": {
+        "type": ["string", "null"],
+        "description": "why the journal is degraded; null when it is not",
+    },
     "polls_per_second": {"type": "number", "minimum": 0},
     "max_unfinished": _COUNT,
     "event_streams": _COUNT,
