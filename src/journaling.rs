@@ -47,27 +47,26 @@ const ORIGIN: &str = "library";
 /// writer must not wait for the GIL (a thread holding it may be closing
 /// the journal, and so waiting for the writer).
 fn log_health(path: &str, health: &Health) {
-    let message = match health {
-        Health::Ok => format!("the journal {path} writes again"),
-        Health::Degraded(reason) => format!(
-            "the journal {path} cannot write ({reason}); tasks go on in memory, \
-             and their rows are written when it can"
+    let (level, message) = match health {
+        Health::Ok => ("info", format!("journal {path}: writing again")),
+        Health::Degraded(reason) => (
+            "warning",
+            format!("{reason}: tasks go on in memory, and their rows are written once it can"),
         ),
     };
-    let warning = *health != Health::Ok;
     let _ = std::thread::Builder::new()
         .name("taskrunner-journal-log".into())
-        .spawn(move || {
-            Python::try_attach(|py| {
-                let logger = py
-                    .import("logging")
-                    .and_then(|logging| logging.call_method1("getLogger", ("taskrunner.journal",)));
-                if let Ok(logger) = logger {
-                    let level = if warning { "warning" } else { "info" };
-                    let _ = logger.call_method1(level, (message,));
-                }
-            });
-        });
+        .spawn(move || Python::try_attach(|py| log(py, level, &message)));
+}
+
+/// Logs `message` on the `taskrunner.journal` logger at `level` ("info", "error", ...).
+pub fn log(py: Python<'_>, level: &str, message: &str) {
+    let logger = py
+        .import("logging")
+        .and_then(|logging| logging.call_method1("getLogger", ("taskrunner.journal",)));
+    if let Ok(logger) = logger {
+        let _ = logger.call_method1(level, (message,));
+    }
 }
 
 pub fn journal_error(err: crate::journal::JournalError) -> PyErr {
@@ -75,7 +74,7 @@ pub fn journal_error(err: crate::journal::JournalError) -> PyErr {
 }
 
 /// Python's `json` and `pickle` functions, looked up once at open.
-struct Codec {
+pub struct Codec {
     json_dumps: Py<PyAny>,
     json_loads: Py<PyAny>,
     pickle_dumps: Py<PyAny>,
@@ -83,7 +82,7 @@ struct Codec {
 }
 
 impl Codec {
-    fn new(py: Python<'_>) -> PyResult<Codec> {
+    pub fn new(py: Python<'_>) -> PyResult<Codec> {
         let json = py.import("json")?;
         let pickle = py.import("pickle")?;
         Ok(Codec {
@@ -142,6 +141,41 @@ impl Codec {
                 Ok(PyString::new(py, &String::from_utf8_lossy(&value.bytes)).into_any())
             }
         }
+    }
+
+    /// A record that stands for a row, as it was when written.
+    pub fn record_of(&self, py: Python<'_>, row: &TaskRow) -> PyResult<Record> {
+        let state = State::parse(&row.state).unwrap_or(State::Failed);
+        let result = match &row.result {
+            Some(value) => Some(self.decode(py, value)?.unbind()),
+            None => None,
+        };
+        let error = row.error.as_ref().map(|e| {
+            let exception = if e.type_name == "TaskLost" {
+                TaskLost::new_err(e.message.clone())
+            } else {
+                PyRuntimeError::new_err(format!("{}: {}", e.type_name, e.message))
+            };
+            ErrorInfo {
+                type_name: e.type_name.clone(),
+                message: e.message.clone(),
+                traceback: e.traceback.clone().unwrap_or_default(),
+                exception: exception.into_value(py).into_any(),
+            }
+        });
+        Ok(Record::restored(Recorded {
+            id: row.id,
+            name: PyString::new(py, &row.name).unbind(),
+            kind: row.kind.as_deref().and_then(Kind::parse),
+            state,
+            submitted_at: row.submitted_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            polls: row.polls,
+            attempt: row.attempt,
+            result,
+            error,
+        }))
     }
 }
 
@@ -409,37 +443,7 @@ impl Journaling {
 
     /// A record that stands for a row: final, as it was when written.
     pub fn record_of(&self, py: Python<'_>, row: &TaskRow) -> PyResult<Record> {
-        let state = State::parse(&row.state).unwrap_or(State::Failed);
-        let result = match &row.result {
-            Some(value) => Some(self.codec.decode(py, value)?.unbind()),
-            None => None,
-        };
-        let error = row.error.as_ref().map(|e| {
-            let exception = if e.type_name == "TaskLost" {
-                TaskLost::new_err(e.message.clone())
-            } else {
-                PyRuntimeError::new_err(format!("{}: {}", e.type_name, e.message))
-            };
-            ErrorInfo {
-                type_name: e.type_name.clone(),
-                message: e.message.clone(),
-                traceback: e.traceback.clone().unwrap_or_default(),
-                exception: exception.into_value(py).into_any(),
-            }
-        });
-        Ok(Record::restored(Recorded {
-            id: row.id,
-            name: PyString::new(py, &row.name).unbind(),
-            kind: row.kind.as_deref().and_then(Kind::parse),
-            state,
-            submitted_at: row.submitted_at,
-            started_at: row.started_at,
-            finished_at: row.finished_at,
-            polls: row.polls,
-            attempt: row.attempt,
-            result,
-            error,
-        }))
+        self.codec.record_of(py, row)
     }
 
     /// Waits (detached) until every row so far is committed; false on timeout.

@@ -18,6 +18,7 @@ mod record;
 mod runner;
 mod status;
 mod store;
+mod viewer;
 mod wait;
 
 use pyo3::prelude::*;
@@ -32,6 +33,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<wait::Completions>()?;
     m.add_class::<wait::EventStream>()?;
     m.add_class::<policy::PollPolicy>()?;
+    m.add_class::<viewer::JournalView>()?;
     m.add("TaskLost", m.py().get_type::<journaling::TaskLost>())?;
     m.add(
         "JournalError",

@@ -539,7 +539,10 @@ pub fn _join_all(py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         if !engine.join_until(py, deadline)? {
             return Ok(false);
         }
-        engine.close_journal(py)?;
+        if let Err(err) = engine.close_journal(py) {
+            // At exit nobody can catch it: say it, and close the others.
+            crate::journaling::log(py, "error", &err.value(py).to_string());
+        }
     }
     Ok(true)
 }
@@ -553,7 +556,7 @@ pub fn _after_fork_in_child(py: Python<'_>) {
 }
 
 /// A listing from the arguments of `tasks` and `ids`.
-fn listing(
+pub fn listing(
     state: Option<&str>,
     name: Option<String>,
     since: Option<f64>,

@@ -320,3 +320,191 @@ def test_durable_tasks_cancelled_by_the_exit_run_again_when_the_journal_reopens(
         for i, task_id in enumerate(durable):
             handle = runner.handle(task_id)
             assert handle.result(timeout=10) == 2 * i and handle.status()["attempt"] == 2
+
+
+def page_through(fetch, cursor_key):
+    """Every item that `fetch(cursor)` pages out, cursor by cursor."""
+    got, cursor = [], None
+    while True:
+        page = fetch(cursor)
+        if not page:
+            return got
+        got.extend(page)
+        cursor = cursor_key(page[-1])
+
+
+@pytest.mark.parametrize("journaled", [True, False], ids=["journal", "memory"])
+def test_tasks_and_ids_filter_and_page_alike_from_the_journal_and_from_memory(db, journaled):
+    # With a journal, memory keeps no finished task: every answer comes from the file.
+    options = {"journal": db, "retain_finished": 0} if journaled else {}
+    with taskrunner.TaskRunner(**options) as runner:
+        handles = []
+        for i in range(30):
+            name = f"even-{i}" if i % 2 == 0 else f"odd-{i}"
+            handles.append(runner.submit(Double(i), kind="blocking", name=name))
+            handles[-1].result(timeout=10)
+        bad = runner.submit(Fails(), kind="blocking", name="bad")
+        bad.exception(timeout=10)
+        handles.append(bad)
+        ids = [h.id for h in handles]
+        submitted = {i: runner.status(i)["submitted_at"] for i in ids}
+
+        oldest_first = page_through(lambda c: runner.tasks(after=c, limit=7), lambda s: s["id"])
+        assert [s["id"] for s in oldest_first] == ids
+        assert oldest_first[3] == runner.status(ids[3])
+        newest_first = page_through(lambda c: runner.ids(limit=7, before=c), lambda i: i)
+        assert newest_first == ids[::-1]
+
+        assert [s["name"] for s in runner.tasks(name="odd-")] == [
+            f"odd-{i}" for i in range(1, 30, 2)
+        ]
+        assert runner.ids(state="failed") == [bad.id]
+        assert runner.tasks(state="succeeded", name="bad") == []
+        since, until = submitted[ids[10]], submitted[ids[20]]
+        assert [s["id"] for s in runner.tasks(since=since, until=until)] == ids[10:20]
+        assert runner.ids(since=since, until=until, limit=3) == ids[19:16:-1]
+        assert runner.tasks(limit=0) == [] and runner.ids(limit=0) == []
+        with pytest.raises(ValueError, match="state"):
+            runner.tasks(state="done")
+        with pytest.raises(ValueError, match="limit"):
+            runner.ids(limit=-1)
+
+
+def test_a_task_still_in_memory_is_listed_as_it_is_now(db):
+    with reopened(db) as runner:
+        gate = threading.Event()
+        handle = runner.submit(Waits(gate), kind="blocking")
+        while not handle.running():
+            time.sleep(0.001)
+        [listed] = runner.tasks()
+        assert listed["state"] == "running"
+        gate.set()
+        handle.result(timeout=10)
+        assert runner.tasks()[0]["state"] == "succeeded"
+
+
+class Waits:
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+
+    def run(self) -> str:
+        self.gate.wait(10)
+        return "opened"
+
+    def get_output(self) -> str:
+        return "opened"
+
+
+@pytest.mark.parametrize("journaled", [True, False], ids=["journal", "memory"])
+def test_an_idempotency_key_makes_one_task_even_from_many_threads_at_once(db, journaled):
+    with taskrunner.TaskRunner(journal=db if journaled else None) as runner:
+        start = threading.Barrier(8)
+        ids = []
+
+        def submit() -> None:
+            start.wait()
+            ids.append(runner.submit(Nap(), kind="blocking", key="order-17").id)
+
+        threads = [threading.Thread(target=submit) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(ids) == 8 and len(set(ids)) == 1
+        assert runner.ids() == ids[:1], "one task in all"
+        other = runner.submit(Double(1), kind="blocking", key="order-18")
+        assert other.id != ids[0] and other.result(timeout=10) == 2
+
+
+def test_an_idempotency_key_finds_its_task_after_a_restart(db):
+    with reopened(db) as runner:
+        first = runner.submit(Double(2), kind="blocking", key="order-17")
+        assert first.result(timeout=10) == 4
+    with reopened(db) as runner:
+        again = runner.submit(Double(99), kind="blocking", key="order-17")
+        assert again.id == first.id and again.result(timeout=10) == 4
+        assert runner.ids() == [first.id], "no second task"
+
+
+def test_a_bad_idempotency_key_is_refused(db):
+    with reopened(db) as runner:
+        for key in ("", "k" * 1025):
+            with pytest.raises(ValueError, match="idempotency key"):
+                runner.submit(Double(1), kind="blocking", key=key)
+        with pytest.raises(TypeError):
+            runner.submit(Double(1), kind="blocking", key=17)
+        assert runner.ids() == [], "nothing was submitted"
+
+
+def test_a_recipe_must_be_json_that_reads_back_equal_and_needs_a_journal(db):
+    with reopened(db) as runner:
+        for recipe in ({"lock": threading.Lock()}, (1, 2), {"n": float("nan")}):
+            with pytest.raises(TypeError, match="recipe"):
+                runner.submit(Double(1), kind="blocking", recipe=recipe)
+        assert runner.ids() == []
+    with taskrunner.TaskRunner() as plain:
+        with pytest.raises(ValueError, match="journal"):
+            plain.submit(Double(1), kind="blocking", recipe={"n": 1})
+
+
+# A process that submits tasks with recipes that never end, then waits to be killed.
+KILLED_WITH_RECIPES = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[2])
+    import taskrunner
+    from test_journal import Sleeper
+    runner = taskrunner.TaskRunner(journal=sys.argv[1])
+    handles = [runner.submit(Sleeper(i), kind="blocking", recipe={"n": i}) for i in range(3)]
+    runner.flush()
+    print(*[h.id for h in handles], flush=True)
+    time.sleep(60)
+    """
+)
+
+
+@pytest.mark.parametrize("recreates", [True, False], ids=["recreate", "no-recreate"])
+def test_after_a_kill_tasks_with_recipes_are_recreated_by_the_runners_recreate(
+    db, monkeypatch, recreates
+):
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WITH_RECIPES, db, str(Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    ids = [int(i) for i in line.split()]
+    assert len(ids) == 3, "the process printed its ids"
+
+    monkeypatch.setenv("SLEEPER_WAKES", "1")
+    seen = []
+
+    def recreate(data: dict) -> Sleeper:
+        seen.append(data)
+        return Sleeper(data["n"])
+
+    with reopened(db, recreate=recreate if recreates else None) as runner:
+        for n, task_id in enumerate(ids):
+            handle = runner.handle(task_id)
+            if recreates:
+                assert handle.result(timeout=20) == n and handle.status()["attempt"] == 2
+            else:
+                assert isinstance(handle.exception(timeout=20), taskrunner.TaskLost)
+                status = handle.status()
+                assert status["error"]["type"] == "TaskLost"
+                assert "recreate" in status["error"]["message"]
+    assert sorted(d["n"] for d in seen) == ([0, 1, 2] if recreates else [])
+
+
+def test_stats_say_how_the_journal_is(db):
+    with taskrunner.TaskRunner() as plain:
+        stats = plain.stats()
+        assert stats["journal"] is None and stats["journal_problem"] is None
+    with reopened(db) as runner:
+        stats = runner.stats()
+        assert stats["journal"] == "ok" and stats["journal_problem"] is None
+        assert list(stats) == list(taskrunner.STATS_KEYS)

@@ -10,6 +10,7 @@ from concurrent.futures import CancelledError
 from taskrunner import _core
 from taskrunner._core import (
     JournalError,
+    JournalView,
     PollPolicy,
     TaskHandle,
     TaskLost,
@@ -97,6 +98,7 @@ __all__ = [
     "ErrorInfo",
     "Executor",
     "JournalError",
+    "JournalView",
     "PollPolicy",
     "RunnerStats",
     "TaskHandle",

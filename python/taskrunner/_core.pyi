@@ -19,6 +19,7 @@ __all__ = [
     "Completions",
     "EventStream",
     "JournalError",
+    "JournalView",
     "PollPolicy",
     "Runner",
     "TaskHandle",
@@ -41,6 +42,24 @@ STATS_KEYS: tuple[str, ...]
 class TaskTimeoutError(Exception): ...
 class TaskLost(RuntimeError): ...
 class JournalError(OSError): ...
+
+@final
+class JournalView:
+    def __new__(cls, path: Union[str, os.PathLike[str]]) -> JournalView: ...
+    def status(self, id: int) -> TaskStatus: ...
+    def tasks(
+        self,
+        state: Optional[str] = None,
+        *,
+        name: Optional[str] = None,
+        since: Optional[float] = None,
+        until: Optional[float] = None,
+        cursor: Optional[int] = None,
+        limit: Optional[int] = None,
+        newest_first: bool = False,
+    ) -> list[TaskStatus]: ...
+    @property
+    def path(self) -> str: ...
 
 @final
 class PollPolicy:

@@ -1,4 +1,4 @@
-"""The command line: ``python -m taskrunner demo`` and ``python -m taskrunner serve``."""
+"""The command line: ``python -m taskrunner demo``, ``serve`` and ``tasks``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Optional, TextIO
 from urllib.parse import unquote, urlparse
 
-from taskrunner._core import STATES
+from taskrunner._core import STATES, JournalError, JournalView
 from taskrunner.faketasks import gen_task
 from taskrunner.runner import TaskRunner
 
@@ -26,7 +26,8 @@ Run "%(prog)s COMMAND --help" for a command's options."""
 EXAMPLES = """\
 examples:
   %(prog)s demo --tasks 50 --wait 2
-  %(prog)s serve --port 8000"""
+  %(prog)s serve --port 8000
+  %(prog)s tasks --db taskrunner.db --state failed"""
 SERVE_DESCRIPTION = """\
 Serve the HTTP API (/api/...) and the live dashboard (/) with waitress, in
 this one process, until Ctrl-C or SIGTERM. A stop cancels pending and polling
@@ -359,7 +360,93 @@ def build_parser() -> argparse.ArgumentParser:
     serve_args.add_argument(
         "--threads", type=_number(int, 2), default=16, help="server threads (default 16)"
     )
+    tasks_args = commands.add_parser(
+        "tasks",
+        help="list the tasks in a journal, or show one (read-only)",
+        description="List the newest tasks in a journal, or show one task's whole status. "
+        "Reads only, so it is safe while a server is using the file.",
+    )
+    tasks_args.add_argument("id", nargs="?", type=_number(int, 0), help="show this task")
+    tasks_args.add_argument(
+        "--db",
+        default=os.environ.get("TASKRUNNER_DB") or "taskrunner.db",
+        metavar="PATH",
+        help="the journal (default: $TASKRUNNER_DB, else taskrunner.db)",
+    )
+    tasks_args.add_argument("--state", choices=STATES, help="only tasks in this state")
+    tasks_args.add_argument("--name", help="only tasks whose name contains this text")
+    tasks_args.add_argument(
+        "--limit", type=_number(int, 1), default=50, help="the most tasks listed (default 50)"
+    )
+    tasks_args.add_argument("--json", action="store_true", help="one JSON status per line")
     return parser
+
+
+def _when(at: Optional[float]) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at is not None else "-"
+
+
+def _outcome(status: dict[str, Any], width: int) -> str:
+    error = status["error"]
+    text = f"{error['type']}: {error['message']}" if error else repr(status["result"])
+    if status["state"] in ("pending", "running"):
+        text = ""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def task_lines(statuses: list[dict[str, Any]], width: int) -> list[str]:
+    """One line a task: id, state, attempt, submit time, seconds taken, name, outcome."""
+    header = f"{'ID':>8}  {'STATE':<9}  {'TRY':>3}  {'SUBMITTED':<19}  {'SECONDS':>8}  NAME"
+    lines = [header]
+    for s in statuses:
+        took = s["runtime"]
+        seconds = f"{took:8.3f}" if took is not None else f"{'-':>8}"
+        line = (
+            f"{s['id']:>8}  {s['state']:<9}  {s['attempt']:>3}  {_when(s['submitted_at']):<19}  "
+            f"{seconds}  {s['name']}"
+        )
+        outcome = _outcome(s, max(width - len(line) - 2, 20))
+        lines.append(f"{line}  {outcome}" if outcome else line)
+    return lines
+
+
+def show_tasks(
+    db: str,
+    task_id: Optional[int],
+    state: Optional[str],
+    name: Optional[str],
+    limit: int,
+    as_json: bool,
+    out: TextIO,
+) -> int:
+    """Prints one task's status, or a table of the newest tasks, from a journal.
+
+    Reads only: a server may be writing the file meanwhile. Returns the exit
+    status: 1 for a journal that cannot be read or a task it does not hold.
+    """
+    if not os.path.exists(db):
+        print(f"{PROG} tasks: no journal at {db}", file=sys.stderr)
+        return 1
+    try:
+        view = JournalView(db)
+        if task_id is not None:
+            statuses = [view.status(task_id)]
+        else:
+            statuses = view.tasks(state, name=name, limit=limit, newest_first=True)
+    except (JournalError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) else str(error)
+        print(f"{PROG} tasks: {message}", file=sys.stderr)
+        return 1
+    if as_json:
+        for status in statuses:
+            _write(out, json.dumps(status, default=repr) + "\n")
+    elif task_id is not None:
+        _write(out, json.dumps(statuses[0], default=repr, indent=2) + "\n")
+    else:
+        width = shutil.get_terminal_size().columns
+        _write(out, "\n".join(task_lines(statuses, width)) + "\n")
+    return 0
 
 
 def _silence_stdout() -> None:
@@ -375,6 +462,14 @@ def _silence_stdout() -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     """Runs the command line; returns the exit status (2 for a usage error)."""
     args = build_parser().parse_args(argv)
+    if args.command == "tasks":
+        try:
+            return show_tasks(
+                args.db, args.id, args.state, args.name, args.limit, args.json, sys.stdout
+            )
+        except BrokenPipeError:
+            _silence_stdout()
+            return 1
     if args.command == "demo":
         try:
             return demo(args.tasks, args.wait, args.refresh, sys.stdout)
