@@ -6,6 +6,8 @@ use pyo3::types::{PyDict, PyInt, PyList, PyString};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The most often a journal looks for rows past retention.
+const MIN_PRUNE_INTERVAL: Duration = Duration::from_millis(100);
 /// How long `flush` waits between looks for Ctrl-C.
 const FLUSH_STEP: Duration = Duration::from_millis(100);
 
@@ -613,10 +615,14 @@ fn journal_options(
             )))
         }
     };
+    let retention = seconds("journal_retention", retention)?;
+    let defaults = crate::journal::Options::default();
     Ok(crate::journal::Options {
         durability,
         batch_interval: seconds("journal_batch", batch)?,
-        retention: seconds("journal_retention", retention)?,
-        ..Default::default()
+        retention,
+        // A short retention is pruned often enough to bound the file by it.
+        prune_interval: (retention / 10).clamp(MIN_PRUNE_INTERVAL, defaults.prune_interval),
+        ..defaults
     })
 }

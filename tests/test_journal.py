@@ -508,3 +508,29 @@ def test_stats_say_how_the_journal_is(db):
         stats = runner.stats()
         assert stats["journal"] == "ok" and stats["journal_problem"] is None
         assert list(stats) == list(taskrunner.STATS_KEYS)
+
+
+class Instant:
+    def run(self) -> None:
+        pass
+
+    def get_output(self) -> int:
+        return 1
+
+
+@pytest.mark.slow
+def test_the_file_stays_bounded_by_retention_however_many_tasks_pass(db):
+    # TASKRUNNER_SOAK_TASKS=1000000 for the full soak.
+    total = int(os.environ.get("TASKRUNNER_SOAK_TASKS", "200000"))
+    batch = 10_000
+    sizes = []
+    with reopened(db, journal_retention=0.5, retain_finished=1000) as runner:
+        for _ in range(total // batch):
+            handles = [runner.submit(Instant(), kind="blocking") for _ in range(batch)]
+            runner.wait(handles)
+            assert runner.flush(timeout=60)
+            sizes.append(os.path.getsize(db))
+        assert runner.stats()["journal"] == "ok"
+    quarter = sizes[len(sizes) // 4]
+    # Four times the tasks of the first quarter, and the file has not grown with them.
+    assert sizes[-1] <= 2 * quarter, sizes
