@@ -487,7 +487,7 @@ class HueySqlite(_PeerBase):
                 "its few workers would queue 100 tasks that sleep"
             )
         if missing_modules(("huey",)):
-            return "huey is not installed: pip install huey (or the bench extra)"
+            return "huey is not installed: pip install huey (or '.[bench]')"
         return None
 
     def setup(self) -> None:

@@ -603,10 +603,13 @@ def report(results: dict, only: list[str], runs: list[tuple], quick: bool) -> tu
 
     trs = [label for label, impl, _ in runs if impl in TASKRUNNERS]
     peers = [label for label, impl, _ in runs if impl in PEERS]
-    ratios: dict[str, Any] = {}
-    if trs and peers:
-        print("\n# taskrunner / best peer per figure (advantage > 1: taskrunner is better)")
-        rrows, ratios = ratio_rows(results, only, trs, peers, quick)
+    ratios: dict[str, Any]
+    rrows, ratios = ratio_rows(results, only, trs, peers, quick) if trs and peers else ([], {})
+    if rrows:
+        print(
+            "\n# taskrunner / best peer per figure (advantage > 1: taskrunner is better; "
+            "a journaled row against journaled peers)"
+        )
         headers = ["scenario", "implementation", "figure", "taskrunner", "best peer"]
         print(table(headers + ["ratio", "advantage"], rrows, left=3))
 
