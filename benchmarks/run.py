@@ -1,6 +1,6 @@
 """Benchmark taskrunner, in memory and with a journal, against peers on the same tasks.
 
-    python benchmarks/run.py            # full run (about 15 minutes)
+    python benchmarks/run.py            # full run (about 17 minutes)
     python benchmarks/run.py --quick    # shrunk scenarios, about a minute (CI smoke run)
 
 Each implementation x scenario x pass runs in its own process (``measure.py``),
@@ -537,7 +537,7 @@ def target_rows(
             if isinstance(t, Relative):
                 ratio, ok, note = relative_verdict(t, res, results[t.scenario].get(t.of))
                 check.update(figure=f"{t.figure} / {t.of}'s", value=ratio)
-                shown = fmt(ratio, "{:.2f}")
+                shown = fmt(ratio, "{:.3f}")
             elif isinstance(t, SameRun):
                 met, measured, ok = same_run_verdict(t, res["runs"])
                 check.update(figure="+".join(p.figure for p in t.parts), value=met, runs=measured)
