@@ -12,6 +12,9 @@ object on stdout. Two passes, each in a fresh process:
   measures the idle rate again. Gives the loaded rate (iterations / window)
   as a fraction of the idle rate (median of 50 ms segments, before and after).
 
+An implementation that journals ends its run when its last write is on disk
+(its ``done_at()``), if that is after the last task's end.
+
 A status scenario has one pass of its own instead:
 
 - ``status``: the main thread registers every task (each waits for a gate),
@@ -19,6 +22,16 @@ A status scenario has one pass of its own instead:
   while none has finished ("open"), opens the gate, waits for all, and times
   them again ("final"). Gives nanoseconds per call, with the cost of an empty
   loop over as many items taken out, beside a plain ``dict[int, bool]`` lookup.
+
+And the HTTP scenario one of its own:
+
+- ``http``: this process serves taskrunner's web app over the runner the
+  implementation made (with or without a journal) on waitress, on
+  127.0.0.1; a child process (``http_flood.py``) floods ``POST /api/tasks``
+  from keep-alive connections, each on a thread of its own. Gives accepted
+  submits per second (for a journal, until ``flush()`` returns after the last
+  answer), request latencies, and this process's CPU and threads: the
+  server's, its tasks' included.
 """
 
 from __future__ import annotations
@@ -27,13 +40,19 @@ import gc
 import json
 import os
 import statistics
+import subprocess
 import sys
+import threading
 import time
 import timeit
 from typing import Any, Optional
 
 from peers import ALL, StatusCheck
-from scenarios import GATE, scenarios
+from scenarios import GATE, Scenario, scenarios
+
+HTTP_SERVER_THREADS = 16  # `python -m taskrunner serve`'s default
+HTTP_WARMUP = 20  # untimed requests per connection before the flood
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 CHUNK = 20_000  # loop iterations between completion checks (about 1 ms)
 
@@ -125,6 +144,10 @@ def quiet_pass(impl: Any, tasks: list[Any], polling: list[bool], waits: list[flo
         if s is not None and f is not None
     )
     last = max((f for f in finished if f is not None), default=w0)
+    # A journal's work is done once it is on disk.
+    flushed = impl.done_at()
+    flush_ms = None if flushed is None else max(0.0, flushed - last) * 1e3
+    last = max(last, flushed or last)
     makespan = last - w0
     ideal = max(waits) if waits else 0.0
     return {
@@ -144,6 +167,8 @@ def quiet_pass(impl: Any, tasks: list[Any], polling: list[bool], waits: list[flo
         "polls": polls,
         "missing": missing,
         "ideal_s": ideal,
+        # From the last task's end to the journal's last commit.
+        "flush_ms": flush_ms,
     }
 
 
@@ -269,11 +294,88 @@ def status_pass(impl: Any, tasks: list[Any], polling: list[bool], quick: bool) -
     }
 
 
+def read_line(stream: Any, what: str) -> str:
+    line = stream.readline()
+    if not line:
+        raise RuntimeError(f"the HTTP clients ended before {what}")
+    return line
+
+
+def http_pass(impl: Any, scenario: Scenario) -> dict:
+    import waitress
+
+    from taskrunner.web.app import create_app
+
+    app = create_app(runner=impl.runner)
+    server = waitress.create_server(
+        app,
+        host="127.0.0.1",
+        port=0,
+        threads=HTTP_SERVER_THREADS,
+        ident="taskrunner",
+        channel_request_lookahead=1,
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    clients = {
+        "port": server.effective_port,
+        "requests": scenario.n,
+        "clients": scenario.clients,
+        "warmup": HTTP_WARMUP,
+    }
+    flood = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "http_flood.py"), json.dumps(clients)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert flood.stdin is not None and flood.stdout is not None
+    try:
+        read_line(flood.stdout, "warming up")  # every connection open and warm
+        impl.flush()  # the warm-up's submits are not the flood's
+        threads = [proc_threads()]
+        cpu0 = time.process_time()
+        flood.stdin.write("go\n")
+        flood.stdin.flush()
+        report = json.loads(read_line(flood.stdout, "reporting"))
+        # The answers are in; a journal's flood is over once they are on disk.
+        flush_s = impl.flush()
+        cpu1 = time.process_time()
+        threads.append(proc_threads())
+    finally:
+        flood.kill()
+        flood.wait()
+        server.close()
+        server.task_dispatcher.shutdown()
+    bad = {k: v for k, v in report["statuses"].items() if k != "202"}
+    if bad or report["errors"]:
+        raise RuntimeError(f"not every submit was accepted: {bad}, errors {report['errors']}")
+    elapsed = report["elapsed_s"] + flush_s
+    return {
+        "makespan_s": elapsed,
+        "tasks_per_s": scenario.n / elapsed,
+        "lat_p50_ms": report["lat_p50_ms"],
+        "lat_p99_ms": report["lat_p99_ms"],
+        "lat_max_ms": report["lat_max_ms"],
+        "cpu_s": cpu1 - cpu0,
+        "threads_self": max(threads),
+        "flush_ms": flush_s * 1e3,
+        "answers_per_s": scenario.n / report["elapsed_s"],
+        "clients_cpu_s": report["cpu_s"],
+        "requests": scenario.n,
+        "clients": scenario.clients,
+        "server_threads": HTTP_SERVER_THREADS,
+    }
+
+
 def main() -> None:
     config = json.loads(sys.argv[1])
     scenario = scenarios(config["quick"])[config["scenario"]]
+    impl_class = ALL[config["impl"]]
+    reason = impl_class.unsupported(scenario)
+    if reason:
+        raise SystemExit(f"{config['impl']} does not run {scenario.name}: {reason}")
     tasks, polling, waits = scenario.build()
-    impl = ALL[config["impl"]](scenario.n, config.get("options"))
+    impl = impl_class(scenario.n, config.get("options"))
     impl.setup()
     # The task objects are long-lived: keep the cyclic GC from rescanning them.
     gc.collect()
@@ -281,13 +383,18 @@ def main() -> None:
     # This machine's CPUs run about 15% slower for the first half second of
     # work: spin that off first, so registration and idle speed are measured warm.
     warm_up(config.get("warmup_s", 0.5))
-    if config["pass"] == "quiet":
-        result = quiet_pass(impl, tasks, polling, waits)
-    elif config["pass"] == "status":
-        result = status_pass(impl, tasks, polling, config["quick"])
-    else:
-        result = busy_pass(impl, tasks, polling, config["idle_s"], config["cap_s"])
-    result["extra"] = impl.extra()
+    try:
+        if config["pass"] == "quiet":
+            result = quiet_pass(impl, tasks, polling, waits)
+        elif config["pass"] == "status":
+            result = status_pass(impl, tasks, polling, config["quick"])
+        elif config["pass"] == "http":
+            result = http_pass(impl, scenario)
+        else:
+            result = busy_pass(impl, tasks, polling, config["idle_s"], config["cap_s"])
+        result["extra"] = impl.extra()
+    finally:
+        impl.teardown()
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,4 +1,5 @@
-"""The implementations under test: taskrunner and three peers written here.
+"""The implementations under test: taskrunner with and without a journal,
+three in-memory peers written here, and Huey's SQLite queue.
 
 Each adapter takes the task objects of a scenario and:
 
@@ -15,19 +16,45 @@ Each adapter takes the task objects of a scenario and:
 The peers note ``time.time()`` just before calling ``run()`` and at the moment
 their handler sees the result; taskrunner reports the same two moments as its
 status timestamps ``started_at`` and ``finished_at``.
+
+An implementation that journals (``journaled``) is done only once its work is
+on disk: ``done_at()`` gives the moment its last write was committed, when
+that is later than the last task's end, and the run ends there. Journals and
+queues live in a fresh temporary directory, which ``teardown()`` deletes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib.util
+import os
+import shutil
+import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from scenarios import OWN_BLOCKING
+from scenarios import OWN_BLOCKING, Scenario
+
+WEB_MODULES = ("flask", "waitress", "prometheus_client")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def missing_modules(names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
+def file_bytes(directory: str) -> int:
+    """The size of every file in `directory` (a journal with its WAL)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    return sum(os.path.getsize(os.path.join(directory, name)) for name in names)
 
 
 @dataclass(frozen=True)
@@ -54,13 +81,29 @@ class StatusCheck:
 class Impl:
     name = ""
     description = ""
+    journaled = False  # every task is written to a file; compared with journaled peers only
 
     def __init__(self, n: int, options: Optional[dict[str, Any]] = None) -> None:
         self.n = n
         self.options = options or {}
 
+    @classmethod
+    def unsupported(cls, scenario: Scenario) -> Optional[str]:
+        """Why this implementation does not run `scenario`, or None when it does."""
+        if scenario.passes == "http":
+            return "the HTTP scenario serves taskrunner's own web app"
+        return None
+
     def setup(self) -> None:
         """Starts whatever must exist before the first task (not timed)."""
+
+    def teardown(self) -> None:
+        """Removes what the run left on disk (not timed)."""
+
+    def done_at(self) -> Optional[float]:
+        """When the implementation's last write was on disk (Unix seconds), for one
+        that journals and notes a task's end before it is committed; else None."""
+        return None
 
     def submit_all(self, tasks: list[Any], polling: list[bool]) -> None:
         raise NotImplementedError
@@ -245,7 +288,21 @@ class Taskrunner(Impl):
     name = "taskrunner"
     description = "taskrunner.TaskRunner (Rust pool for blocking tasks, one poller thread)"
 
+    @classmethod
+    def unsupported(cls, scenario: Scenario) -> Optional[str]:
+        missing = missing_modules(WEB_MODULES) if scenario.passes == "http" else []
+        if missing:
+            return f"needs the web extra ({', '.join(missing)} not installed): pip install '.[web]'"
+        return None
+
     def setup(self) -> None:
+        import taskrunner
+
+        self.kwargs = self.runner_options()
+        self.runner = taskrunner.TaskRunner(**self.kwargs)
+
+    def runner_options(self) -> dict[str, Any]:
+        """The TaskRunner arguments from the command line's options."""
         import taskrunner
 
         kwargs: dict[str, Any] = {}
@@ -263,8 +320,7 @@ class Taskrunner(Impl):
             kwargs["max_poll_rate"] = float(opts["max_poll_rate"])
         if "keep_alive" in opts:
             kwargs["keep_alive"] = float(opts["keep_alive"])
-        self.kwargs = kwargs
-        self.runner = taskrunner.TaskRunner(**kwargs)
+        return kwargs
 
     def submit_all(self, tasks: list[Any], polling: list[bool]) -> None:
         submit = self.runner.submit
@@ -285,6 +341,14 @@ class Taskrunner(Impl):
                 time.sleep(0.005)
         else:
             self.runner.wait()
+
+    def flush(self) -> float:
+        """Waits until everything so far is on disk (at once without a journal);
+        returns the seconds that took."""
+        t0 = time.perf_counter()
+        self.runner.flush()
+        self.flushed_at = time.time()
+        return time.perf_counter() - t0
 
     def timings(self) -> tuple[list[Optional[float]], list[Optional[float]], int]:
         by_id = {s["id"]: s for s in self.runner.tasks()}
@@ -349,5 +413,139 @@ class Taskrunner(Impl):
         return stats
 
 
-PEERS = {cls.name: cls for cls in (ThreadPerTask, Tpe100, AsyncioPeer)}
-ALL = {"taskrunner": Taskrunner, **PEERS}
+class TaskrunnerJournal(Taskrunner):
+    """taskrunner.TaskRunner with a journal: a fresh file, removed afterwards.
+
+    Its run ends when ``flush()`` returns: until then, the last submits and
+    ends may not be on disk.
+    """
+
+    name = "taskrunner_journal"
+    description = (
+        "taskrunner.TaskRunner(journal=<a fresh file>, durability='normal'); "
+        "a run ends when flush() returns"
+    )
+    journaled = True
+
+    def runner_options(self) -> dict[str, Any]:
+        kwargs = super().runner_options()
+        self.directory = tempfile.mkdtemp(prefix="taskrunner-bench-")
+        kwargs["journal"] = os.path.join(self.directory, "journal.db")
+        kwargs["durability"] = str(self.options.get("durability", "normal"))
+        if "journal_batch" in self.options:
+            kwargs["journal_batch"] = float(self.options["journal_batch"])
+        self.flushed_at: Optional[float] = None
+        return kwargs
+
+    def all_done(self) -> bool:
+        return super().all_done() and self.runner.flush(0)
+
+    def wait_all(self) -> None:
+        super().wait_all()
+        self.flush()
+
+    def done_at(self) -> Optional[float]:
+        return self.flushed_at
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def extra(self) -> dict[str, Any]:
+        return {**super().extra(), "journal_bytes": file_bytes(self.directory)}
+
+
+class HueySqlite(_PeerBase):
+    """Huey's SQLite queue with its consumer's worker threads in this process.
+
+    Every enqueue, dequeue and result is its own SQLite transaction. The
+    storage is SqliteHuey's at ``synchronous=NORMAL``: in WAL mode that is
+    taskrunner's ``durability="normal"`` (a commit survives the process dying;
+    SqliteHuey's default, FULL, also syncs the disk at every commit). The task
+    function gets the task's index and runs the task object from this
+    process's list, so no task object is pickled (nor is one by a
+    taskrunner journal without ``durable=True``); the result is. A task's end
+    is noted by Huey's ``SIGNAL_COMPLETE``, sent after its result is committed.
+    """
+
+    name = "huey_sqlite"
+    description = (
+        "Huey's SqliteHuey (WAL, synchronous=NORMAL), its consumer's 4 worker threads in "
+        "this process; a task ends once its result is committed"
+    )
+    journaled = True
+    WORKERS = 4
+    # An idle worker looks at the queue again after 5 ms, backing off to 50 ms
+    # (Huey's defaults, 0.1 s growing to 10 s, would delay the first tasks).
+    INITIAL_DELAY, MAX_DELAY = 0.005, 0.05
+    MIXES = ("instant", "sleep0")
+
+    @classmethod
+    def unsupported(cls, scenario: Scenario) -> Optional[str]:
+        if scenario.mix not in cls.MIXES:
+            return (
+                "runs only the instant and sleep(0) tasks: Huey has no polling tasks, and "
+                "its few workers would queue 100 tasks that sleep"
+            )
+        if missing_modules(("huey",)):
+            return "huey is not installed: pip install huey (or '.[bench]')"
+        return None
+
+    def setup(self) -> None:
+        from huey import SqliteHuey, signals
+        from huey.storage import SqliteStorage
+
+        class NormalSyncStorage(SqliteStorage):
+            def _create_connection(self) -> Any:
+                conn = super()._create_connection()
+                conn.execute("pragma synchronous=NORMAL")
+                return conn
+
+        self.directory = tempfile.mkdtemp(prefix="huey-bench-")
+        huey = SqliteHuey(
+            "bench",
+            storage_class=NormalSyncStorage,
+            filename=os.path.join(self.directory, "huey.db"),
+        )
+        self.tasks: list[Any] = []
+        started, tasks = self.started, self.tasks
+
+        @huey.task(name="run_task")
+        def run_task(i: int) -> Any:
+            started[i] = time.time()
+            return tasks[i].run()
+
+        def complete(signal: str, task: Any) -> None:
+            self._mark_done(task.args[0])
+
+        huey.signal(signals.SIGNAL_COMPLETE)(complete)
+        self.huey, self.run_task = huey, run_task
+        self.consumer = huey.create_consumer(
+            workers=self.WORKERS,
+            worker_type="thread",
+            periodic=False,
+            initial_delay=self.INITIAL_DELAY,
+            max_delay=self.MAX_DELAY,
+            check_worker_health=False,
+        )
+        # start() takes over SIGINT, SIGTERM and SIGHUP, as a consumer process
+        # of its own would; this one is a guest.
+        handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+        self.consumer.start()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+    def submit_all(self, tasks: list[Any], polling: list[bool]) -> None:
+        self.tasks[:] = tasks
+        enqueue = self.run_task
+        self.results = [enqueue(i) for i in range(len(tasks))]
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def extra(self) -> dict[str, Any]:
+        return {"workers": self.WORKERS, "queue_bytes": file_bytes(self.directory)}
+
+
+PEERS = {cls.name: cls for cls in (ThreadPerTask, Tpe100, AsyncioPeer, HueySqlite)}
+TASKRUNNERS = {cls.name: cls for cls in (Taskrunner, TaskrunnerJournal)}
+ALL = {**TASKRUNNERS, **PEERS}

@@ -1,7 +1,7 @@
-"""Benchmark taskrunner against three peers on the same tasks, in one run.
+"""Benchmark taskrunner, in memory and with a journal, against peers on the same tasks.
 
-    python benchmarks/run.py            # full run (about 10 minutes)
-    python benchmarks/run.py --quick    # shrunk scenarios, under a minute (CI smoke run)
+    python benchmarks/run.py            # full run (about 17 minutes)
+    python benchmarks/run.py --quick    # shrunk scenarios, about a minute (CI smoke run)
 
 Each implementation x scenario x pass runs in its own process (``measure.py``),
 which prints its figures as JSON. This script samples each child's thread
@@ -10,7 +10,11 @@ table, the status checks' nanoseconds per call, taskrunner's ratio to the
 best peer on each figure, and each target with its median and PASS/MISS.
 BENCHMARKS.md says what every figure means.
 
-Scenarios: mixed100, block100, poll10k, instant100k, sleep0_100k, status1k.
+Scenarios: mixed100, block100, poll10k, instant100k, sleep0_100k, status1k, http10k.
+Implementations: taskrunner, taskrunner_journal, thread_per_task_1s, tpe100_50ms,
+asyncio_50ms, huey_sqlite. A journaled row is compared with the journaled peer
+(huey_sqlite), an in-memory one with the in-memory peers; a pair that cannot
+run (Huey on polling tasks, huey not installed, ...) is listed with why.
 
 Options:
     --only sleep0_100k,status1k     run only these scenarios
@@ -18,10 +22,13 @@ Options:
     --repeat N                      runs of each pair, median taken (default 3;
                                     --quick 1); a pair whose run takes over
                                     --repeat-limit seconds (default 8) is not repeated
-    --tr KEY=VALUE                  a taskrunner option (repeatable): max_workers,
-                                    poll_min, poll_max, poll_ratio, max_poll_rate,
-                                    keep_alive; wait=wait|counts (how the quiet pass waits)
-    --variant LABEL:K=V,K=V         an extra taskrunner row with these options (repeatable)
+    --tr KEY=VALUE                  a taskrunner option (repeatable, both taskrunner rows):
+                                    max_workers, poll_min, poll_max, poll_ratio,
+                                    max_poll_rate, keep_alive; wait=wait|counts (how the
+                                    quiet pass waits); journal_batch, durability=normal|full
+                                    (the journaled row's)
+    --variant LABEL:K=V,K=V         an extra taskrunner row with these options (repeatable;
+                                    with journal_batch or durability, a journaled row)
     --json out.json                 write every raw and median figure as JSON
 """
 
@@ -42,8 +49,8 @@ from typing import Any, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from peers import ALL, PEERS  # noqa: E402
-from scenarios import ORDER, SameRun, scenarios, targets  # noqa: E402
+from peers import ALL, PEERS, TASKRUNNERS  # noqa: E402
+from scenarios import ORDER, Relative, SameRun, scenarios, targets  # noqa: E402
 
 # key, header, format, lower is better
 FIGURES = [
@@ -67,25 +74,33 @@ MIN_WINDOW_S = 0.02  # the busy pass's shortest loop window with a figure (measu
 STATUS_FIGURES = [("ns:done", "done check ns", "{:.0f}", True)]
 FORMATS = {key: f for key, _, f, _ in FIGURES + STATUS_FIGURES}
 NUMERIC_OPTIONS = ("max_workers", "poll_min", "poll_max", "poll_ratio", "max_poll_rate")
-NUMERIC_OPTIONS += ("keep_alive",)
+NUMERIC_OPTIONS += ("keep_alive", "journal_batch")
 WAIT_MODES = ("wait", "counts")
+DURABILITIES = ("normal", "full")
+JOURNAL_OPTIONS = ("journal_batch", "durability")
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
-    """taskrunner options: the constructor's numbers, and how the quiet pass
+    """taskrunner options: the constructor's numbers, how the quiet pass
     waits ("wait": runner.wait(), the default; "counts": sleep 5 ms between
-    runner.counts() checks, to see the engine without wait()'s own cost)."""
+    runner.counts() checks, to see the engine without wait()'s own cost), and
+    the journal's durability."""
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key, value = key.strip(), value.strip()
         if sep and key == "wait" and value in WAIT_MODES:
             options[key] = value
+        elif sep and key == "durability" and value in DURABILITIES:
+            options[key] = value
         elif sep and key in NUMERIC_OPTIONS:
             options[key] = float(value)
         else:
             keys = ", ".join(NUMERIC_OPTIONS)
-            raise SystemExit(f"bad taskrunner option {pair!r}; keys: {keys}, wait=wait|counts")
+            raise SystemExit(
+                f"bad taskrunner option {pair!r}; keys: {keys}, wait=wait|counts, "
+                "durability=normal|full"
+            )
     return options
 
 
@@ -100,6 +115,23 @@ def git(*args: str) -> str:
         return done.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+def filesystem(path: str) -> str:
+    """The type of the filesystem holding `path` (from /proc/mounts), or "?"."""
+    path = os.path.realpath(path)
+    best, kind = "", "?"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                fields = line.split()
+                mount = fields[1]
+                inside = path == mount or path.startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) > len(best):
+                    best, kind = mount, fields[2]
+    except (OSError, IndexError):
+        pass
+    return kind
 
 
 def machine() -> dict[str, Any]:
@@ -128,6 +160,10 @@ def machine() -> dict[str, Any]:
         "system": f"{platform.system()} {platform.release()}",
         "taskrunner": tr_version,
         "commit": (head + (" (modified)" if dirty else "")) if head else "?",
+        # Journals and Huey's queue go to a fresh directory here ($TMPDIR):
+        # on tmpfs a commit never reaches a disk.
+        "journal_dir": tempfile.gettempdir(),
+        "journal_fs": filesystem(tempfile.gettempdir()),
     }
 
 
@@ -271,12 +307,13 @@ def status_unavailable(reps: list[dict[str, Any]]) -> list[str]:
     return sorted({c for r in reps for c in r["status"].get("unavailable", [])})
 
 
-def wants_busy_pass(scen: str, quick: bool) -> bool:
-    """--quick runs the busy pass only where a target needs its figures, so
-    that the smoke run stays short."""
+def wants_busy_pass(scen: str, quick: bool, journaled: bool = False) -> bool:
+    """--quick runs the busy pass only where a target of the row needs its
+    figures, so that the smoke run stays short."""
     busy = BUSY_FIGURES | {"main_blocked_pct"}
     return not quick or any(
-        t.scenario == scen and getattr(t, "figure", "") in busy for t in targets(quick)
+        t.scenario == scen and t.journal == journaled and getattr(t, "figure", "") in busy
+        for t in targets(quick)
     )
 
 
@@ -290,12 +327,20 @@ def progress_line(scen: str, label: str, rep: int, run: dict[str, Any]) -> str:
         )
         return f"  {scen:<12} {label:<22} run {rep}: ns unfinished/finished: {calls}"
     q, b = run["quiet"], run.get("busy", {})
+    if "answers_per_s" in q:
+        return (
+            f"  {scen:<12} {label:<22} run {rep}: "
+            f"{fmt(q.get('tasks_per_s'), '{:,.0f}')} submits/s "
+            f"(flush {fmt(q.get('flush_ms'), '{:.1f}')} ms), "
+            f"p50 {fmt(q.get('lat_p50_ms'), '{:.2f}')} ms, CPU {fmt(q.get('cpu_s'), '{:.3f}')} s"
+        )
+    flush = "" if q.get("flush_ms") is None else f", flush {q['flush_ms']:.1f} ms"
     return (
         f"  {scen:<12} {label:<22} run {rep}: "
         f"makespan {fmt(q.get('makespan_s'), '{:.3f}')} s, "
         f"reg {fmt(q.get('reg_us'), '{:.2f}')} us, CPU {fmt(q.get('cpu_s'), '{:.3f}')} s, "
         f"main speed {fmt(b.get('main_speed'), '{:.2f}')} "
-        f"(on-CPU {fmt(b.get('main_speed_oncpu'), '{:.2f}')})"
+        f"(on-CPU {fmt(b.get('main_speed_oncpu'), '{:.2f}')}){flush}"
     )
 
 
@@ -304,11 +349,12 @@ def measure_pair(
 ) -> tuple[list[dict[str, Any]], int]:
     """Repeats the passes of one implementation on one scenario: quiet and
     busy (see wants_busy_pass; skipped when the quiet pass saw every task end
-    during registration), or a status scenario's status pass."""
+    during registration), or a status or HTTP scenario's own pass."""
     quick = args.quick
     idle_s, cap_s, warmup_s = (0.2, 1.0, 0.3) if quick else (0.5, 3.0, 0.6)
     timeout = 120.0 if quick else 900.0
     status = is_status(scen, quick)
+    http = scenarios(quick)[scen].passes == "http"
     base = {
         "impl": impl,
         "scenario": scen,
@@ -317,7 +363,9 @@ def measure_pair(
         "warmup_s": warmup_s,
     }
     passes: dict[str, dict[str, Any]] = {"status": {}} if status else {"quiet": {}}
-    if not status and wants_busy_pass(scen, quick):
+    if http:
+        passes = {"quiet": {"pass": "http"}}  # its figures read as the quiet pass's
+    elif not status and wants_busy_pass(scen, quick, ALL[impl].journaled):
         passes["busy"] = {"idle_s": idle_s, "cap_s": cap_s}
     reps: list[dict[str, Any]] = []
     failures = 0
@@ -346,18 +394,26 @@ def is_status(scen: str, quick: bool) -> bool:
     return scenarios(quick)[scen].passes == "status"
 
 
+def journaled(entry: dict[str, Any]) -> bool:
+    return ALL[entry["impl"]].journaled
+
+
 def ratio_rows(
     results: dict, only: list[str], trs: list[str], peers: list[str], quick: bool
 ) -> tuple:
-    """taskrunner against the best peer, figure by figure."""
+    """taskrunner against the best peer, figure by figure: a journaled row
+    against the journaled peers, an in-memory one against the others."""
     rows, ratios = [], {}
     for scen in only:
         for tr in trs:
+            mates = [
+                p for p in peers if journaled(results[scen][p]) == journaled(results[scen][tr])
+            ]
             for key, header, f, lower in STATUS_FIGURES if is_status(scen, quick) else FIGURES:
                 mine = results[scen][tr]["median"].get(key)
                 peer_vals = [
                     (results[scen][p]["median"][key], p)
-                    for p in peers
+                    for p in mates
                     if results[scen][p]["median"].get(key) is not None
                 ]
                 if mine is None or not peer_vals:
@@ -445,23 +501,44 @@ def target_note(t: Any, res: dict[str, Any]) -> str:
     return ""
 
 
+def relative_verdict(
+    t: Relative, res: dict[str, Any], base: Optional[dict[str, Any]]
+) -> tuple[Optional[float], Optional[bool], str]:
+    """A journaled row's median over the in-memory row's, the verdict, and a note."""
+    f = FORMATS.get(t.figure, "{:.1f}")
+    mine = res["median"].get(t.figure)
+    theirs = base["median"].get(t.figure) if base else None
+    if base is None:
+        return None, None, f"needs the {t.of} row"
+    ratio = mine / theirs if mine is not None and theirs else None
+    return ratio, t.check(mine, theirs), f"{fmt(mine, f)} against {fmt(theirs, f)} ({t.of})"
+
+
 def target_rows(
     results: dict, only: list[str], trs: list[str], quick: bool
 ) -> tuple[list[list[str]], list[dict[str, Any]]]:
     """Each target with its measured median (runs that met it, for a
-    same-run target) and PASS / MISS."""
+    same-run target; the ratio, for a journaled row's share of the in-memory
+    row's figure) and PASS / MISS. An in-memory row gets the in-memory
+    targets, a journaled row the journal's."""
     rows, checks = [], []
     for t in targets(quick):
         if t.scenario not in only:
             continue
         for tr in trs:
             res = results[t.scenario][tr]
+            if journaled(res) != t.journal:
+                continue
             check: dict[str, Any] = {
                 "scenario": t.scenario,
                 "implementation": tr,
                 "target": t.label,
             }
-            if isinstance(t, SameRun):
+            if isinstance(t, Relative):
+                ratio, ok, note = relative_verdict(t, res, results[t.scenario].get(t.of))
+                check.update(figure=f"{t.figure} / {t.of}'s", value=ratio)
+                shown = fmt(ratio, "{:.3f}")
+            elif isinstance(t, SameRun):
                 met, measured, ok = same_run_verdict(t, res["runs"])
                 check.update(figure="+".join(p.figure for p in t.parts), value=met, runs=measured)
                 shown = f"{met} of {measured} runs"
@@ -472,16 +549,33 @@ def target_rows(
                 check.update(figure=t.figure, value=value)
                 shown = fmt(value, FORMATS.get(t.figure, "{:.1f}"))
                 note = target_note(t, res)
+            if res.get("skipped"):
+                note = f"not run: {res['skipped']}"
             verdict = "n/a" if ok is None else ("PASS" if ok else "MISS")
             checks.append({**check, "result": verdict})
             rows.append([t.scenario, tr, t.label, shown, verdict, note])
     return rows, checks
 
 
+def not_run_lines(results: dict, only: list[str], labels: list[str]) -> list[str]:
+    """One line per implementation and reason: the scenarios it did not run."""
+    by_reason: dict[tuple[str, str], list[str]] = {}
+    for scen in only:
+        for label in labels:
+            reason = results[scen][label].get("skipped")
+            if reason:
+                by_reason.setdefault((label, reason), []).append(scen)
+    return [f"#   {label} on {', '.join(s)}: {why}" for (label, why), s in by_reason.items()]
+
+
 def report(results: dict, only: list[str], runs: list[tuple], quick: bool) -> tuple:
     """Prints the tables; returns the ratios and the target checks."""
     scens = scenarios(quick)
     labels = [label for label, *_ in runs]
+
+    def ran(scen: str) -> list[str]:
+        return [label for label in labels if not results[scen][label].get("skipped")]
+
     print("\n# results (median of runs); scenarios:")
     for s in only:
         print(f"#   {s}: {scens[s].description}")
@@ -490,9 +584,13 @@ def report(results: dict, only: list[str], runs: list[tuple], quick: bool) -> tu
         rows = [
             [scen, label] + [fmt(results[scen][label]["median"][k], f) for k, _, f, _ in FIGURES]
             for scen in timed
-            for label in labels
+            for label in ran(scen)
         ]
         print(table(["scenario", "implementation"] + [h for _, h, _, _ in FIGURES], rows))
+    skipped = not_run_lines(results, only, labels)
+    if skipped:
+        print("# not run:")
+        print("\n".join(skipped))
     status = [s for s in only if is_status(s, quick)]
     if status:
         print(
@@ -500,14 +598,18 @@ def report(results: dict, only: list[str], runs: list[tuple], quick: bool) -> tu
             "an empty loop's cost taken out)"
         )
         headers = ["scenario", "implementation", "call", "unfinished ns", "finished ns"]
-        print(table(headers + ["x d[i]", "note"], status_rows(results, status, labels), left=3))
+        rows = [row for s in status for row in status_rows(results, [s], ran(s))]
+        print(table(headers + ["x d[i]", "note"], rows, left=3))
 
-    trs = [label for label, impl, _ in runs if impl == "taskrunner"]
+    trs = [label for label, impl, _ in runs if impl in TASKRUNNERS]
     peers = [label for label, impl, _ in runs if impl in PEERS]
-    ratios: dict[str, Any] = {}
-    if trs and peers:
-        print("\n# taskrunner / best peer per figure (advantage > 1: taskrunner is better)")
-        rrows, ratios = ratio_rows(results, only, trs, peers, quick)
+    ratios: dict[str, Any]
+    rrows, ratios = ratio_rows(results, only, trs, peers, quick) if trs and peers else ([], {})
+    if rrows:
+        print(
+            "\n# taskrunner / best peer per figure (advantage > 1: taskrunner is better; "
+            "a journaled row against journaled peers)"
+        )
         headers = ["scenario", "implementation", "figure", "taskrunner", "best peer"]
         print(table(headers + ["ratio", "advantage"], rrows, left=3))
 
@@ -550,17 +652,19 @@ def main() -> int:
     # (row label, implementation, options)
     runs: list[tuple[str, str, dict[str, Any]]] = []
     for name in impl_names:
-        runs.append((name, name, parse_options(args.tr) if name == "taskrunner" else {}))
+        runs.append((name, name, parse_options(args.tr) if name in TASKRUNNERS else {}))
     for spec in args.variant:
         label, _, opts = spec.partition(":")
         options = {**parse_options(args.tr), **parse_options([p for p in opts.split(",") if p])}
-        runs.append((f"taskrunner[{label}]", "taskrunner", options))
+        impl = "taskrunner_journal" if any(k in options for k in JOURNAL_OPTIONS) else "taskrunner"
+        runs.append((f"taskrunner[{label}]", impl, options))
 
     info = machine()
     print(
         f"# taskrunner benchmark{' --quick' if quick else ''}: "
         f"{info['cpus']} CPUs ({info['cpu_model']}), Python {info['python']}, "
-        f"taskrunner {info['taskrunner']} at {info['commit']}",
+        f"taskrunner {info['taskrunner']} at {info['commit']}; "
+        f"journals in {info['journal_dir']} ({info['journal_fs']})",
         flush=True,
     )
     started = time.perf_counter()
@@ -570,9 +674,15 @@ def main() -> int:
     for scen in only:
         results[scen] = {}
         for label, impl, options in runs:
+            entry: dict[str, Any] = {"impl": impl, "options": options}
+            reason = ALL[impl].unsupported(scens[scen])
+            if reason:
+                entry.update(skipped=reason, median={}, runs=[], calls=[], unavailable=[])
+                entry["primary"] = None
+                results[scen][label] = entry
+                continue
             reps, failed = measure_pair(scen, label, impl, options, args)
             failures += failed
-            entry: dict[str, Any] = {"impl": impl, "options": options}
             if is_status(scen, quick):
                 entry["median"] = status_figures_of(reps)
                 entry["calls"] = status_calls(reps)

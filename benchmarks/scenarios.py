@@ -8,7 +8,8 @@ release, as a task that reads a file or waits on a socket makes) and
 ``GateTask`` (waits for a shared gate, so that its task stays unfinished while
 status checks are timed). Kinds and waits are drawn from a ``random.Random``
 with a fixed seed, so every implementation (each in its own process) gets the
-same list.
+same list. The HTTP scenario has no task list of its own: its clients send
+``POST /api/tasks`` requests, each for a ``fake_blocking`` task of no wait.
 """
 
 from __future__ import annotations
@@ -82,8 +83,10 @@ class Scenario:
     wait_min: float
     wait_max: float
     # "run": the quiet and the busy pass (makespan, CPU, main-thread speed);
-    # "status": the status pass (nanoseconds per status check).
+    # "status": the status pass (nanoseconds per status check); "http": the
+    # HTTP pass (n requests from `clients` keep-alive connections).
     passes: str = "run"
+    clients: int = 0
 
     def plan(self) -> tuple[list[bool], list[float]]:
         """Per task: is it polling, and its wait in seconds (seeded, so identical everywhere)."""
@@ -103,6 +106,8 @@ class Scenario:
 
     def build(self) -> tuple[list[Any], list[bool], list[float]]:
         """The task objects, whether each is polling, and each one's wait."""
+        if self.passes == "http":
+            return [], [], []  # the requests make their tasks in the server
         polling, waits = self.plan()
         tasks: list[Any] = []
         for i, (p, w) in enumerate(zip(polling, waits, strict=True)):
@@ -163,6 +168,17 @@ FULL = {
         0.0,
         passes="status",
     ),
+    "http10k": Scenario(
+        "http10k",
+        "10,000 POST /api/tasks from 8 keep-alive clients to a real server on 127.0.0.1 "
+        "(tasks/s: accepted submits per second)",
+        10_000,
+        "http",
+        0.0,
+        0.0,
+        passes="http",
+        clients=8,
+    ),
 }
 
 # --quick keeps the names (so the report reads the same) but shrinks the work.
@@ -211,9 +227,19 @@ QUICK = {
         0.0,
         passes="status",
     ),
+    "http10k": Scenario(
+        "http10k",
+        "quick: 1,000 POST /api/tasks from 8 keep-alive clients to a real server on 127.0.0.1",
+        1_000,
+        "http",
+        0.0,
+        0.0,
+        passes="http",
+        clients=8,
+    ),
 }
 
-ORDER = ("mixed100", "block100", "poll10k", "instant100k", "sleep0_100k", "status1k")
+ORDER = ("mixed100", "block100", "poll10k", "instant100k", "sleep0_100k", "status1k", "http10k")
 
 
 def scenarios(quick: bool) -> dict[str, Scenario]:
@@ -227,6 +253,8 @@ class Target:
     op: str  # "<=" or ">="
     value: float
     label: str
+    # Whose target: the in-memory taskrunner rows' (False) or the journaled ones' (True).
+    journal: bool = False
 
     def check(self, measured: Optional[float]) -> Optional[bool]:
         if measured is None:
@@ -242,24 +270,45 @@ class SameRun:
     scenario: str
     parts: tuple[Target, ...]
     label: str
+    journal: bool = False
 
     def check_run(self, figures: dict[str, Optional[float]]) -> Optional[bool]:
         verdicts = [t.check(figures.get(t.figure)) for t in self.parts]
         return None if None in verdicts else all(verdicts)
 
 
+@dataclass(frozen=True)
+class Relative:
+    """A journaled row's figure as a fraction of the in-memory row's (``of``),
+    on the same scenario: met when the ratio of the medians is at least ``ratio``."""
+
+    scenario: str
+    figure: str
+    of: str  # the in-memory row's label
+    ratio: float
+    label: str
+    journal: bool = True
+
+    def check(self, measured: Optional[float], base: Optional[float]) -> Optional[bool]:
+        if measured is None or not base:
+            return None
+        return measured / base >= self.ratio
+
+
 # The status checks with a target, in nanoseconds per call (no scaling under --quick).
 STATUS_TARGETS = {"handler.get_task_status(i)": 150.0, "handle.done()": 150.0}
 
 
-def targets(quick: bool) -> list[Union[Target, SameRun]]:
+def targets(quick: bool) -> list[Union[Target, SameRun, Relative]]:
     """The issue's targets. Under --quick the scenarios are smaller, so the
     size-dependent ones are scaled (makespan: the wait + the same margin; CPU:
-    per task); the rates, thread counts and status checks are not."""
+    per task); the rates, thread counts and status checks are not. The
+    targets marked ``journal`` are those of a runner with a journal."""
     scens = scenarios(quick)
     block, poll = scens["block100"], scens["poll10k"]
     block_makespan = block.wait_max + 0.05
     poll_makespan = poll.wait_max + 0.05
+    journal_poll_makespan = poll.wait_max + 0.15
     poll_cpu = 0.5 * poll.n / 10_000
     poll_parts = (
         Target("poll10k", "makespan_s", "<=", poll_makespan, f"makespan <= {poll_makespan:.2f} s"),
@@ -282,4 +331,17 @@ def targets(quick: bool) -> list[Union[Target, SameRun]]:
             Target("status1k", f"ns:{call}", "<=", ns, f"{call} <= {ns:.0f} ns")
             for call, ns in STATUS_TARGETS.items()
         ),
+        # A journal's targets: every submit and state change on disk (the run
+        # ends when flush() returns).
+        Target("mixed100", "reg_us", "<=", 5.0, "registration <= 5 us/task", journal=True),
+        Target(
+            "poll10k",
+            "makespan_s",
+            "<=",
+            journal_poll_makespan,
+            f"makespan <= {journal_poll_makespan:.2f} s",
+            journal=True,
+        ),
+        Target("instant100k", "tasks_per_s", ">=", 150_000, ">= 150,000 tasks/s", journal=True),
+        Relative("http10k", "tasks_per_s", "taskrunner", 0.80, ">= 0.80 of in-memory submits/s"),
     ]

@@ -1,8 +1,12 @@
-"""The benchmark's own pieces: scenarios, task classes, targets, the status pass."""
+"""The benchmark's own pieces: scenarios, task classes, targets, the status,
+journal, Huey and HTTP passes."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -18,6 +22,8 @@ import measure  # noqa: E402
 import peers  # noqa: E402
 import run  # noqa: E402
 import scenarios  # noqa: E402
+
+WEB = all(importlib.util.find_spec(m) for m in peers.WEB_MODULES)
 
 
 @pytest.fixture
@@ -133,6 +139,170 @@ def test_every_peer_has_its_own_done_check(gate, name):
     while measure.wrong_answers([check], 3, done=True) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert measure.wrong_answers([check], 3, done=True) == []
+
+
+def test_the_journal_targets_are_the_ones_asked_for():
+    def journal_targets(quick):
+        return {(t.scenario, t.label): t for t in scenarios.targets(quick) if t.journal}
+
+    full, quick = journal_targets(False), journal_targets(True)
+    assert set(full) == {
+        ("mixed100", "registration <= 5 us/task"),
+        ("poll10k", "makespan <= 2.15 s"),
+        ("instant100k", ">= 150,000 tasks/s"),
+        ("http10k", ">= 0.80 of in-memory submits/s"),
+    }
+    assert full["instant100k", ">= 150,000 tasks/s"].value == 150_000
+    assert full["poll10k", "makespan <= 2.15 s"].value == pytest.approx(2.15)
+    relative = full["http10k", ">= 0.80 of in-memory submits/s"]
+    assert (relative.of, relative.ratio, relative.figure) == ("taskrunner", 0.80, "tasks_per_s")
+    poll = scenarios.QUICK["poll10k"]
+    assert quick["poll10k", f"makespan <= {poll.wait_max + 0.15:.2f} s"].journal
+    http = scenarios.FULL["http10k"]
+    assert (http.n, http.clients, http.passes) == (10_000, 8, "http")
+
+
+def test_a_relative_target_compares_with_the_in_memory_row():
+    t = next(t for t in scenarios.targets(False) if isinstance(t, scenarios.Relative))
+    assert t.check(900.0, 1000.0) is True
+    assert t.check(700.0, 1000.0) is False
+    assert t.check(None, 1000.0) is None and t.check(900.0, None) is None
+
+
+def fake_entry(impl, **median):
+    return {"impl": impl, "options": {}, "median": median, "runs": []}
+
+
+def test_each_row_gets_its_own_targets_and_peers():
+    results = {
+        "instant100k": {
+            "taskrunner": fake_entry("taskrunner", tasks_per_s=400_000.0),
+            "taskrunner_journal": fake_entry("taskrunner_journal", tasks_per_s=160_000.0),
+            "tpe100_50ms": fake_entry("tpe100_50ms", tasks_per_s=20_000.0),
+            "huey_sqlite": fake_entry("huey_sqlite", tasks_per_s=1_600.0),
+        },
+        "http10k": {
+            "taskrunner": fake_entry("taskrunner", tasks_per_s=500.0),
+            "taskrunner_journal": fake_entry("taskrunner_journal", tasks_per_s=450.0),
+        },
+    }
+    only, trs = ["instant100k", "http10k"], ["taskrunner", "taskrunner_journal"]
+    _, checks = run.target_rows(results, only, trs, quick=False)
+    got = {(c["implementation"], c["target"]): (c["value"], c["result"]) for c in checks}
+    assert got == {
+        ("taskrunner", ">= 1,000,000 tasks/s"): (400_000.0, "MISS"),
+        ("taskrunner_journal", ">= 150,000 tasks/s"): (160_000.0, "PASS"),
+        ("taskrunner_journal", ">= 0.80 of in-memory submits/s"): (0.9, "PASS"),
+    }
+    _, ratios = run.ratio_rows(results, ["instant100k"], trs, ["tpe100_50ms", "huey_sqlite"], False)
+    best = {tr: r["tasks_per_s"]["best_peer"] for tr, r in ratios["instant100k"].items()}
+    assert best == {"taskrunner": "tpe100_50ms", "taskrunner_journal": "huey_sqlite"}
+
+
+def test_journal_options_make_a_journaled_variant():
+    options = run.parse_options(["durability=full", "journal_batch=0.005", "max_workers=4"])
+    assert options == {"durability": "full", "journal_batch": 0.005, "max_workers": 4.0}
+    with pytest.raises(SystemExit):
+        run.parse_options(["durability=sometimes"])
+    impl = peers.TaskrunnerJournal(1, options)
+    kwargs = impl.runner_options()
+    impl.teardown()
+    assert kwargs["durability"] == "full" and kwargs["journal_batch"] == 0.005
+    assert kwargs["journal"].endswith("journal.db") and not os.path.exists(impl.directory)
+
+
+def test_a_journaled_run_ends_when_its_journal_is_on_disk():
+    tasks = [scenarios.InstantTask(i) for i in range(300)]
+    impl = peers.TaskrunnerJournal(len(tasks))
+    impl.setup()
+    try:
+        result = measure.quiet_pass(impl, tasks, [False] * 300, [0.0] * 300)
+        assert os.path.exists(impl.runner.journal)
+        assert impl.runner.flush(0)
+        extra = impl.extra()
+    finally:
+        impl.runner.shutdown(wait=True)
+        impl.teardown()
+    _, finished, _ = impl.timings()
+    assert result["missing"] == 0 and result["flush_ms"] >= 0
+    assert impl.done_at() >= max(finished)
+    assert extra["journal_bytes"] > 0
+    assert not os.path.exists(impl.directory)
+
+
+def test_huey_runs_only_what_it_can_and_says_why(monkeypatch):
+    unsupported = peers.HueySqlite.unsupported
+    assert "polling" in unsupported(scenarios.FULL["poll10k"])
+    assert unsupported(scenarios.FULL["http10k"])
+    monkeypatch.setattr(peers, "missing_modules", lambda names: list(names))
+    assert "huey is not installed" in unsupported(scenarios.FULL["instant100k"])
+    assert "web extra" in peers.Taskrunner.unsupported(scenarios.FULL["http10k"])
+    assert peers.Taskrunner.unsupported(scenarios.FULL["instant100k"]) is None
+
+
+def test_huey_runs_the_instant_tasks():
+    pytest.importorskip("huey")
+    tasks = [scenarios.SleepZeroTask(i) for i in range(40)]
+    impl = peers.HueySqlite(len(tasks))
+    handlers = [signal.getsignal(sig) for sig in peers.STOP_SIGNALS]
+    impl.setup()
+    assert [signal.getsignal(sig) for sig in peers.STOP_SIGNALS] == handlers
+    try:
+        result = measure.quiet_pass(impl, tasks, [False] * 40, [0.0] * 40)
+    finally:
+        impl.consumer.stop(graceful=True)
+        impl.teardown()
+    started, finished, _ = impl.timings()
+    assert result["missing"] == 0 and result["flush_ms"] is None
+    assert all(s <= f for s, f in zip(started, finished, strict=True))
+    assert [t.get_output() for t in tasks] == [2 * i for i in range(40)]
+    assert not os.path.exists(impl.directory)
+
+
+@pytest.mark.skipif(not WEB, reason="needs the web extra")
+@pytest.mark.parametrize("name", ["taskrunner", "taskrunner_journal"])
+def test_the_http_pass_floods_a_real_server(name):
+    scen = scenarios.Scenario("h", "h", 120, "http", 0.0, 0.0, passes="http", clients=3)
+    impl = peers.ALL[name](scen.n)
+    impl.setup()
+    try:
+        result = measure.http_pass(impl, scen)
+        impl.runner.wait()
+        submitted = len(impl.runner.tasks())
+    finally:
+        impl.runner.shutdown(wait=True)
+        impl.teardown()
+    # The warm-up's requests and the flood's, every one accepted.
+    assert submitted == 3 * measure.HTTP_WARMUP + 120
+    assert result["tasks_per_s"] > 0 and result["lat_p99_ms"] >= result["lat_p50_ms"] > 0
+    assert result["makespan_s"] * 1e3 >= result["flush_ms"] >= 0
+
+
+@pytest.mark.slow
+def test_quick_run_of_the_journaled_rows_reports_their_targets(tmp_path):
+    out = tmp_path / "out.json"
+    only = "mixed100,instant100k,http10k"
+    command = [sys.executable, str(BENCHMARKS / "run.py"), "--quick", "--only", only]
+    impls = "taskrunner,taskrunner_journal,huey_sqlite"
+    done = subprocess.run(
+        [*command, "--impl", impls, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    targets = {(c["implementation"], c["scenario"], c["target"]) for c in report["targets"]}
+    assert ("taskrunner_journal", "instant100k", ">= 150,000 tasks/s") in targets
+    assert ("taskrunner_journal", "mixed100", "registration <= 5 us/task") in targets
+    assert ("taskrunner", "instant100k", ">= 150,000 tasks/s") not in targets
+    if WEB:
+        assert ("taskrunner_journal", "http10k", ">= 0.80 of in-memory submits/s") in targets
+        assert report["results"]["http10k"]["taskrunner_journal"]["median"]["tasks_per_s"] > 0
+    huey = report["results"]["mixed100"]["huey_sqlite"]
+    assert "polling" in huey["skipped"] and "huey_sqlite on mixed100" in done.stdout
+    if importlib.util.find_spec("huey"):
+        assert report["results"]["instant100k"]["huey_sqlite"]["median"]["tasks_per_s"] > 0
 
 
 @pytest.mark.slow
