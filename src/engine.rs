@@ -318,7 +318,11 @@ impl Engine {
             .store
             .insert(|id| Record::new(id, name, sub.task.unbind(), sub.kind, policy));
         if let Some(journal) = self.journal() {
-            let name = record.name.bind(py).to_string();
+            let name = record.name.bind(py);
+            let name: Arc<str> = match name.to_str() {
+                Ok(text) => text.into(),
+                Err(_) => name.to_string_lossy().into(),
+            };
             journal.submitted(&record, name, sub.recipe, key);
         }
         self.events.publish(&record, State::Pending);
@@ -722,7 +726,7 @@ impl Engine {
                     continue;
                 }
             };
-            let kind = row.kind.as_deref().and_then(Kind::parse);
+            let kind = row.kind.and_then(Kind::parse);
             let name = PyString::new(py, &row.name).unbind();
             let mut record = Record::new(row.id, name, task.unbind(), kind, self.policy);
             record.submitted_at = row.submitted_at;

@@ -14,6 +14,7 @@ use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::journal::{
@@ -145,7 +146,7 @@ impl Codec {
 
     /// A record that stands for a row, as it was when written.
     pub fn record_of(&self, py: Python<'_>, row: &TaskRow) -> PyResult<Record> {
-        let state = State::parse(&row.state).unwrap_or(State::Failed);
+        let state = State::parse(row.state).unwrap_or(State::Failed);
         let result = match &row.result {
             Some(value) => Some(self.decode(py, value)?.unbind()),
             None => None,
@@ -166,7 +167,7 @@ impl Codec {
         Ok(Record::restored(Recorded {
             id: row.id,
             name: PyString::new(py, &row.name).unbind(),
-            kind: row.kind.as_deref().and_then(Kind::parse),
+            kind: row.kind.and_then(Kind::parse),
             state,
             submitted_at: row.submitted_at,
             started_at: row.started_at,
@@ -300,13 +301,13 @@ impl Journaling {
     pub fn submitted(
         &self,
         record: &Record,
-        name: String,
+        name: Arc<str>,
         recipe: Option<Stored>,
         key: Option<&str>,
     ) {
-        let mut row = TaskRow::pending(record.id, &name, record.submitted_at, ORIGIN);
+        let mut row = TaskRow::pending(record.id, name, record.submitted_at, ORIGIN);
         row.attempt = record.attempt;
-        row.kind = record.kind().map(|k| k.as_str().to_owned());
+        row.kind = record.kind().map(Kind::as_str);
         self.live
             .lock()
             .insert(record.id, (row.clone(), recipe.is_some()));
@@ -359,9 +360,10 @@ impl Journaling {
     /// A task the last process left unfinished runs again: its row, at
     /// the next attempt (the recipe stays in the file).
     pub fn resubmitted(&self, record: &Record, last: &TaskRow) {
-        let mut row = TaskRow::pending(record.id, &last.name, last.submitted_at, &last.origin);
+        let mut row = TaskRow::pending(record.id, last.name.clone(), last.submitted_at, ORIGIN);
+        row.origin = last.origin.clone();
         row.attempt = record.attempt;
-        row.kind = last.kind.clone();
+        row.kind = last.kind;
         self.live.lock().insert(record.id, (row.clone(), true));
         self.write(row);
     }
@@ -376,8 +378,8 @@ impl Journaling {
             return;
         };
         let p = record.progress.lock();
-        row.state = p.state.as_str().to_owned();
-        row.kind = p.kind.map(|k| k.as_str().to_owned());
+        row.state = p.state.as_str();
+        row.kind = p.kind.map(Kind::as_str);
         row.started_at = p.started_at;
         drop(p);
         self.write(row);
@@ -392,8 +394,8 @@ impl Journaling {
         if durable && p.state == State::Cancelled && self.exiting.load(Ordering::Acquire) {
             return; // cancelled by the exit: it runs again next time
         }
-        row.state = p.state.as_str().to_owned();
-        row.kind = p.kind.map(|k| k.as_str().to_owned());
+        row.state = p.state.as_str();
+        row.kind = p.kind.map(Kind::as_str);
         row.started_at = p.started_at;
         row.finished_at = p.finished_at;
         row.polls = p.polls;
@@ -411,7 +413,7 @@ impl Journaling {
     /// A task the last process left unfinished that cannot run again.
     pub fn lost(&self, row: &TaskRow, why: &str) {
         let mut row = row.clone();
-        row.state = State::Failed.as_str().to_owned();
+        row.state = State::Failed.as_str();
         row.finished_at = Some(crate::record::unix_now());
         row.error = Some(ErrorRow {
             type_name: "TaskLost".into(),

@@ -22,7 +22,7 @@ fn task(id: u64, stage: u8) -> TaskRow {
         _ => "succeeded",
     };
     let mut r = row(id, state);
-    r.name = format!("job-{}", id % 50);
+    r.name = format!("job-{}", id % 50).into();
     // 100,000 tasks a second.
     let at = an_hour_ago() + id as f64 * 1.0e-5;
     r.submitted_at = at;
@@ -161,5 +161,29 @@ fn states(names: &[&str]) -> Filter {
     Filter {
         states: names.iter().map(|s| s.to_string()).collect(),
         ..Filter::default()
+    }
+}
+
+/// The writer alone: finished rows built beforehand, one write each (as an
+/// instant task's three writes collapse into), sent from one thread.
+#[test]
+#[ignore]
+fn writer_alone_on_finished_rows() {
+    const ROWS: u64 = 300_000;
+    for round in 0..3 {
+        let dir = Scratch::new();
+        let journal = Journal::open(dir.path("j.db"), Options::default()).unwrap();
+        let rows: Vec<TaskRow> = (1..=ROWS).map(|id| task(id, 2)).collect();
+        let started = Instant::now();
+        for row in rows {
+            journal.write(row).unwrap();
+        }
+        let sent = started.elapsed();
+        assert!(journal.flush(Duration::from_secs(600)));
+        let total = started.elapsed();
+        println!(
+            "round {round}: {ROWS} finished rows: sent in {sent:.2?}, committed in {total:.2?}: {:.0} rows/s",
+            ROWS as f64 / total.as_secs_f64()
+        );
     }
 }

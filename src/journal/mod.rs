@@ -182,7 +182,7 @@ impl Journal {
 
     fn check_task(&self, row: &TaskRow) -> Result<(), JournalError> {
         let times = [Some(row.submitted_at), row.started_at, row.finished_at];
-        if !STATES.contains(&row.state.as_str())
+        if !STATES.contains(&row.state)
             || i64::try_from(row.id).is_err()
             || !times.into_iter().flatten().all(f64::is_finite)
         {

@@ -4,6 +4,8 @@
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{Row, ToSql};
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// The states a row may be in, in lifecycle order; the first two may change.
 /// A test holds this list equal to the engine's.
@@ -15,6 +17,9 @@ pub const STATES: [&str; 6] = [
     "cancelled",
     "timed_out",
 ];
+
+/// The kinds a row may have.
+pub const KINDS: [&str; 2] = ["blocking", "polling"];
 
 /// How a stored value was encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,14 +78,16 @@ pub struct ErrorRow {
     pub traceback: Option<String>,
 }
 
-/// A task as the journal keeps it: the whole current row, written at each change.
+/// A task as the journal keeps it: the whole current row, written at each
+/// change. Cloned at each change, so its texts are shared or static.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskRow {
     pub id: u64,
-    pub name: String,
-    pub kind: Option<String>,
+    pub name: Arc<str>,
+    /// One of [`KINDS`].
+    pub kind: Option<&'static str>,
     /// One of [`STATES`].
-    pub state: String,
+    pub state: &'static str,
     pub submitted_at: f64,
     pub started_at: Option<f64>,
     pub finished_at: Option<f64>,
@@ -91,18 +98,18 @@ pub struct TaskRow {
     pub error: Option<ErrorRow>,
     /// How to re-create the task after a crash; None when it cannot be.
     pub recipe: Option<Stored>,
-    /// Who submitted it ("library", "http", ...).
-    pub origin: String,
+    /// Who submitted it ("library", ...).
+    pub origin: Cow<'static, str>,
 }
 
 impl TaskRow {
     /// A pending first attempt, with nothing else known yet.
-    pub fn pending(id: u64, name: &str, submitted_at: f64, origin: &str) -> TaskRow {
+    pub fn pending(id: u64, name: Arc<str>, submitted_at: f64, origin: &'static str) -> TaskRow {
         TaskRow {
             id,
-            name: name.to_owned(),
+            name,
             kind: None,
-            state: STATES[0].to_owned(),
+            state: STATES[0],
             submitted_at,
             started_at: None,
             finished_at: None,
@@ -111,19 +118,19 @@ impl TaskRow {
             result: None,
             error: None,
             recipe: None,
-            origin: origin.to_owned(),
+            origin: Cow::Borrowed(origin),
         }
     }
 
     pub fn is_final(&self) -> bool {
-        !is_changeable(&self.state)
+        !is_changeable(self.state)
     }
 
     /// Which of two writes of one task wins: a later attempt, then a later
     /// stage of the lifecycle, then more polls. `tasks.upsert` in schema.rs
     /// compares the same triple in SQL; keep the two in step.
     pub fn order_key(&self) -> (u32, u8, u64) {
-        (self.attempt, stage(&self.state), self.polls)
+        (self.attempt, stage(self.state), self.polls)
     }
 }
 
@@ -163,7 +170,7 @@ impl TaskRow {
         let error = self.error.as_ref();
         statement.execute(rusqlite::params![
             to_i64(self.id),
-            self.name,
+            &*self.name,
             self.kind,
             self.state,
             self.submitted_at,
@@ -178,7 +185,7 @@ impl TaskRow {
             error.and_then(|e| e.traceback.as_ref()),
             recipe_encoding,
             recipe,
-            self.origin,
+            self.origin.as_ref(),
         ])?;
         Ok(())
     }
@@ -195,9 +202,17 @@ impl TaskRow {
         };
         Ok(TaskRow {
             id: to_u64(row.get(0)?),
-            name: row.get(1)?,
-            kind: row.get(2)?,
-            state: row.get(3)?,
+            name: Arc::from(row.get::<_, String>(1)?),
+            kind: row
+                .get::<_, Option<String>>(2)?
+                .and_then(|k| known(&KINDS, &k)),
+            state: known(&STATES, &row.get::<_, String>(3)?).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    3,
+                    rusqlite::types::Type::Text,
+                    "a state this release does not know".into(),
+                )
+            })?,
             submitted_at: row.get(4)?,
             started_at: row.get(5)?,
             finished_at: row.get(6)?,
@@ -206,9 +221,14 @@ impl TaskRow {
             result: stored(row.get(9)?, row.get(10)?),
             error,
             recipe: stored(row.get(14)?, row.get(15)?),
-            origin: row.get(16)?,
+            origin: Cow::Owned(row.get(16)?),
         })
     }
+}
+
+/// `name` as the entry of `names` it equals.
+fn known(names: &[&'static str], name: &str) -> Option<&'static str> {
+    names.iter().copied().find(|n| *n == name)
 }
 
 fn split(value: &Option<Stored>) -> (Option<Encoding>, Option<&[u8]>) {
@@ -245,11 +265,12 @@ pub struct AuditRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::State;
+    use crate::record::{Kind, State};
 
     #[test]
-    fn the_states_are_the_engines() {
+    fn the_states_and_kinds_are_the_engines() {
         assert_eq!(STATES, State::ALL.map(|s| s.as_str()));
+        assert_eq!(KINDS, [Kind::Blocking, Kind::Polling].map(|k| k.as_str()));
         for s in State::ALL {
             assert_eq!(is_changeable(s.as_str()), !s.is_final());
         }
@@ -257,9 +278,9 @@ mod tests {
 
     #[test]
     fn a_later_attempt_then_stage_then_poll_count_wins() {
-        let mut a = TaskRow::pending(1, "t", 0.0, "library");
+        let mut a = TaskRow::pending(1, "t".into(), 0.0, "library");
         let mut b = a.clone();
-        b.state = "running".into();
+        b.state = "running";
         assert!(b.order_key() > a.order_key());
         a.attempt = 2;
         assert!(a.order_key() > b.order_key());
@@ -268,7 +289,7 @@ mod tests {
         let mut c = b.clone();
         c.polls = 4;
         assert!(c.order_key() > b.order_key());
-        c.state = "timed_out".into();
+        c.state = "timed_out";
         c.polls = 0;
         assert!(c.order_key() > b.order_key());
     }

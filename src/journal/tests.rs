@@ -41,13 +41,13 @@ pub fn an_hour_ago() -> f64 {
 }
 
 /// Task `id` in `state`, submitted `id` milliseconds after an hour ago.
-pub fn row(id: u64, state: &str) -> TaskRow {
+pub fn row(id: u64, state: &'static str) -> TaskRow {
     let at = an_hour_ago() + id as f64 * 1e-3;
-    let mut row = TaskRow::pending(id, "job", at, "library");
-    row.state = state.to_owned();
+    let mut row = TaskRow::pending(id, "job".into(), at, "library");
+    row.state = state;
     if state != "pending" {
         row.started_at = Some(at + 1.0);
-        row.kind = Some("blocking".into());
+        row.kind = Some("blocking");
     }
     if !is_changeable(state) {
         row.finished_at = Some(at + 2.0);
@@ -277,7 +277,7 @@ fn pages_follow_the_filter_in_id_order() {
     let rows: Vec<TaskRow> = (1..=500)
         .map(|id| {
             let mut r = row(id, STATES[(id % 6) as usize]);
-            r.name = format!("job-{}", id % 7);
+            r.name = format!("job-{}", id % 7).into();
             r
         })
         .chain([
@@ -361,7 +361,7 @@ fn pages_follow_the_filter_in_id_order() {
 }
 
 fn passes(f: &Filter, r: &TaskRow) -> bool {
-    (f.states.is_empty() || f.states.contains(&r.state))
+    (f.states.is_empty() || f.states.iter().any(|s| s == r.state))
         && f.name_contains
             .as_ref()
             .is_none_or(|n| r.name.contains(n.as_str()))
@@ -458,6 +458,49 @@ fn pruning_keeps_the_file_bounded() {
 }
 
 #[test]
+fn pruning_deletes_exactly_the_rows_finished_before_the_retention() {
+    let dir = Scratch::new();
+    let options = Options {
+        retention: Duration::from_secs(3600),
+        prune_interval: Duration::from_secs(3600),
+        ..Options::default()
+    };
+    let journal = Journal::open(dir.path("j.db"), options).unwrap();
+    let now = unix_now();
+    let at = |id: u64, submitted: f64, finished: Option<f64>| {
+        let mut r = row(
+            id,
+            if finished.is_some() {
+                "succeeded"
+            } else {
+                "running"
+            },
+        );
+        r.submitted_at = submitted;
+        r.started_at = Some(submitted);
+        r.finished_at = finished;
+        r
+    };
+    // Blocks of old tasks: most finished long ago, one still running, some
+    // finished lately; then new tasks, finished now.
+    let old = now - 7200.0;
+    write_all(
+        &journal,
+        (1..=3000u64).map(|id| match id {
+            2001 => at(id, old, None),
+            ..=2000 => at(id, old, Some(old + 1.0)),
+            _ => at(id, old, Some(now - 600.0)),
+        }),
+    );
+    write_all(&journal, (3001..=4000).map(|id| at(id, now, Some(now))));
+    journal.on_writer(|w| w.prune_now());
+    let count = |sql: &str| journal.reader().query_i64(sql);
+    assert_eq!(count("SELECT count(*) FROM tasks"), 2000);
+    assert_eq!(count("SELECT min(id) FROM tasks"), 2001);
+    assert_eq!(count("SELECT count(*) FROM tasks WHERE id > 2001"), 1999);
+}
+
+#[test]
 fn a_full_disk_degrades_the_journal_and_it_recovers_without_losing_a_row() {
     let dir = Scratch::new();
     let options = Options {
@@ -533,7 +576,7 @@ fn a_version_1_file_is_migrated_with_its_rows() {
         VERSION as i64
     );
     let old = journal.get(3).unwrap().unwrap();
-    assert_eq!((old.name.as_str(), old.polls), ("old", 9));
+    assert_eq!((&*old.name, old.polls), ("old", 9));
     assert_eq!(old.result.unwrap().bytes, b"6");
     assert_eq!(journal.next_id(), 4);
     journal.remember_key("k".into(), 3, unix_now()).unwrap();

@@ -436,12 +436,18 @@ fn submitted_ranges(rows: &[TaskRow]) -> BTreeMap<i64, (f64, f64)> {
 }
 
 /// Each pruning statement deletes at most one chunk: its own short transaction.
-const PRUNES: [&str; 3] = [
-    "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE finished_at < ?1 LIMIT ?2)",
-    "DELETE FROM idempotency_keys WHERE rowid IN
-        (SELECT rowid FROM idempotency_keys WHERE at < ?1 LIMIT ?2)",
-    "DELETE FROM audit WHERE rowid IN (SELECT rowid FROM audit WHERE at < ?1 LIMIT ?2)",
-];
+/// Tasks are found by walking ids below `?3` (no index on `finished_at`: it
+/// would cost every finished row's write an index entry): a task finishes
+/// after its submit, so only the blocks of ids that began before the cutoff
+/// can hold rows past it, and the rows already pruned are no longer walked.
+const PRUNE_TASKS: &str = "DELETE FROM tasks WHERE id IN
+    (SELECT id FROM tasks WHERE id < ?3 AND finished_at < ?1 LIMIT ?2)";
+const PRUNE_KEYS: &str = "DELETE FROM idempotency_keys WHERE rowid IN
+    (SELECT rowid FROM idempotency_keys WHERE at < ?1 LIMIT ?2)";
+const PRUNE_AUDIT: &str =
+    "DELETE FROM audit WHERE rowid IN (SELECT rowid FROM audit WHERE at < ?1 LIMIT ?2)";
+/// The last block of ids whose first task was submitted before `?1`.
+const LAST_OLD_BLOCK: &str = "SELECT max(block) FROM id_blocks WHERE min_submitted < ?1";
 
 impl Writer {
     /// Deletes rows past retention in chunks, yielding to waiting writes
@@ -475,21 +481,26 @@ impl Writer {
         let now = unix_now();
         let tasks = now - self.options.retention.as_secs_f64();
         let keys = now - self.options.key_retention.as_secs_f64();
+        let last_old_block: Option<i64> = self
+            .conn
+            .prepare_cached(LAST_OLD_BLOCK)?
+            .query_row([tasks], |r| r.get(0))?;
         let mut left = false;
-        for (sql, cutoff) in PRUNES.iter().zip([tasks, keys, tasks]) {
-            left |= !self.prune_one(sql, cutoff)?;
+        if let Some(block) = last_old_block {
+            let below = (block + 1) << BLOCK_SHIFT;
+            left |= !self.prune_one(PRUNE_TASKS, params![tasks, PRUNE_CHUNK, below])?;
         }
+        left |= !self.prune_one(PRUNE_KEYS, params![keys, PRUNE_CHUNK])?;
+        left |= !self.prune_one(PRUNE_AUDIT, params![tasks, PRUNE_CHUNK])?;
         self.conn.prepare_cached(PRUNE_BLOCKS)?.execute([])?;
         Ok(left)
     }
 
-    /// True when nothing older than `cutoff` is left.
-    fn prune_one(&mut self, sql: &str, cutoff: f64) -> rusqlite::Result<bool> {
+    /// True when nothing past retention is left (`args`: the cutoff, the
+    /// chunk, and what else `sql` takes).
+    fn prune_one(&mut self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<bool> {
         for _ in 0..PRUNE_CHUNKS_PER_ROUND {
-            let deleted = self
-                .conn
-                .prepare_cached(sql)?
-                .execute(params![cutoff, PRUNE_CHUNK])?;
+            let deleted = self.conn.prepare_cached(sql)?.execute(args)?;
             if deleted < PRUNE_CHUNK as usize {
                 return Ok(true);
             }
@@ -569,8 +580,8 @@ mod tests {
         };
         for _ in 0..300 {
             let mut random_row = || {
-                let mut r = TaskRow::pending(1 + next(3), "t", 0.0, "library");
-                r.state = STATES[next(6) as usize].to_owned();
+                let mut r = TaskRow::pending(1 + next(3), "t".into(), 0.0, "library");
+                r.state = STATES[next(6) as usize];
                 r.attempt = 1 + next(3) as u32;
                 r.polls = next(3);
                 // A recipe is sent once, at submit; later writes carry none.
