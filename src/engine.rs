@@ -333,12 +333,42 @@ impl Engine {
     /// memory, unless it is degraded (then rows may be missing from it);
     /// else from memory. A task still in memory is shown as it is now.
     pub fn list(&self, py: Python<'_>, listing: &Listing) -> PyResult<Vec<Arc<Record>>> {
-        if listing.limit == 0 {
-            return Ok(Vec::new());
+        match self.list_journal(py, listing)? {
+            None => self.list_memory(py, listing),
+            Some((journal, rows)) => rows
+                .iter()
+                .map(|row| match self.store.get(row.id) {
+                    Some(record) => Ok(record),
+                    None => journal.record_of(py, row).map(Arc::new),
+                })
+                .collect(),
         }
+    }
+
+    /// The ids `list` would give, without reading any result back.
+    pub fn list_ids(&self, py: Python<'_>, listing: &Listing) -> PyResult<Vec<u64>> {
+        Ok(match self.list_journal(py, listing)? {
+            None => self
+                .list_memory(py, listing)?
+                .iter()
+                .map(|r| r.id)
+                .collect(),
+            Some((_, rows)) => rows.iter().map(|row| row.id).collect(),
+        })
+    }
+
+    /// The journal's rows for `listing`; None when memory must answer.
+    fn list_journal(
+        &self,
+        py: Python<'_>,
+        listing: &Listing,
+    ) -> PyResult<Option<(&Journaling, Vec<TaskRow>)>> {
         let Some(journal) = self.journal().filter(|j| j.health() == Health::Ok) else {
-            return self.list_memory(py, listing);
+            return Ok(None);
         };
+        if listing.limit == 0 {
+            return Ok(Some((journal, Vec::new())));
+        }
         let page = journal.page(
             py,
             &listing.filter,
@@ -346,13 +376,7 @@ impl Engine {
             listing.newest_first,
             listing.limit,
         )?;
-        page.rows
-            .iter()
-            .map(|row| match self.store.get(row.id) {
-                Some(record) => Ok(record),
-                None => journal.record_of(py, row).map(Arc::new),
-            })
-            .collect()
+        Ok(Some((journal, page.rows)))
     }
 
     fn list_memory(&self, py: Python<'_>, listing: &Listing) -> PyResult<Vec<Arc<Record>>> {

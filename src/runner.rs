@@ -321,12 +321,7 @@ impl Runner {
         }
         let before = before.and_then(|b| b.extract::<u64>().ok());
         let listing = listing(state, name, since, until, before, true, limit)?;
-        Ok(self
-            .engine
-            .list(py, &listing)?
-            .iter()
-            .map(|r| r.id)
-            .collect())
+        self.engine.list_ids(py, &listing)
     }
 
     /// The number of tasks in each state.
