@@ -5,6 +5,10 @@ The server's owner builds it in Python, mapping names to factories:
 ``factory(input, wait=wait)``; either returns a task object. A client only
 ever picks a name and sends JSON data: nothing it sends is imported,
 evaluated or unpickled.
+
+With a journal, a task is re-created after a restart from its recipe, the
+same data the client sent (``{"type", "input", "wait"}``), by the same
+factory: ``TaskTypes.recreate`` is the runner's ``recreate``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling, gen_task
 from taskrunner.web.problems import UNKNOWN_TASK_TYPE, Problem, invalid_params
 
 TaskFactory = Callable[..., Any]
+# What the journal keeps to re-create an HTTP task: ``recipe(type, input, wait)``.
+Recipe = dict[str, Any]
+RECIPE_KEYS = ("type", "input", "wait")
 
 
 def default_task_types() -> dict[str, TaskFactory]:
@@ -101,3 +108,32 @@ class TaskTypes:
     def describe(self) -> list[dict[str, Any]]:
         """Every task type as JSON."""
         return [task_type.describe() for task_type in self._types.values()]
+
+    def build(self, recipe: Recipe) -> Any:
+        """A new task object from a recipe.
+
+        Raises:
+            Problem: 404 for an unknown type; 400 when the factory rejects the
+                input or the type takes no wait.
+        """
+        return self.get(recipe["type"]).build(recipe["input"], recipe["wait"])
+
+    def recreate(self, recipe: Any) -> Any:
+        """The task a recipe stands for, after a restart: the runner's ``recreate``.
+
+        Raises:
+            ValueError: for a recipe that is not one, names a type no longer
+                registered, or whose input the factory now rejects.
+        """
+        if not isinstance(recipe, dict) or set(recipe) != set(RECIPE_KEYS):
+            raise ValueError(f"not a task recipe: {recipe!r}")
+        try:
+            return self.build(recipe)
+        except Problem as problem:
+            reasons = [p["reason"] for p in problem.extensions.get("invalid_params", ())]
+            raise ValueError("; ".join(reasons) or problem.detail) from None
+
+
+def recipe(type: str, input: Any, wait: Optional[float]) -> Recipe:
+    """What rebuilds a task through the registry: its type's name, input and wait."""
+    return {"type": type, "input": input, "wait": wait}
