@@ -14,10 +14,10 @@ from conftest_web import CheckedClient, assert_problem, invalid_names
 from prometheus_client.parser import text_string_to_metric_families
 
 from taskrunner import TaskRunner
-from taskrunner.faketasks import FakeTaskBlocking
+from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling
 from taskrunner.web import create_app, default_task_types
 from taskrunner.web.settings import Settings
-from taskrunner.web.tasktypes import TaskTypes
+from taskrunner.web.tasktypes import TaskTypes, recipe
 
 WAIT = 10.0
 
@@ -151,22 +151,36 @@ def test_settings_check_the_commit_timeout():
 
 def test_task_types_recreate_a_task_from_its_recipe():
     types = TaskTypes(TYPES)
-    task = types.recreate({"type": "fake_blocking", "input": 21, "wait": 0})
+    made = types.get("fake_blocking").build(21, 0)
+    task = types.recreate(recipe("fake_blocking", 21, 0, made))
     assert isinstance(task, FakeTaskBlocking) and task.run() == 42
-    assert types.recreate({"type": "strict", "input": 2, "wait": None}).run() == 4
+    strict = recipe("strict", 2, None, strict_factory(2))
+    assert types.recreate(strict).run() == 4
+
+
+def test_a_factory_that_draws_at_random_makes_the_class_it_first_made():
+    types = TaskTypes(TYPES)
+    for kind in (FakeTaskBlocking, FakeTaskPolling):
+        made = kind(3, wait=0)
+        for _ in range(20):
+            assert isinstance(types.recreate(recipe("fake", 3, 0, made)), kind)
+
+
+BLOCKING = "taskrunner.faketasks.FakeTaskBlocking"
 
 
 @pytest.mark.parametrize(
     ("recipe", "match"),
     [
-        ({"type": "gone", "input": 1, "wait": None}, "no task type 'gone'"),
-        ({"type": "strict", "input": "x", "wait": None}, "input must be an integer"),
-        ({"type": "strict", "input": 1, "wait": 1}, "takes no wait"),
-        ({"type": "fake", "input": 1}, "not a task recipe"),
+        ({"type": "gone", "input": 1, "wait": None, "class": BLOCKING}, "no task type 'gone'"),
+        ({"type": "strict", "input": "x", "wait": None, "class": BLOCKING}, "must be an integer"),
+        ({"type": "strict", "input": 1, "wait": 1, "class": BLOCKING}, "takes no wait"),
+        ({"type": "fake_polling", "input": 1, "wait": 1, "class": BLOCKING}, "no longer makes"),
+        ({"type": "fake", "input": 1, "wait": 1}, "not a task recipe"),
         ([1, 2], "not a task recipe"),
     ],
 )
-def test_a_recipe_that_no_longer_makes_a_task_is_a_value_error(recipe, match):
+def test_a_recipe_that_no_longer_makes_its_task_is_a_value_error(recipe, match):
     with pytest.raises(ValueError, match=match):
         TaskTypes(TYPES).recreate(recipe)
 

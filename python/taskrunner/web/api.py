@@ -86,7 +86,7 @@ def submit_task() -> tuple[Response, int, dict[str, str]]:
         task,
         timeout=submission.timeout,
         name=submission.name,
-        recipe=recipe(submission.type, submission.input, submission.wait),
+        recipe=recipe(submission.type, submission.input, submission.wait, task),
         key=key,
     )
     location = url_for("taskrunner_api.get_task", task_id=accepted.status["id"])
