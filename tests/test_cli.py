@@ -181,7 +181,7 @@ def test_serve_on_a_port_in_use_says_so():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        out = run_cli("serve", "--port", port)
+        out = run_cli("serve", "--port", port, "--db", ":memory:")
     assert out.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
     assert "Traceback" not in out.stderr

@@ -12,7 +12,13 @@ import time
 from typing import Any, Optional
 
 import pytest
-from conftest_web import OpenAPIChecker, assert_problem, invalid_names, parse_sse
+from conftest_web import (
+    CheckedClient,
+    OpenAPIChecker,
+    assert_problem,
+    invalid_names,
+    parse_sse,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 import taskrunner
@@ -57,32 +63,6 @@ def strict_factory(input: Any) -> Any:
     if not isinstance(input, int):
         raise TypeError("input must be an integer")
     return ReturnsTask(input)
-
-
-class CheckedClient:
-    """Flask's test client, holding every response to the app's OpenAPI document."""
-
-    def __init__(self, app: Any) -> None:
-        self.raw = app.test_client()
-        self.checker = OpenAPIChecker(self.raw.get("/api/openapi.json").get_json())
-
-    def open(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.raw.open(path, method=method, **kwargs)
-        streaming = response.mimetype == "text/event-stream"
-        body = None if streaming else (lambda: response.get_json(force=True))
-        self.checker.check(
-            method, path, response.status_code, response.mimetype, response.headers, body
-        )
-        return response
-
-    def get(self, path: str, **kwargs: Any) -> Any:
-        return self.open("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> Any:
-        return self.open("POST", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> Any:
-        return self.open("DELETE", path, **kwargs)
 
 
 class Server:
@@ -507,6 +487,11 @@ def test_a_custom_registry_replaces_the_default(make_server):
     assert_problem(response, 404, "/problems/unknown-task-type")
 
 
+def idle_workers_but_one(server: Server) -> bool:
+    stats = server.client.get("/api/stats").get_json()
+    return stats["workers_idle"] == stats["workers"] - 1
+
+
 def test_stats_count_states_workers_and_poller(server):
     server.submit("gate", 1)
     assert server.gates[0].entered.wait(WAIT)
@@ -517,7 +502,8 @@ def test_stats_count_states_workers_and_poller(server):
     assert stats["counts"] == {**dict.fromkeys(STATES, 0), "running": 2, "succeeded": 1}
     assert list(stats["counts"]) == list(STATES)
     assert stats["workers_busy"] == 1
-    assert stats["workers_idle"] == stats["workers"] - 1
+    # The worker that ran the finished task counts as idle once it is back for more.
+    assert wait_for(lambda: idle_workers_but_one(server), WAIT)
     assert stats["polling"] == 1
     # The poller takes a task out of its queue while it polls it.
     assert wait_for(lambda: server.client.get("/api/stats").get_json()["poller_queue"] == 1, WAIT)
@@ -569,7 +555,8 @@ def test_meta_lists_states_kinds_and_status_keys_in_order(server):
 
 def test_healthz_is_ok_then_503_when_shutting_down(server):
     response = server.client.get("/healthz")
-    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "journal": None, "journal_problem": None}
     server.state.close()
     assert_problem(server.client.get("/healthz"), 503, "/problems/shutting-down")
 
@@ -799,7 +786,11 @@ def test_a_given_runner_keeps_its_own_retention():
 
 def test_zero_retention_settings_remember_everything():
     settings = Settings.load({"TASKRUNNER_RETAIN_FINISHED": 0, "TASKRUNNER_RETAIN_SECONDS": 0}, {})
-    assert settings.runner_options() == {"retain_finished": None, "retain_seconds": None}
+    assert settings.runner_options() == {
+        "retain_finished": None,
+        "retain_seconds": None,
+        "journal": None,
+    }
 
 
 # ---- the bearer token --------------------------------------------------------

@@ -284,3 +284,33 @@ def test_a_narrow_window_scrolls_only_down_and_shows_the_submit_button(page, ser
         assert 0 <= button["top"] and button["bottom"] <= layout["innerHeight"], layout
     finally:
         page.set_window_size(*WIDE)
+
+
+def test_after_a_crash_the_page_shows_the_history_and_each_rerun_with_its_attempt(
+    browser, tmp_path
+):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    db = str(tmp_path / "tasks.db")
+    first = ServerProcess(db=db)
+    done = {"type": "fake_blocking", "input": 1, "wait": 0, "name": "before the crash"}
+    finished = requests.post(f"{first.url}/api/tasks", json=done, timeout=10).json()["id"]
+    cut = {"type": "fake_polling", "input": 2, "wait": 60, "name": "cut short"}
+    # Its 202 comes once it is committed, and the first task's end with it.
+    rerun = requests.post(f"{first.url}/api/tasks", json=cut, timeout=10).json()["id"]
+    first.process.kill()
+    first.process.wait(timeout=30)
+    second = ServerProcess(db=db)
+    try:
+        browser.get(second.url + "/")
+        WebDriverWait(browser, PATIENCE).until(
+            lambda d: d.find_element("id", "connection").get_attribute("data-status") == "live"
+        )
+        wait_until(browser, lambda d: row_state(d, finished) == "succeeded", "no history")
+        wait_until(browser, lambda d: row_state(d, rerun) == "running", "no rerun")
+        attempt = row(browser, rerun).find_element("css selector", ".state .attempt")
+        assert attempt.text == "attempt 2"
+        assert not row(browser, finished).find_elements("css selector", ".attempt")
+        requests.delete(f"{second.url}/api/tasks/{rerun}", timeout=10)
+    finally:
+        second.stop()

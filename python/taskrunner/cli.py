@@ -30,8 +30,11 @@ examples:
   %(prog)s tasks --db taskrunner.db --state failed"""
 SERVE_DESCRIPTION = """\
 Serve the HTTP API (/api/...) and the live dashboard (/) with waitress, in
-this one process, until Ctrl-C or SIGTERM. A stop cancels pending and polling
-tasks and waits for running blocking ones; a second Ctrl-C quits at once."""
+this one process, until Ctrl-C or SIGTERM. Tasks are journaled to an SQLite
+file (--db): after a restart, even after a crash, their history is there and
+unfinished ones run again. A stop waits for running blocking tasks and leaves
+pending and polling ones to the next start (without a journal, it cancels
+them); a second Ctrl-C quits at once."""
 # Importable names of the packages the web extra installs (pyproject.toml).
 WEB_MODULES = ("flask", "waitress", "prometheus_client")
 # How long a stop waits quietly for running blocking tasks before saying so.
@@ -360,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve_args.add_argument(
         "--threads", type=_number(int, 2), default=16, help="server threads (default 16)"
     )
+    serve_args.add_argument(
+        "--db",
+        metavar="PATH",
+        help="the journal, an SQLite file that keeps every task across restarts (unfinished "
+        "ones run again); default $TASKRUNNER_DB, else ./taskrunner.db; :memory: for none",
+    )
     tasks_args = commands.add_parser(
         "tasks",
         help="list the tasks in a journal, or show one (read-only)",
@@ -490,4 +499,4 @@ def main(argv: Optional[list[str]] = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return serve(args.host, args.port, args.threads)
+    return serve(args.host, args.port, args.threads, args.db)

@@ -20,7 +20,15 @@ from taskrunner.web.problems import (
     unknown_task,
 )
 from taskrunner.web.state import WebState, current_state
-from taskrunner.web.submission import parse_submission, read_json_object
+from taskrunner.web.submission import (
+    IDEMPOTENCY_KEY,
+    MAX_KEY_CHARS,
+    REPLAYED,
+    is_idempotency_key,
+    parse_submission,
+    read_json_object,
+)
+from taskrunner.web.tasktypes import recipe
 
 api = Blueprint("taskrunner_api", __name__, url_prefix="/api")
 guard(api, public={"openapi"})
@@ -54,15 +62,38 @@ def _status(state: WebState, id: int) -> dict[str, Any]:
         raise unknown_task(id) from None
 
 
+def _idempotency_key() -> Optional[str]:
+    """The ``Idempotency-Key`` header, checked; None when there is none.
+
+    (Sent twice, the server has already joined the values with ", ", as
+    HTTP allows: the joined text is the key.)
+    """
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None or is_idempotency_key(key):
+        return key
+    reason = f"must be 1 to {MAX_KEY_CHARS} printable ASCII characters"
+    raise invalid_params({IDEMPOTENCY_KEY: reason}, where="header")
+
+
 @api.post("/tasks")
 def submit_task() -> tuple[Response, int, dict[str, str]]:
-    """Starts a task of a registered type; 202 with its status and Location."""
+    """Starts a task of a registered type; 202 with its status and Location once recorded."""
     state = current_state()
+    key = _idempotency_key()
     submission = parse_submission(read_json_object(request))
     task = state.task_types.get(submission.type).build(submission.input, submission.wait)
-    status = state.submit(task, timeout=submission.timeout, name=submission.name)
-    location = url_for("taskrunner_api.get_task", task_id=status["id"])
-    return jsonify(task_json(status)), 202, {"Location": location}
+    accepted = state.submit(
+        task,
+        timeout=submission.timeout,
+        name=submission.name,
+        recipe=recipe(submission.type, submission.input, submission.wait, task),
+        key=key,
+    )
+    location = url_for("taskrunner_api.get_task", task_id=accepted.status["id"])
+    headers = {"Location": location}
+    if accepted.replayed:
+        headers[REPLAYED] = "true"
+    return jsonify(task_json(accepted.status)), 202, headers
 
 
 def _page_query() -> tuple[Optional[str], int, Optional[int]]:
@@ -96,14 +127,20 @@ def list_tasks() -> Response:
     """Tasks newest first, optionally in one state, a page at a time."""
     state, limit, cursor = _page_query()
     runner = current_state().runner
+    # With a journal, ids come from it (tasks no longer in memory included),
+    # and the status of each from memory when it is still there, else from it.
     ids = runner.ids(state=state, limit=limit + 1, before=cursor)
     page = ids[:limit]
     tasks = []
     for id in page:
         try:
-            tasks.append(task_json(runner.status(id)))
+            status = runner.status(id)
         except KeyError:
-            pass  # forgotten since it was listed
+            continue  # forgotten since it was listed
+        # The journal's state can trail the task's by a commit: moved on, it
+        # no longer belongs in the page.
+        if state is None or status["state"] == state:
+            tasks.append(task_json(status))
     next_cursor = page[-1] if len(ids) > limit else None
     return jsonify({"tasks": tasks, "next_cursor": next_cursor})
 

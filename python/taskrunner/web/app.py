@@ -46,9 +46,14 @@ def create_app(
 
     Args:
         runner: the runner to serve, with its own retention of finished
-            tasks; by default the app makes its own, with the retention of
-            ``TASKRUNNER_RETAIN_FINISHED`` and ``TASKRUNNER_RETAIN_SECONDS``,
-            which ``app.extensions["taskrunner"].close()`` shuts down.
+            tasks and its own journal (give it ``recreate=TaskTypes(...).recreate``
+            so that unfinished tasks run again after a restart); by default
+            the app makes its own, with the retention of
+            ``TASKRUNNER_RETAIN_FINISHED`` and ``TASKRUNNER_RETAIN_SECONDS``
+            and the journal of ``TASKRUNNER_DB`` (none when unset), which
+            ``app.extensions["taskrunner"].close()`` shuts down. Its tasks
+            left unfinished by the last process run again, re-created by
+            their task types.
         task_types: the task types clients may submit, by name:
             ``factory(input)`` or ``factory(input, wait=...)`` returning a
             task object. Default: the fake tasks ``fake``, ``fake_blocking``
@@ -64,6 +69,8 @@ def create_app(
     Raises:
         ValueError: for a bad setting or task type name.
         TypeError: for a task type whose factory is not callable.
+        taskrunner.JournalError: when the app's own runner cannot open its
+            journal (in use by another process, not a journal, unwritable).
     """
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -74,7 +81,7 @@ def create_app(
     types = TaskTypes(default_task_types() if task_types is None else task_types)
     owns_runner = runner is None
     if runner is None:
-        runner = TaskRunner(**settings.runner_options())
+        runner = TaskRunner(**settings.runner_options(), recreate=types.recreate)
     # A metrics registry of this app's own, not the process-wide default one.
     metrics = CollectorRegistry(auto_describe=True)
     state = WebState(runner, owns_runner, types, settings, metrics)

@@ -61,6 +61,12 @@ class RunnerCollector(Collector):
         yield GaugeMetricFamily(
             "taskrunner_event_streams", "Open /api/events streams.", value=self._state.streams.open
         )
+        if stats["journal"] is not None:
+            yield GaugeMetricFamily(
+                "taskrunner_journal_degraded",
+                "1 while the journal cannot write (submissions get 503), else 0.",
+                value=stats["journal"] == "degraded",
+            )
 
 
 def instrument(app: Flask, state: WebState) -> None:

@@ -11,7 +11,14 @@ from typing import Any, Optional
 
 import taskrunner
 from taskrunner import KINDS, STATES
-from taskrunner.web.submission import MAX_NAME_CHARS, MAX_TIMEOUT_SECONDS, MAX_WAIT_SECONDS
+from taskrunner.web.submission import (
+    IDEMPOTENCY_KEY,
+    MAX_KEY_CHARS,
+    MAX_NAME_CHARS,
+    MAX_TIMEOUT_SECONDS,
+    MAX_WAIT_SECONDS,
+    REPLAYED,
+)
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
@@ -192,8 +199,17 @@ SCHEMAS: dict[str, Any] = {
     },
     "Health": {
         "type": "object",
-        "required": ["status"],
-        "properties": {"status": {"const": "ok"}},
+        "required": ["status", "journal", "journal_problem"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {
+                "enum": ["ok", "degraded"],
+                "description": "degraded while the journal cannot write: tasks run on in "
+                "memory and can be read, submissions get 503",
+            },
+            "journal": STATS_PROPERTIES["journal"],
+            "journal_problem": STATS_PROPERTIES["journal_problem"],
+        },
     },
     "Problem": {
         "type": "object",
@@ -213,6 +229,11 @@ SCHEMAS: dict[str, Any] = {
                 },
             },
             "state": {"enum": list(STATES), "description": "the task's state, on a 409"},
+            "id": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "the task accepted but not recorded, on a not-recorded 503",
+            },
         },
     },
 }
@@ -253,6 +274,29 @@ EVENTS_DESCRIPTION = (
 )
 
 
+IDEMPOTENCY_KEY_PARAMETER = {
+    "name": IDEMPOTENCY_KEY,
+    "in": "header",
+    "description": (
+        "Makes the submission safe to repeat: a POST with a key sent in the last 24 hours "
+        "(even before a restart) creates nothing and answers with the task the key first "
+        "made, as the first answer did (202 and its Location). The key is the value as "
+        "sent; the body of a repeat is checked, not compared with the first."
+    ),
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_KEY_CHARS,
+        "pattern": "^[ -~]+$",
+    },
+}
+
+RETRY_AFTER = {
+    "description": "seconds to wait before trying again",
+    "schema": {"type": "string"},
+}
+
+
 def _task_link(operation_id: str) -> dict[str, Any]:
     return {"operationId": operation_id, "parameters": {"task_id": "$response.body#/id"}}
 
@@ -265,30 +309,51 @@ def _paths() -> dict[str, Any]:
             "post": {
                 "operationId": "submitTask",
                 "summary": "Start a task of a registered type",
+                "parameters": [IDEMPOTENCY_KEY_PARAMETER],
                 "requestBody": {
                     "required": True,
                     "content": {JSON: {"schema": _ref("Submission")}},
                 },
                 "responses": {
                     "202": {
-                        **_json(_ref("Task"), "accepted: the task's status"),
+                        **_json(
+                            _ref("Task"),
+                            "accepted, and recorded in the journal when the server has "
+                            "one: the task's status",
+                        ),
                         "headers": {
                             "Location": {
                                 "description": "the task's URL",
+                                "required": True,
                                 "schema": {"type": "string"},
-                            }
+                            },
+                            REPLAYED: {
+                                "description": "true when the Idempotency-Key had made the "
+                                "task before",
+                                "schema": {"const": "true"},
+                            },
                         },
                         "links": {
                             "GetTask": _task_link("getTask"),
                             "CancelTask": _task_link("cancelTask"),
                         },
                     },
-                    "400": _problem("bad JSON, or missing, unknown or invalid fields"),
+                    "400": _problem(
+                        "bad JSON, missing, unknown or invalid fields, or a bad Idempotency-Key"
+                    ),
                     "404": _problem("no task type of that name"),
                     "413": _problem("the body is too large"),
                     "415": _problem("the body is declared as something other than JSON"),
                     "500": _problem("the task type's factory failed"),
-                    "503": _problem("too many unfinished tasks, or shutting down"),
+                    "503": {
+                        **_problem(
+                            "too many unfinished tasks, shutting down, or the journal cannot "
+                            "record the task (journal-degraded: nothing was submitted; "
+                            "not-recorded: the task runs but is not recorded yet, its id is "
+                            "given)"
+                        ),
+                        "headers": {"Retry-After": RETRY_AFTER},
+                    },
                 },
             },
             "get": {
@@ -360,10 +425,12 @@ def _paths() -> dict[str, Any]:
         "/healthz": {
             "get": {
                 "operationId": "health",
-                "summary": "Liveness: 200 while the runner takes tasks",
+                "summary": "Liveness: 200 while the runner runs tasks",
                 "security": [],
                 "responses": {
-                    "200": _json(_ref("Health"), "healthy"),
+                    "200": _json(
+                        _ref("Health"), "running; degraded while the journal cannot write"
+                    ),
                     "503": _problem("shutting down"),
                 },
             }

@@ -16,11 +16,20 @@ guard(operations, public={"healthz"})
 
 @operations.get("/healthz")
 def healthz() -> Response:
-    """200 while the runner takes tasks, 503 once it is shutting down."""
+    """200 while the runner runs tasks, 503 once it is shutting down.
+
+    A journal that cannot write makes the status ``degraded``, still with
+    200: tasks run on in memory and their status can be read, so a load
+    balancer should keep the server; submissions get 503 meanwhile.
+    """
     state = current_state()
     if state.stopping.is_set() or state.runner.closed:
         raise Problem(503, "the task runner is shutting down", type=SHUTTING_DOWN)
-    return jsonify({"status": "ok"})
+    stats = state.runner.stats()
+    status = "degraded" if stats["journal"] == "degraded" else "ok"
+    return jsonify(
+        {"status": status, "journal": stats["journal"], "journal_problem": stats["journal_problem"]}
+    )
 
 
 @operations.get("/metrics")

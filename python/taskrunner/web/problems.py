@@ -27,6 +27,8 @@ NOT_CANCELLABLE = "/problems/not-cancellable"
 TOO_MANY_UNFINISHED = "/problems/too-many-unfinished"
 TOO_MANY_STREAMS = "/problems/too-many-event-streams"
 SHUTTING_DOWN = "/problems/shutting-down"
+JOURNAL_DEGRADED = "/problems/journal-degraded"
+NOT_RECORDED = "/problems/not-recorded"
 
 TITLES = {
     INVALID_BODY: "The request body is not a usable JSON object",
@@ -37,6 +39,8 @@ TITLES = {
     TOO_MANY_UNFINISHED: "Too many unfinished tasks",
     TOO_MANY_STREAMS: "Too many event streams",
     SHUTTING_DOWN: "The server is shutting down",
+    JOURNAL_DEGRADED: "The journal cannot record tasks",
+    NOT_RECORDED: "The task was not recorded in time",
 }
 
 logger = logging.getLogger("taskrunner.web")

@@ -20,6 +20,7 @@ from typing import Any, Optional
 import waitress
 from flask import Flask
 
+from taskrunner import TaskRunner
 from taskrunner.cli import finish_running, quit_now
 from taskrunner.web.app import create_app
 from taskrunner.web.settings import ENV_PREFIX, Settings
@@ -29,6 +30,8 @@ logger = logging.getLogger("taskrunner.web")
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Where ``serve`` journals unless told otherwise: in the current directory.
+DEFAULT_DB = "taskrunner.db"
 
 
 class _Stop(SystemExit):
@@ -56,10 +59,12 @@ def run_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, threads: i
     """Serves an app made by ``create_app`` until SIGTERM or Ctrl-C; returns the exit code.
 
     On the signal, event streams end, requests in flight finish, and the
-    app's state is closed. If the app made its own runner, its pending and
-    polling tasks are cancelled and its running blocking tasks waited for,
-    with a line on stderr when that takes over a second. A second signal
-    quits at once, with status 128 + its number (130 for Ctrl-C).
+    app's state is closed. If the app made its own runner, its running
+    blocking tasks are waited for, with a line on stderr when that takes over
+    a second; its pending and polling tasks are cancelled, or, with a
+    journal, left unfinished in it at the interpreter's exit, so that the
+    next start runs them again. A second signal quits at once, with status
+    128 + its number (130 for Ctrl-C).
 
     Args:
         app: the app; its state is ``app.extensions["taskrunner"]``.
@@ -100,7 +105,10 @@ def run_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, threads: i
             state.close()
             server.close()
         logger.info("stopped")
-        if state.owns_runner:
+        # A journaled runner is left to the interpreter's exit, which leaves
+        # its pending and polling tasks unfinished in the journal (to run
+        # again at the next start) and waits for the running blocking ones.
+        if state.owns_runner and state.runner.journal is None:
             finish_running(state.runner, interrupted=stopped_by[:1] == [signal.SIGINT])
     finally:
         for sig, handler in previous.items():
@@ -135,6 +143,8 @@ def settings_help(width: int = 79) -> str:
         default = "unset" if field.default is None else field.default
         if field.name == "max_event_streams":
             default = "half of --threads"  # main's choice, below
+        elif field.name == "db":
+            default = f"./{DEFAULT_DB} under serve; --db overrides"
         lines += textwrap.wrap(
             f"{docs.get(field.name, '')} (default: {default})",
             width=width,
@@ -144,7 +154,9 @@ def settings_help(width: int = 79) -> str:
     return "\n".join(lines)
 
 
-def main(host: str = "127.0.0.1", port: int = 8000, threads: int = 16) -> int:
+def main(
+    host: str = "127.0.0.1", port: int = 8000, threads: int = 16, db: Optional[str] = None
+) -> int:
     """``python -m taskrunner serve``: the default app, served until SIGTERM or Ctrl-C.
 
     Args:
@@ -153,20 +165,43 @@ def main(host: str = "127.0.0.1", port: int = 8000, threads: int = 16) -> int:
         threads: the server's threads; each open event stream holds one, so
             at most half of them (at least one) may serve event streams,
             unless ``TASKRUNNER_MAX_EVENT_STREAMS`` says otherwise.
+        db: the journal's file, ``:memory:`` for none; None takes
+            ``TASKRUNNER_DB``, else ``taskrunner.db`` in the current directory.
 
     Returns:
-        The exit code: 0 after a graceful stop, 2 for bad arguments.
+        The exit code: 0 after a graceful stop, 1 when the journal cannot be
+        opened or the port is taken, 2 for bad arguments.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if threads < 2:
         print("taskrunner serve: --threads must be at least 2", file=sys.stderr)
         return 2
-    config = {}
+    config: dict[str, Any] = {}
     if "TASKRUNNER_MAX_EVENT_STREAMS" not in os.environ:
         config["TASKRUNNER_MAX_EVENT_STREAMS"] = max(threads // 2, 1)
+    if db is not None:
+        config["TASKRUNNER_DB"] = db
+    elif "TASKRUNNER_DB" not in os.environ:
+        config["TASKRUNNER_DB"] = DEFAULT_DB
     try:
         app = create_app(config=config)
     except (TypeError, ValueError) as error:
         print(f"taskrunner serve: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # JournalError: in use, not a journal, unwritable...
+        print(f"taskrunner serve: cannot open the journal: {error}", file=sys.stderr)
+        return 1
+    _announce_journal(app.extensions[EXTENSION_KEY].runner)
     return run_server(app, host, port, threads)
+
+
+def _announce_journal(runner: TaskRunner) -> None:
+    if runner.journal is None:
+        print(
+            "taskrunner: no journal: tasks are kept in memory only, and lost at exit",
+            flush=True,
+        )
+        return
+    resumed = runner.stats()["unfinished"]
+    again = f"; {resumed} unfinished tasks from the last run start again" if resumed else ""
+    print(f"taskrunner: journal {os.path.abspath(runner.journal)}{again}", flush=True)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Optional
 
 ENV_PREFIX = "TASKRUNNER_"
+# The journal "file" that means no journal, as SQLite names an in-memory database.
+MEMORY = ":memory:"
 
 
 @dataclass(frozen=True)
@@ -25,12 +27,20 @@ class Settings:
         max_event_streams: the most open ``/api/events`` connections (each
             holds a server thread); one past it gets 503.
         retain_finished: how many finished tasks the app's own runner
-            remembers; older ones are forgotten. 0 remembers them all. A
+            keeps in memory; older ones are forgotten there (with a journal,
+            they are read back from it, for 7 days). 0 keeps them all. A
             runner given to ``create_app`` keeps its own retention.
-        retain_seconds: how long the app's own runner remembers a finished
-            task. 0 remembers it for ever.
+        retain_seconds: how long the app's own runner keeps a finished task
+            in memory. 0 keeps it for ever.
         heartbeat: seconds of quiet after which an event stream sends a comment.
         max_page: the largest ``limit`` of ``GET /api/tasks``.
+        db: the journal of the app's own runner, an SQLite file that keeps
+            every task across restarts; empty or ``:memory:`` for none (tasks
+            then live in memory only). Unset, ``create_app`` keeps none and
+            ``serve`` keeps ``taskrunner.db``. A runner given to
+            ``create_app`` keeps its own journal.
+        commit_timeout: seconds a submission waits for its task to be
+            committed to the journal before it gets 503 instead of 202.
     """
 
     token: Optional[str] = None
@@ -40,6 +50,8 @@ class Settings:
     retain_seconds: float = 3600.0
     heartbeat: float = 15.0
     max_page: int = 1000
+    db: Optional[str] = None
+    commit_timeout: float = 5.0
 
     @classmethod
     def load(cls, config: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> Settings:
@@ -70,19 +82,26 @@ class Settings:
         for name in ("retain_finished", "retain_seconds"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()} must be >= 0")
-        if not self.heartbeat > 0:  # NaN too
-            raise ValueError(f"{ENV_PREFIX}HEARTBEAT must be > 0")
+        for name in ("heartbeat", "commit_timeout"):
+            if not getattr(self, name) > 0:  # NaN too
+                raise ValueError(f"{ENV_PREFIX}{name.upper()} must be > 0")
 
     def runner_options(self) -> dict[str, Any]:
-        """The retention arguments of the ``TaskRunner`` an app makes for itself."""
+        """The retention and journal arguments of the ``TaskRunner`` an app makes for itself."""
         return {
             "retain_finished": self.retain_finished or None,
             "retain_seconds": self.retain_seconds or None,
+            "journal": self.journal,
         }
+
+    @property
+    def journal(self) -> Optional[str]:
+        """The journal's path; None for none (``db`` unset, empty or ``:memory:``)."""
+        return None if self.db in (None, "", MEMORY) else self.db
 
 
 def _convert(key: str, raw: Any, default: Any) -> Any:
-    if default is None:  # the token: an empty string means none
+    if default is None:  # the token and the journal: an empty string means none
         return str(raw) if raw else None
     try:
         return type(default)(raw)

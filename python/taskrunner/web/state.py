@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from flask import current_app
 from prometheus_client import CollectorRegistry
 
 from taskrunner import TaskRunner
 from taskrunner.web.pollrate import PollRateMeter
-from taskrunner.web.problems import SHUTTING_DOWN, TOO_MANY_UNFINISHED, Problem, invalid_params
+from taskrunner.web.problems import (
+    JOURNAL_DEGRADED,
+    NOT_RECORDED,
+    SHUTTING_DOWN,
+    TOO_MANY_UNFINISHED,
+    Problem,
+    invalid_params,
+)
 from taskrunner.web.settings import Settings
-from taskrunner.web.tasktypes import TaskTypes
+from taskrunner.web.tasktypes import Recipe, TaskTypes
 
 EXTENSION_KEY = "taskrunner"
+# Seconds a client is asked to wait when the journal cannot write: its writer
+# retries with a back-off, and recovers by itself.
+RETRY_AFTER_JOURNAL = "5"
+
+
+class Accepted(NamedTuple):
+    """A submission the runner took: the task's status, and whether its key made it before."""
+
+    status: dict
+    replayed: bool
 
 
 class StreamSlots:
@@ -66,19 +83,45 @@ class WebState:
         # Checking the limit and submitting must be one step, or concurrent
         # requests could all pass the check and overshoot it.
         self._submit_lock = threading.Lock()
+        # The newest task id when the app started, then of each new submission.
+        self._newest_id = max(runner.ids(limit=1), default=0)
 
-    def submit(self, task: Any, *, timeout: Optional[float], name: Optional[str]) -> dict:
-        """Submits ``task`` within the limit of unfinished tasks; returns its status.
+    def submit(
+        self,
+        task: Any,
+        *,
+        timeout: Optional[float],
+        name: Optional[str],
+        recipe: Optional[Recipe] = None,
+        key: Optional[str] = None,
+    ) -> Accepted:
+        """Submits ``task`` within the limit of unfinished tasks, and waits for its commit.
+
+        With a journal, the task's ``recipe`` goes with it (so that it runs
+        again after a crash), and this returns only once its first row is
+        committed. With ``key``, a repeat returns the task the key first made.
 
         Raises:
-            Problem: 503 when shutting down or at the limit; 400 when the runner
-                rejects the timeout.
+            Problem: 503 when shutting down, at the limit, when the journal
+                cannot write (nothing is submitted), or when the commit does
+                not come within the commit timeout (the task runs, unrecorded);
+                400 when the runner rejects the timeout.
         """
+        journaled = self.runner.journal is not None
         with self._submit_lock:
             if self.stopping.is_set() or self.runner.closed:
                 raise Problem(503, "the server is shutting down", type=SHUTTING_DOWN)
+            stats = self.runner.stats()
+            if stats["journal"] == "degraded":
+                raise Problem(
+                    503,
+                    f"the journal cannot record tasks ({stats['journal_problem']}); "
+                    "the task was not submitted; retry later",
+                    type=JOURNAL_DEGRADED,
+                    headers={"Retry-After": RETRY_AFTER_JOURNAL},
+                )
             limit = self.settings.max_unfinished
-            if self.runner.stats()["unfinished"] >= limit:
+            if stats["unfinished"] >= limit:
                 raise Problem(
                     503,
                     f"{limit} tasks are already pending or running; retry when some finish",
@@ -86,22 +129,52 @@ class WebState:
                     headers={"Retry-After": "1"},
                 )
             try:
-                handle = self.runner.submit(task, timeout=timeout, name=name)
+                handle = self.runner.submit(
+                    task,
+                    timeout=timeout,
+                    name=name,
+                    recipe=recipe if journaled else None,
+                    key=key,
+                )
             except ValueError as error:
                 raise invalid_params({"timeout": str(error)}, where="body") from None
             except RuntimeError:
                 raise Problem(503, "the task runner is shut down", type=SHUTTING_DOWN) from None
-            self.submitted += 1
-        return handle.status()
+            # Ids grow with every submit: a task older than the newest one
+            # seen is the one the key made before.
+            replayed = handle.id <= self._newest_id
+            if not replayed:
+                self._newest_id = handle.id
+                self.submitted += 1
+        # Outside the lock, so that concurrent submissions share commits.
+        if journaled and not self.runner.flush(self.settings.commit_timeout):
+            raise self._not_recorded(handle.id)
+        return Accepted(handle.status(), replayed)
+
+    def _not_recorded(self, id: int) -> Problem:
+        problem = self.runner.stats()["journal_problem"] or "the journal is slow to commit"
+        return Problem(
+            503,
+            f"task {id} was accepted but not recorded within {self.settings.commit_timeout:g} s "
+            f"({problem}): it runs, but a crash would lose it; retry with the same "
+            "Idempotency-Key to get it once it is recorded",
+            type=NOT_RECORDED,
+            headers={"Retry-After": RETRY_AFTER_JOURNAL},
+            id=id,
+        )
 
     def close(self) -> None:
-        """Ends the event streams and, if the app made the runner, shuts it down.
+        """Ends the event streams and, if the app made the runner, stops it taking tasks.
 
-        Pending tasks are cancelled; running ones are not waited for here.
+        Without a journal, pending tasks are cancelled. With one, they are
+        left to the interpreter's exit, which leaves them (and polling tasks)
+        unfinished in the journal, so that the next start runs them again.
+        Running tasks are not waited for here.
         """
         self.stopping.set()
         if self.owns_runner:
-            self.runner.shutdown(wait=False, cancel_pending=True)
+            journaled = self.runner.journal is not None
+            self.runner.shutdown(wait=False, cancel_pending=not journaled)
 
 
 def current_state() -> WebState:

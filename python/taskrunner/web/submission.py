@@ -22,6 +22,11 @@ MAX_WAIT_SECONDS = 86_400.0
 # runner's clock can add without overflowing.
 MAX_TIMEOUT_SECONDS = 365 * 86_400.0
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+# Set on the answer to a repeat: the task is the one the key first made.
+REPLAYED = "Idempotent-Replayed"
+MAX_KEY_CHARS = 255
+
 
 @dataclass(frozen=True)
 class Submission:
@@ -32,6 +37,11 @@ class Submission:
     wait: Optional[float] = None
     timeout: Optional[float] = None
     name: Optional[str] = None
+
+
+def is_idempotency_key(value: str) -> bool:
+    """1 to 255 printable ASCII characters (space included), as sent."""
+    return 1 <= len(value) <= MAX_KEY_CHARS and all(" " <= c <= "~" for c in value)
 
 
 def _reject_constant(name: str) -> None:

@@ -5,6 +5,11 @@ The server's owner builds it in Python, mapping names to factories:
 ``factory(input, wait=wait)``; either returns a task object. A client only
 ever picks a name and sends JSON data: nothing it sends is imported,
 evaluated or unpickled.
+
+With a journal, a task is re-created after a restart from its recipe, the
+data the client sent (``{"type", "input", "wait"}``) and the class of the
+task the factory made (``"class"``, a name compared, never imported), by
+the same factory: ``TaskTypes.recreate`` is the runner's ``recreate``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,12 @@ from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling, gen_task
 from taskrunner.web.problems import UNKNOWN_TASK_TYPE, Problem, invalid_params
 
 TaskFactory = Callable[..., Any]
+# What the journal keeps to re-create an HTTP task: ``recipe(...)``.
+Recipe = dict[str, Any]
+RECIPE_KEYS = ("type", "input", "wait", "class")
+# How often a factory that draws at random (``fake``) is asked again for a
+# task of the class it first made: each try at even odds misses 2**-64 of the time.
+MAX_DRAWS = 64
 
 
 def default_task_types() -> dict[str, TaskFactory]:
@@ -101,3 +112,43 @@ class TaskTypes:
     def describe(self) -> list[dict[str, Any]]:
         """Every task type as JSON."""
         return [task_type.describe() for task_type in self._types.values()]
+
+    def recreate(self, recipe: Any) -> Any:
+        """The task a recipe stands for, after a restart: the runner's ``recreate``.
+
+        The factory is asked again until it makes a task of the recipe's
+        class: one that draws at random (``fake``) would otherwise give a
+        polling task where the journal knows a blocking one.
+
+        Raises:
+            ValueError: for a recipe that is not one, names a type no longer
+                registered, or whose input the factory now rejects; or when
+                the factory no longer makes a task of the recipe's class.
+        """
+        if not isinstance(recipe, dict) or set(recipe) != set(RECIPE_KEYS):
+            raise ValueError(f"not a task recipe: {recipe!r}")
+        try:
+            task_type = self.get(recipe["type"])
+            for _ in range(MAX_DRAWS):
+                task = task_type.build(recipe["input"], recipe["wait"])
+                if class_name(task) == recipe["class"]:
+                    return task
+        except Problem as problem:
+            reasons = [p["reason"] for p in problem.extensions.get("invalid_params", ())]
+            raise ValueError("; ".join(reasons) or problem.detail) from None
+        raise ValueError(
+            f"task type {recipe['type']!r} no longer makes a {recipe['class']} "
+            f"(it made a {class_name(task)})"
+        )
+
+
+def class_name(task: Any) -> str:
+    """The module and qualified name of a task's class."""
+    cls = type(task)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def recipe(type: str, input: Any, wait: Optional[float], task: Any) -> Recipe:
+    """What rebuilds ``task`` through the registry: its type's name, input and wait,
+    and the class of the task the factory made."""
+    return {"type": type, "input": input, "wait": wait, "class": class_name(task)}

@@ -185,6 +185,7 @@ function fillRow(tr, entry) {
   }
   badge.dataset.state = status.state;
   setText(badge, stateLabel(status.state));
+  showAttempt(stateCell, status.attempt);
   setText(tr.querySelector(".runtime"), formatSeconds(runtimeOf(entry)));
   // The poller calls get_output() on polling tasks only: a blocking task has no polls.
   setText(tr.querySelector(".polls"), status.kind === "blocking" ? "–" : String(status.polls));
@@ -194,6 +195,22 @@ function fillRow(tr, entry) {
   const stuck = status.state === "running" && status.kind === "blocking";
   button.disabled = stuck;
   button.title = stuck ? "A running blocking task cannot be cancelled" : `Cancel task ${status.id}`;
+}
+
+// A task that ran again (after a restart, from the journal) says which run this is.
+function showAttempt(stateCell, attempt) {
+  let mark = stateCell.querySelector(".attempt");
+  if (!(attempt > 1)) {
+    if (mark) mark.remove();
+    return;
+  }
+  if (!mark) {
+    mark = document.createElement("span");
+    mark.className = "attempt";
+    stateCell.appendChild(mark);
+  }
+  setText(mark, `attempt ${attempt}`);
+  mark.title = `Run ${attempt}: the server restarted before an earlier run finished`;
 }
 
 function fillOutcome(td, status) {
@@ -307,6 +324,13 @@ function showTimedOutWorkers(count) {
   if (shown) setText($("stat-workers-timed-out"), String(count));
 }
 
+// The journal cannot write: shown only then, with why on hover.
+function showJournal(health, problem) {
+  const degraded = health === "degraded";
+  $("stat-journal-item").hidden = !degraded;
+  if (degraded) $("stat-journal-item").title = `New tasks are refused until the journal can write again: ${problem}`;
+}
+
 async function refreshStats() {
   if (document.hidden) return;
   try {
@@ -315,6 +339,7 @@ async function refreshStats() {
     setText($("stat-workers-busy"), String(stats.workers_busy));
     setText($("stat-workers-idle"), String(stats.workers_idle));
     showTimedOutWorkers(stats.workers_timed_out);
+    showJournal(stats.journal, stats.journal_problem);
     setText($("stat-poller-queue"), String(stats.poller_queue));
     setText($("stat-polls-per-second"), stats.polls_per_second.toFixed(1));
     // Polls and runtimes move without a state change: refresh the running tasks.
