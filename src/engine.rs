@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::errors::{failure, log_exception};
 use crate::events::{Events, Subscription};
+use crate::journal::{Encoding, Stored, TaskRow};
 use crate::journal::{Filter, Health};
-use crate::journal::{Stored, TaskRow};
 use crate::journaling::Journaling;
 use crate::keys::{Claim, Keys};
 use crate::names::{is_coroutine, names};
@@ -750,7 +750,20 @@ impl Engine {
                     continue;
                 }
             };
-            let kind = row.kind.and_then(Kind::parse);
+            // A pickled task is the object that was classified; one made
+            // anew from data is classified anew, as a submit would.
+            let recorded = row.kind.and_then(Kind::parse);
+            let kind = match recipe.encoding {
+                Encoding::Pickle => Ok(recorded),
+                _ => crate::classify::classify(&task, None),
+            };
+            let kind = match kind {
+                Ok(kind) => kind,
+                Err(err) => {
+                    journal.lost(row, &format!(", and what was re-created is no task: {err}"));
+                    continue;
+                }
+            };
             let name = PyString::new(py, &row.name).unbind();
             let mut record = Record::new(row.id, name, task.unbind(), kind, self.policy);
             record.submitted_at = row.submitted_at;

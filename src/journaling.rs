@@ -49,10 +49,13 @@ const ORIGIN: &str = "library";
 /// the journal, and so waiting for the writer).
 fn log_health(path: &str, health: &Health) {
     let (level, message) = match health {
-        Health::Ok => ("info", format!("journal {path}: writing again")),
+        Health::Ok => ("info", format!("journal {path} writes again")),
         Health::Degraded(reason) => (
             "warning",
-            format!("{reason}: tasks go on in memory, and their rows are written once it can"),
+            format!(
+                "the journal cannot write ({reason}): tasks go on in memory, \
+                 and their rows are written once it can"
+            ),
         ),
     };
     let _ = std::thread::Builder::new()

@@ -463,6 +463,21 @@ KILLED_WITH_RECIPES = textwrap.dedent(
 )
 
 
+class Later:
+    """A polling task of no registered kind: its output comes at the third look."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.looks = 0
+
+    def run(self) -> None:
+        pass
+
+    def get_output(self) -> object:
+        self.looks += 1
+        return self.n if self.looks >= 3 else None
+
+
 @pytest.mark.parametrize("recreates", [True, False], ids=["recreate", "no-recreate"])
 def test_after_a_kill_tasks_with_recipes_are_recreated_by_the_runners_recreate(
     db, monkeypatch, recreates
@@ -483,9 +498,11 @@ def test_after_a_kill_tasks_with_recipes_are_recreated_by_the_runners_recreate(
     monkeypatch.setenv("SLEEPER_WAKES", "1")
     seen = []
 
-    def recreate(data: dict) -> Sleeper:
+    def recreate(data: dict) -> Later:
+        # A polling task where a blocking one was: classified anew, it is
+        # polled until its output comes (run as blocking, it would end None).
         seen.append(data)
-        return Sleeper(data["n"])
+        return Later(data["n"])
 
     with reopened(db, recreate=recreate if recreates else None) as runner:
         for n, task_id in enumerate(ids):

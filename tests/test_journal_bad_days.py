@@ -111,7 +111,7 @@ def test_a_full_disk_degrades_the_journal_and_tasks_go_on_in_memory_until_it_has
         room.unlink()
         assert runner.flush(timeout=20) is True, "the rows waiting land once there is room"
         assert runner.stats()["journal"] == "ok" and runner.stats()["journal_problem"] is None
-        assert wait_for(lambda: any("writing again" in r.getMessage() for r in caplog.records))
+        assert wait_for(lambda: any("writes again" in r.getMessage() for r in caplog.records))
         runner.shutdown()
         view = taskrunner.JournalView(db)
         for handle in handles + more:
