@@ -392,9 +392,30 @@ def test_list_filters_by_state(server):
     assert [task["id"] for task in everything] == [waiting["id"], done["id"]]
 
 
+def test_list_filters_by_name_and_submit_time(server):
+    first = server.submit("fake_blocking", 1, wait=0, name="report-march")
+    second = server.submit("fake_blocking", 2, wait=0, name="invoice-7")
+    third = server.submit("fake_blocking", 3, wait=0, name="report-april")
+
+    def listed(query: str) -> list[int]:
+        response = server.client.get(f"/api/tasks?{query}")
+        assert response.status_code == 200, response.get_json()
+        return [task["id"] for task in response.get_json()["tasks"]]
+
+    assert listed("name=report-") == [third["id"], first["id"]]
+    assert listed("name=report-&limit=1") == [third["id"]]
+    assert listed(f"since={second['submitted_at']}") == [third["id"], second["id"]]
+    assert listed(f"until={second['submitted_at']}") == [first["id"]]
+    between = f"since={first['submitted_at']}&until={third['submitted_at']}"
+    assert listed(between) == [second["id"], first["id"]]
+    assert listed(f"{between}&name=invoice") == [second["id"]]
+
+
 @pytest.mark.parametrize(
     ("query", "names"),
     [
+        ("since=yesterday&until=nan", {"since", "until"}),
+        ("name=" + "x" * 201, {"name"}),
         ("state=finished", {"state"}),
         ("limit=0", {"limit"}),
         ("limit=abc", {"limit"}),

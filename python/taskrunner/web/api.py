@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import math
+from typing import Any, NamedTuple, Optional
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
@@ -23,6 +24,7 @@ from taskrunner.web.state import WebState, current_state
 from taskrunner.web.submission import (
     IDEMPOTENCY_KEY,
     MAX_KEY_CHARS,
+    MAX_NAME_CHARS,
     REPLAYED,
     is_idempotency_key,
     parse_submission,
@@ -96,7 +98,18 @@ def submit_task() -> tuple[Response, int, dict[str, str]]:
     return jsonify(task_json(accepted.status)), 202, headers
 
 
-def _page_query() -> tuple[Optional[str], int, Optional[int]]:
+class PageQuery(NamedTuple):
+    """What ``GET /api/tasks`` asks for."""
+
+    state: Optional[str]
+    limit: int
+    cursor: Optional[int]
+    name: Optional[str]
+    since: Optional[float]
+    until: Optional[float]
+
+
+def _page_query() -> PageQuery:
     reasons: dict[str, str] = {}
     state = request.args.get("state") or None
     if state is not None and state not in STATES:
@@ -108,10 +121,29 @@ def _page_query() -> tuple[Optional[str], int, Optional[int]]:
     cursor = _positive_int(request.args.get("cursor"), 0)
     if cursor is None:
         reasons["cursor"] = "must be a task id, as given in next_cursor"
+    name = request.args.get("name") or None
+    if name is not None and len(name) > MAX_NAME_CHARS:
+        reasons["name"] = f"must be at most {MAX_NAME_CHARS} characters"
+    times: dict[str, Optional[float]] = {}
+    for bound in ("since", "until"):
+        times[bound] = _time(request.args.get(bound))
+        if times[bound] is None and request.args.get(bound):
+            reasons[bound] = "must be a time in Unix seconds, such as 1767225600.5"
     if reasons or limit is None or cursor is None:
         raise invalid_params(reasons, where="query")
     # A cursor past every id pages from the newest.
-    return state, limit, min(cursor, MAX_ID) or None
+    return PageQuery(
+        state, limit, min(cursor, MAX_ID) or None, name, times["since"], times["until"]
+    )
+
+
+def _time(raw: Optional[str]) -> Optional[float]:
+    """``raw`` as a finite number of seconds, None when absent or invalid."""
+    try:
+        value = float(raw) if raw else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _positive_int(raw: Optional[str], default: int) -> Optional[int]:
@@ -124,12 +156,20 @@ def _positive_int(raw: Optional[str], default: int) -> Optional[int]:
 
 @api.get("/tasks")
 def list_tasks() -> Response:
-    """Tasks newest first, optionally in one state, a page at a time."""
-    state, limit, cursor = _page_query()
+    """Tasks newest first, optionally filtered by state, name and submit time, a page at a time."""
+    query = _page_query()
     runner = current_state().runner
     # With a journal, ids come from it (tasks no longer in memory included),
     # and the status of each from memory when it is still there, else from it.
-    ids = runner.ids(state=state, limit=limit + 1, before=cursor)
+    ids = runner.ids(
+        state=query.state,
+        limit=query.limit + 1,
+        before=query.cursor,
+        name=query.name,
+        since=query.since,
+        until=query.until,
+    )
+    limit = query.limit
     page = ids[:limit]
     tasks = []
     for id in page:
@@ -139,7 +179,7 @@ def list_tasks() -> Response:
             continue  # forgotten since it was listed
         # The journal's state can trail the task's by a commit: moved on, it
         # no longer belongs in the page.
-        if state is None or status["state"] == state:
+        if query.state is None or status["state"] == query.state:
             tasks.append(task_json(status))
     next_cursor = page[-1] if len(ids) > limit else None
     return jsonify({"tasks": tasks, "next_cursor": next_cursor})

@@ -264,6 +264,24 @@ LIST_PARAMETERS = [
         "description": "next_cursor of the previous page: tasks older than it",
         "schema": {"type": "integer", "minimum": 1},
     },
+    {
+        "name": "name",
+        "in": "query",
+        "description": "only tasks whose name contains this text",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS},
+    },
+    {
+        "name": "since",
+        "in": "query",
+        "description": "only tasks submitted at or after this time (Unix seconds)",
+        "schema": {"type": "number"},
+    },
+    {
+        "name": "until",
+        "in": "query",
+        "description": "only tasks submitted before this time (Unix seconds)",
+        "schema": {"type": "number"},
+    },
 ]
 
 EVENTS_DESCRIPTION = (
