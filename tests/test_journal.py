@@ -212,19 +212,25 @@ class Sleeper:
         return None
 
 
-def test_after_a_kill_durable_tasks_run_again_plain_ones_are_lost_finished_ones_stay(
-    db, monkeypatch
-):
+def line_then_kill(script: str, db: str) -> str:
+    """Runs `script` on `db` in a process of its own, reads the line it prints,
+    then kills it with SIGKILL."""
     process = subprocess.Popen(
-        [sys.executable, "-c", KILLED, db, str(Path(__file__).parent)],
+        [sys.executable, "-c", script, db, str(Path(__file__).parent)],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        line = process.stdout.readline()
+        return process.stdout.readline()
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
+
+
+def test_after_a_kill_durable_tasks_run_again_plain_ones_are_lost_finished_ones_stay(
+    db, monkeypatch
+):
+    line = line_then_kill(KILLED, db)
     assert line, "the process printed its ids"
     kept, lost = line.split("|")
     done_id, *durable_ids = (int(i) for i in kept.split())
@@ -482,17 +488,7 @@ class Later:
 def test_after_a_kill_tasks_with_recipes_are_recreated_by_the_runners_recreate(
     db, monkeypatch, recreates
 ):
-    process = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WITH_RECIPES, db, str(Path(__file__).parent)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = process.stdout.readline()
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-    ids = [int(i) for i in line.split()]
+    ids = [int(i) for i in line_then_kill(KILLED_WITH_RECIPES, db).split()]
     assert len(ids) == 3, "the process printed its ids"
 
     monkeypatch.setenv("SLEEPER_WAKES", "1")
