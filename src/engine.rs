@@ -299,6 +299,65 @@ impl Engine {
         sub: Submission<'_>,
         key: Option<&str>,
     ) -> PyResult<Arc<Record>> {
+        let deadline = sub.deadline;
+        let record = self.enter(py, sub, key)?;
+        self.route(py, record, deadline)
+    }
+
+    /// Records a task that runs elsewhere (on a cluster worker): pending,
+    /// with its deadline, but queued on neither the pool nor the poller.
+    /// Its states then come from `started_elsewhere`, `requeue` and `complete`.
+    pub fn adopt(self: &Arc<Self>, py: Python<'_>, sub: Submission<'_>) -> PyResult<Arc<Record>> {
+        let deadline = sub.deadline;
+        let record = self.enter(py, sub, None)?;
+        if let Some(at) = deadline {
+            let expire = Due {
+                at,
+                record: record.clone(),
+                action: Action::Expire,
+            };
+            self.schedule(py, vec![expire]);
+        }
+        Ok(record)
+    }
+
+    /// A task that runs elsewhere started on `worker`.
+    pub fn started_elsewhere(
+        &self,
+        record: &Arc<Record>,
+        kind: Option<Kind>,
+        worker: Py<PyString>,
+    ) {
+        if record.start_on(kind, Some(worker), &self.store.counts) {
+            if let Some(journal) = self.journal() {
+                journal.started(record);
+            }
+            self.events.publish(record, State::Running);
+        }
+    }
+
+    /// A task that runs elsewhere turned out to be `kind`.
+    pub fn classified(&self, record: &Record, kind: Kind) {
+        if record.kind().is_none() {
+            record.classified(kind, &self.store.counts);
+        }
+    }
+
+    /// A task that runs elsewhere lost its worker and is queued again;
+    /// returns its attempt now, or None when it is already final.
+    pub fn requeue(&self, record: &Arc<Record>) -> Option<u32> {
+        let attempt = record.requeue(&self.store.counts)?;
+        self.events.publish(record, State::Pending);
+        Some(attempt)
+    }
+
+    /// A new record, pending, in the store, the journal and the events.
+    fn enter(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        sub: Submission<'_>,
+        key: Option<&str>,
+    ) -> PyResult<Arc<Record>> {
         if self.is_closed() {
             return Err(PyRuntimeError::new_err(
                 "cannot submit a task after shutdown",
@@ -326,7 +385,7 @@ impl Engine {
             journal.submitted(&record, name, sub.recipe, key);
         }
         self.events.publish(&record, State::Pending);
-        self.route(py, record, sub.deadline)
+        Ok(record)
     }
 
     /// Tasks by `listing`: from the journal, which holds those no longer in

@@ -181,6 +181,10 @@ pub struct Progress {
     pub callbacks: Vec<(Py<PyAny>, Py<PyAny>)>,
     /// A worker is inside the task's `run()` (or collecting its output).
     pub on_worker: bool,
+    /// The cluster worker's address where the task runs or ran; None here.
+    pub worker: Option<Py<PyString>>,
+    /// Runs started again after a cluster worker was lost with the task on it.
+    pub reruns: u32,
 }
 
 /// What `Record::restored` makes a record of.
@@ -242,6 +246,8 @@ impl Record {
                 get_output: None,
                 callbacks: Vec::new(),
                 on_worker: false,
+                worker: None,
+                reruns: 0,
             }),
         }
     }
@@ -269,6 +275,8 @@ impl Record {
                 get_output: None,
                 callbacks: Vec::new(),
                 on_worker: false,
+                worker: None,
+                reruns: 0,
             }),
         }
     }
@@ -285,6 +293,17 @@ impl Record {
     /// A task not known to be polling starts on a worker, which calls its
     /// `run()`. Needs no GIL: a worker claims its task before it attaches.
     pub fn start(&self, kind: Option<Kind>, counts: &Counts) -> bool {
+        self.start_on(kind, None, counts)
+    }
+
+    /// Pending to running: here (`worker` None), or on a cluster worker,
+    /// where no thread of this process holds it.
+    pub fn start_on(
+        &self,
+        kind: Option<Kind>,
+        worker: Option<Py<PyString>>,
+        counts: &Counts,
+    ) -> bool {
         let mut p = self.progress.lock();
         if p.state != State::Pending {
             return false;
@@ -298,10 +317,40 @@ impl Record {
         }
         if p.kind == Some(Kind::Polling) {
             counts.polling.fetch_add(1, Ordering::Relaxed);
-        } else {
+        } else if worker.is_none() {
             p.on_worker = true;
         }
+        p.worker = worker;
         true
+    }
+
+    /// The attempt now under way: the first run's number plus the runs
+    /// started again after a lost cluster worker.
+    pub fn attempt_now(&self) -> u32 {
+        self.attempt + self.progress.lock().reruns
+    }
+
+    /// A task whose cluster worker was lost runs again: back to pending,
+    /// with the next attempt. Returns the attempt it is now on, or None
+    /// when it is already final.
+    pub fn requeue(&self, counts: &Counts) -> Option<u32> {
+        let mut p = self.progress.lock();
+        match p.state {
+            State::Pending => {}
+            State::Running => {
+                p.state = State::Pending;
+                self.state.store(State::Pending as u8, Ordering::Release);
+                counts.transition(State::Running, State::Pending);
+                if p.kind == Some(Kind::Polling) {
+                    counts.polling.fetch_sub(1, Ordering::Relaxed);
+                }
+                p.started_at = None;
+            }
+            _ => return None,
+        }
+        p.worker = None;
+        p.reruns += 1;
+        Some(self.attempt + p.reruns)
     }
 
     /// The task object, until the task is final.

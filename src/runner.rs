@@ -18,7 +18,7 @@ use crate::journal::{Durability, Filter};
 use crate::journaling::Journaling;
 use crate::keys::MAX_KEY_BYTES;
 use crate::policy::PollPolicy;
-use crate::record::{Kind, Record, State};
+use crate::record::{ErrorInfo, Kind, Outcome, Record, State};
 use crate::status::{stats_dict, status_dict};
 use crate::store::Retention;
 use crate::wait::{deadline_of, seconds, wait_for, Completions, EventStream, WaitFor};
@@ -248,6 +248,120 @@ impl Runner {
             engine: self.engine.clone(),
             record,
         })
+    }
+
+    /// Records a task that runs on a cluster worker; its states come from
+    /// `_started_elsewhere`, `_requeue` and `_finished_elsewhere`.
+    #[pyo3(signature = (task, *, kind=None, timeout=None, name=None))]
+    fn _adopt(
+        &self,
+        py: Python<'_>,
+        task: Bound<'_, PyAny>,
+        kind: Option<&str>,
+        timeout: Option<f64>,
+        name: Option<Bound<'_, PyString>>,
+    ) -> PyResult<TaskHandle> {
+        let kind = classify(&task, parse_kind(kind)?)?;
+        let deadline = match timeout {
+            Some(t) if t > 0.0 => deadline_of(Some(t))?,
+            Some(t) => {
+                return Err(PyValueError::new_err(format!(
+                    "timeout must be a positive number of seconds, got {t}"
+                )))
+            }
+            None => None,
+        };
+        let submission = Submission {
+            task,
+            kind,
+            deadline,
+            name,
+            policy: None,
+            recipe: None,
+            key: None,
+        };
+        let record = self.engine.adopt(py, submission)?;
+        Ok(TaskHandle {
+            engine: self.engine.clone(),
+            record,
+        })
+    }
+
+    /// Tasks that started on cluster workers: `(id, kind, worker)` each.
+    /// Ids no longer known are passed over.
+    fn _started_elsewhere(
+        &self,
+        py: Python<'_>,
+        started: Vec<(u64, Option<String>, Bound<'_, PyString>)>,
+    ) -> PyResult<()> {
+        for (id, kind, worker) in started {
+            if let Some(record) = self.engine.record(py, id)? {
+                let kind = parse_kind(kind.as_deref())?;
+                self.engine
+                    .started_elsewhere(&record, kind, worker.unbind());
+            }
+        }
+        Ok(())
+    }
+
+    /// Tasks that ended on cluster workers: `(id, kind, state, result,
+    /// error)` each, the error a tuple `(type, message, traceback,
+    /// exception)` for a failed one. A task already final stays as it is.
+    #[allow(clippy::type_complexity)]
+    fn _finished_elsewhere(
+        &self,
+        py: Python<'_>,
+        finished: Vec<(
+            u64,
+            Option<String>,
+            String,
+            Py<PyAny>,
+            Option<(String, String, String, Py<PyAny>)>,
+        )>,
+    ) -> PyResult<()> {
+        for (id, kind, state, result, error) in finished {
+            let Some(record) = self.engine.record(py, id)? else {
+                continue;
+            };
+            if let Some(kind) = parse_kind(kind.as_deref())? {
+                self.engine.classified(&record, kind);
+            }
+            let outcome = match (parse_state(&state)?, error) {
+                (State::Succeeded, _) => Outcome::Succeeded(result),
+                (State::Failed, Some((type_name, message, traceback, exception))) => {
+                    Outcome::Failed(ErrorInfo {
+                        type_name,
+                        message,
+                        traceback,
+                        exception,
+                    })
+                }
+                (State::Cancelled, _) => Outcome::Cancelled,
+                (State::TimedOut, _) => Outcome::TimedOut,
+                (other, _) => {
+                    return Err(PyValueError::new_err(format!(
+                        "task {id} cannot end {}",
+                        other.as_str()
+                    )))
+                }
+            };
+            self.engine.complete(py, &record, outcome);
+        }
+        Ok(())
+    }
+
+    /// Tasks whose cluster worker was lost run again: back to pending with
+    /// the next attempt. Returns `(id, attempt)` for each one not yet final.
+    fn _requeue(&self, py: Python<'_>, ids: Vec<u64>) -> PyResult<Vec<(u64, u32)>> {
+        let mut requeued = Vec::new();
+        for id in ids {
+            if let Some(record) = self.engine.record(py, id)? {
+                if let Some(attempt) = self.engine.requeue(&record) {
+                    requeued.push((id, attempt));
+                }
+            }
+        }
+        Ok(requeued)
     }
 
     /// The handle of a task by id.

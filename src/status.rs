@@ -12,7 +12,7 @@ use crate::record::{unix_now, Kind, Record, State};
 
 /// Every key of the status dict, in the order the dict has them: the one
 /// list that the Python package, the HTTP API and the dashboard read.
-pub const STATUS_KEYS: [&str; 13] = [
+pub const STATUS_KEYS: [&str; 14] = [
     "id",
     "name",
     "kind",
@@ -26,6 +26,7 @@ pub const STATUS_KEYS: [&str; 13] = [
     "runtime",
     "polls",
     "attempt",
+    "worker",
 ];
 
 /// The status dict's keys, states and kinds as Python strings, made at
@@ -71,6 +72,8 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
     let p = record.progress.lock();
     let (state, kind, started, finished, polls) =
         (p.state, p.kind, p.started_at, p.finished_at, p.polls);
+    let attempt = record.attempt + p.reruns;
+    let worker = p.worker.as_ref().map(|w| w.clone_ref(py));
     let result = p.result.as_ref().map(|r| r.clone_ref(py));
     let error = p
         .error
@@ -106,7 +109,8 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
         finished.into_pyobject(py)?.into_any(),
         runtime.into_pyobject(py)?.into_any(),
         polls.into_pyobject(py)?.into_any(),
-        record.attempt.into_pyobject(py)?.into_any(),
+        attempt.into_pyobject(py)?.into_any(),
+        worker.into_pyobject(py)?.into_any(),
     ];
     let d = names.template.bind(py).copy()?;
     for (key, value) in names.keys.iter().zip(values) {

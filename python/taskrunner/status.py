@@ -39,6 +39,7 @@ class TaskStatus(TypedDict):
     runtime: Optional[float]
     polls: int
     attempt: int
+    worker: Optional[str]
 
 
 class RunnerStats(TypedDict):

@@ -69,8 +69,15 @@ TASK_PROPERTIES: dict[str, Any] = {
         "type": "integer",
         "minimum": 1,
         "description": "1 for a task's first run; counts up when it runs again "
-        "(after a crash, for a durable task)",
+        "(after a crash, for a durable task; after its cluster worker was lost)",
     },
+    "worker": _nullable(
+        {
+            "type": "string",
+            "description": "the cluster worker's address where the task runs or ran; "
+            "null for a task run in the runner's own process",
+        }
+    ),
 }
 
 # The runner's stats (``taskrunner.STATS_KEYS``, in order) between the counts
