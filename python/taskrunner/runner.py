@@ -54,10 +54,50 @@ class TaskRunner(Runner):
         retain_seconds: how long to keep a finished record (None: forever).
         run_pending_at_exit: at interpreter exit, run queued tasks instead of
             cancelling them.
+        cluster: run the tasks on a Dask cluster instead of in this process:
+            a ``distributed.Client``, a scheduler address, or ``"local"`` (a
+            ``LocalCluster`` of worker processes, closed at shutdown). Needs
+            the ``[dask]`` extra.
+        max_attempts: with a cluster, how many times a task runs at most when
+            the workers running it are lost.
 
     Raises:
         ValueError: for a parameter out of range.
+        TypeError: for a ``cluster`` that is none of the above.
     """
+
+    def __new__(cls, *args: Any, cluster: Any = None, max_attempts: int = 3, **kwargs: Any):
+        return super().__new__(cls, *args, **kwargs)
+
+    def __init__(self, *args: Any, cluster: Any = None, max_attempts: int = 3, **kwargs: Any):
+        self._cluster = None
+        if cluster is None:
+            return
+        if kwargs.get("journal") is not None:
+            raise ValueError("a cluster runner does not take a journal yet")
+        from taskrunner.cluster import connect
+
+        self._cluster = connect(self, cluster, max_attempts=max_attempts)
+        # Shadows the core's methods on this instance alone, so that a local
+        # runner's submit pays nothing for the cluster's existence.
+        self.submit = self._cluster.submit  # type: ignore[method-assign]
+
+    @property
+    def cluster(self) -> Any:
+        """The ``distributed.Client`` the tasks run through, or None for this process."""
+        link = getattr(self, "_cluster", None)
+        return None if link is None else link.client
+
+    def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
+        """Stops taking tasks; with ``wait``, returns once every task is done.
+
+        A cluster given as a client or an address keeps running; a ``"local"``
+        one this runner started is closed. Safe to call more than once.
+        """
+        super().shutdown(wait, cancel_pending=cancel_pending)
+        link = getattr(self, "_cluster", None)
+        if link is not None and wait:
+            link.close()
 
     def __enter__(self) -> TaskRunner:
         return self

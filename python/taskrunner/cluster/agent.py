@@ -1,0 +1,193 @@
+"""The worker side: one taskrunner engine in each Dask worker process.
+
+A `TaskrunnerPlugin`, registered by the client, gives each worker an `Agent`:
+a local `TaskRunner` that runs the tasks the client sends (blocking ones on
+its elastic pool, polling ones on its poller), and a reporter thread that
+reads the runner's state changes and sends them back in batches, one Dask
+event per batch and client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Optional
+
+from distributed import WorkerPlugin, get_worker
+
+from taskrunner.cluster import wire
+from taskrunner.runner import TaskRunner
+
+log = logging.getLogger("taskrunner.cluster")
+
+PLUGIN_NAME = "taskrunner"
+# How long the reporter gathers changes before it sends them: well under the
+# 100 ms in which the client should see a task start.
+REPORT_INTERVAL = 0.02
+# Events a reporter may fall behind by; ample, as it only copies them out.
+EVENT_CAPACITY = 1 << 20
+
+
+def topic_of(token: str) -> str:
+    """The Dask event topic that carries one client runner's updates."""
+    return f"taskrunner-{token}"
+
+
+class TaskrunnerPlugin(WorkerPlugin):
+    """Starts an `Agent` on each worker, present and future."""
+
+    name = PLUGIN_NAME
+    idempotent = True
+
+    def setup(self, worker: Any) -> None:
+        self.agent = Agent(worker)
+
+    def teardown(self, worker: Any) -> None:
+        self.agent.close()
+
+
+class Agent:
+    """Runs tasks for any number of client runners in one worker process."""
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+        self.address: str = worker.address
+        self.runner = TaskRunner()
+        self._lock = threading.Lock()
+        # local id -> (client token, client id, attempt), while the task runs here.
+        self._owners: dict[int, tuple[str, int, int]] = {}
+        # (client token, client id) -> local id, for cancels.
+        self._local: dict[tuple[str, int], int] = {}
+        # Cancels that came before their task.
+        self._early_cancels: set[tuple[str, int]] = set()
+        self._events = self.runner.events(capacity=EVENT_CAPACITY)
+        self._stopping = threading.Event()
+        self._reporter = threading.Thread(
+            target=self._report_loop, name="taskrunner-cluster-reporter", daemon=True
+        )
+        self._reporter.start()
+
+    def accept(self, token: str, submissions: list) -> None:
+        """Starts a batch of tasks from one client runner."""
+        failed: list = []
+        for cid, attempt, data, kind, name in submissions:
+            key = (token, cid)
+            try:
+                task = wire.unpack(data)
+            except Exception as exc:
+                failed.append([cid, attempt, kind, "failed", None, wire.pack_error(exc)])
+                continue
+            with self._lock:
+                if key in self._early_cancels:
+                    self._early_cancels.discard(key)
+                    failed.append([cid, attempt, kind, "cancelled", None, None])
+                    continue
+                try:
+                    handle = self.runner.submit(task, kind=kind, name=name)
+                except Exception as exc:
+                    failed.append([cid, attempt, kind, "failed", None, wire.pack_error(exc)])
+                    continue
+                self._owners[handle.id] = (token, cid, attempt)
+                self._local[key] = handle.id
+        if failed:
+            self._send({token: ([], failed)})
+
+    def cancel(self, token: str, cids: list) -> None:
+        """Cancels tasks of one client runner, where they can be (as locally)."""
+        for cid in cids:
+            with self._lock:
+                local = self._local.get((token, cid))
+                if local is None:
+                    self._early_cancels.add((token, cid))
+                    continue
+            try:
+                self.runner.cancel(local)
+            except KeyError:
+                pass  # ended and reported meanwhile
+
+    def _report_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                batch = self._events.next_batch(timeout=0.25, max=65536)
+                deadline = time.monotonic() + REPORT_INTERVAL
+                while batch and time.monotonic() < deadline:
+                    more = self._events.next_batch(
+                        timeout=max(0.0, deadline - time.monotonic()), max=65536
+                    )
+                    if not more:
+                        break
+                    batch.extend(more)
+                if batch:
+                    self._send(self._updates(batch))
+            except Exception:
+                log.exception("taskrunner: reporting task updates failed")
+
+    def _updates(self, events: list[tuple[int, str]]) -> dict[str, tuple[list, list]]:
+        updates: dict[str, tuple[list, list]] = {}
+        for local, state in events:
+            with self._lock:
+                owner = self._owners.get(local)
+            if owner is None or state == "pending":
+                continue
+            token, cid, attempt = owner
+            starts, ends = updates.setdefault(token, ([], []))
+            if state == "running":
+                kind = self._kind(local)
+                starts.append([cid, attempt, kind, self.address])
+            else:
+                ends.append(self._end(local, cid, attempt, state))
+                with self._lock:
+                    del self._owners[local]
+                    self._local.pop((token, cid), None)
+                try:
+                    self.runner.forget(local)
+                except (KeyError, ValueError):
+                    pass
+        return updates
+
+    def _kind(self, local: int) -> Optional[str]:
+        try:
+            return self.runner.status(local)["kind"]
+        except KeyError:
+            return None
+
+    def _end(self, local: int, cid: int, attempt: int, state: str) -> list:
+        status = self.runner.status(local)
+        result = error = None
+        if state == "succeeded":
+            try:
+                result = wire.pack_value(status["result"])
+            except Exception as exc:
+                state = "failed"
+                error = wire.pack_error(
+                    TypeError(f"the task's result cannot be pickled: {exc}"), trace=""
+                )
+        elif state == "failed":
+            exc = self.runner.handle(local).exception(timeout=0)
+            error = wire.pack_error(exc, trace=status["error"]["traceback"])
+        return [cid, attempt, status["kind"], state, result, error]
+
+    def _send(self, updates: dict[str, tuple[list, list]]) -> None:
+        for token, (starts, ends) in updates.items():
+            if starts or ends:
+                self.worker.log_event(topic_of(token), {"starts": starts, "ends": ends})
+
+    def close(self) -> None:
+        self._stopping.set()
+        self.runner.shutdown(wait=False, cancel_pending=True)
+
+
+def agent() -> Agent:
+    """The agent of the worker this runs on (inside a Dask task)."""
+    return get_worker().plugins[PLUGIN_NAME].agent
+
+
+def accept(token: str, submissions: list) -> None:
+    """A Dask task: hands a batch of submissions to this worker's agent."""
+    agent().accept(token, submissions)
+
+
+def cancel(token: str, cids: list) -> None:
+    """A Dask task: hands a batch of cancels to this worker's agent."""
+    agent().cancel(token, cids)

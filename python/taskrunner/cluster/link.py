@@ -1,0 +1,285 @@
+"""The client side: a runner's tasks sent to Dask workers, their states brought back.
+
+Each task submitted to a cluster runner is recorded by the runner's own engine
+as a task that runs elsewhere (``Runner._adopt``): ``status``, ``wait``,
+handles, callbacks and timeouts work on it as on a local task. A dispatcher
+thread sends the tasks to the workers in batches (one Dask task a batch and
+worker) and applies the batched updates the workers send back (one Dask
+event a batch) to those records.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from typing import Any, Optional
+
+import distributed
+
+from taskrunner._core import TaskHandle, TaskLost
+from taskrunner.cluster import DEFAULT_MAX_ATTEMPTS, agent, wire
+
+log = logging.getLogger("taskrunner.cluster")
+
+# How often the dispatcher asks the scheduler which workers are alive.
+MEMBERSHIP_INTERVAL = 0.25
+# How long the dispatcher lets a burst of submits gather into one batch.
+GATHER = 0.001
+
+
+class ClusterLink:
+    """Sends one runner's tasks to a Dask cluster and keeps their records current.
+
+    Args:
+        runner: the runner whose engine keeps the records.
+        cluster: a ``distributed.Client``, a scheduler address, or ``"local"``.
+        max_attempts: how many times a task runs at most when its workers are lost.
+    """
+
+    def __init__(self, runner: Any, cluster: Any, max_attempts: int = DEFAULT_MAX_ATTEMPTS):
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.runner = runner
+        self.max_attempts = max_attempts
+        self.client, self._owned = _connect(cluster)
+        self.token = uuid.uuid4().hex
+        self._cond = threading.Condition()
+        self._outbox: list[list] = []  # submissions not yet placed
+        self._cancels: list[tuple[int, str]] = []  # (id, worker)
+        self._inbox: list[dict] = []  # update batches from workers
+        # Unfinished tasks: id -> [attempt, task bytes, kind, name, worker or None].
+        self._tasks: dict[int, list] = {}
+        self._workers: set[str] = set()
+        self._stopping = False
+        self.client.register_plugin(agent.TaskrunnerPlugin(), name=agent.PLUGIN_NAME)
+        self.client.subscribe_topic(agent.topic_of(self.token), self._received)
+        self._refresh_workers()
+        self._thread = threading.Thread(
+            target=self._dispatch_loop, name="taskrunner-cluster-dispatcher", daemon=True
+        )
+        self._thread.start()
+
+    # The runner's face -------------------------------------------------------
+
+    def submit(
+        self,
+        task: Any,
+        *,
+        kind: Optional[str] = None,
+        timeout: Optional[float] = None,
+        name: Optional[str] = None,
+        **unsupported: Any,
+    ) -> TaskHandle:
+        """Records a task and queues it for a worker; see ``TaskRunner.submit``.
+
+        Raises:
+            TypeError: when the task cannot be pickled.
+            ValueError: for an option a cluster runner does not take yet.
+        """
+        given = [key for key, value in unsupported.items() if value not in (None, False)]
+        if given:
+            raise ValueError(f"a cluster runner does not take {', '.join(sorted(given))} yet")
+        data = wire.pack_task(task)
+        handle = self.runner._adopt(task, kind=kind, timeout=timeout, name=name)
+        entry = [1, data, kind or handle.status()["kind"], handle.name, None]
+        with self._cond:
+            self._tasks[handle.id] = entry
+            self._outbox.append([handle.id, *entry[:4]])
+            self._cond.notify()
+        handle.add_done_callback(self._ended)
+        return handle
+
+    def _ended(self, handle: TaskHandle) -> None:
+        # A done callback: cancels and timeouts here reach the worker.
+        with self._cond:
+            entry = self._tasks.pop(handle.id, None)
+            # One not placed yet is never sent (see `_place`).
+            if entry and entry[4] and handle.state in ("cancelled", "timed_out"):
+                self._cancels.append((handle.id, entry[4]))
+                self._cond.notify()
+
+    def _received(self, event: tuple[float, dict]) -> None:
+        # On the client's event loop: hand over, never call into the runner here.
+        with self._cond:
+            self._inbox.append(event[1])
+            self._cond.notify()
+
+    # The dispatcher thread ---------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        next_membership = time.monotonic() + MEMBERSHIP_INTERVAL
+        while True:
+            with self._cond:
+                self._cond.wait_for(
+                    lambda: self._stopping or self._outbox or self._inbox or self._cancels,
+                    timeout=max(0.0, next_membership - time.monotonic()),
+                )
+                if self._stopping:
+                    return
+            if self._outbox:
+                time.sleep(GATHER)
+            with self._cond:
+                inbox, self._inbox = self._inbox, []
+                cancels, self._cancels = self._cancels, []
+            try:
+                self._apply(inbox)
+                if time.monotonic() >= next_membership:
+                    self._refresh_workers()
+                    next_membership = time.monotonic() + MEMBERSHIP_INTERVAL
+                self._send_cancels(cancels)
+                self._send_outbox()
+            except Exception:
+                if not self._stopping:
+                    log.exception("taskrunner: the cluster dispatcher hit an error")
+
+    def _apply(self, inbox: list[dict]) -> None:
+        for batch in inbox:
+            starts = [s for s in batch["starts"] if self._current(s[0], s[1])]
+            if starts:
+                self.runner._started_elsewhere([(cid, kind, w) for cid, _, kind, w in starts])
+            ends = []
+            for cid, attempt, kind, state, result, error in batch["ends"]:
+                if not self._current(cid, attempt):
+                    continue
+                worker = self._tasks.get(cid, [None] * 5)[4] or "?"
+                value = wire.unpack(result) if result is not None else None
+                if error is not None:
+                    error = wire.unpack_error(error, worker)
+                ends.append((cid, kind, state, value, error))
+            if ends:
+                self.runner._finished_elsewhere(ends)
+
+    def _current(self, cid: int, attempt: int) -> bool:
+        # An update from a run given up for lost is stale.
+        with self._cond:
+            entry = self._tasks.get(cid)
+            return entry is not None and entry[0] == attempt
+
+    def _send_outbox(self) -> None:
+        with self._cond:
+            outbox, self._outbox = self._outbox, []
+        if not outbox:
+            return
+        if not self._workers:
+            self._refresh_workers()
+        if not self._workers:
+            with self._cond:  # pending until a worker joins
+                self._outbox[:0] = outbox
+            return
+        batches = self._place(outbox)
+        for worker, batch in batches.items():
+            future = self.client.submit(
+                agent.accept, self.token, batch, workers=[worker], pure=False
+            )
+            distributed.fire_and_forget(future)
+
+    def _place(self, outbox: list[list]) -> dict[str, list]:
+        # Least loaded first, by the tasks each worker holds for this runner.
+        with self._cond:
+            load = Counter(e[4] for e in self._tasks.values() if e[4] in self._workers)
+            batches: dict[str, list] = {}
+            for submission in outbox:
+                entry = self._tasks.get(submission[0])
+                if entry is None:
+                    continue  # ended (cancelled, timed out) before it was sent
+                worker = min(self._workers, key=lambda w: load[w])
+                load[worker] += 1
+                entry[4] = worker
+                batches.setdefault(worker, []).append(submission)
+        return batches
+
+    def _send_cancels(self, cancels: list[tuple[int, str]]) -> None:
+        by_worker: dict[str, list[int]] = {}
+        for cid, worker in cancels:
+            by_worker.setdefault(worker, []).append(cid)
+        for worker, cids in by_worker.items():
+            future = self.client.submit(
+                agent.cancel, self.token, cids, workers=[worker], pure=False
+            )
+            distributed.fire_and_forget(future)
+
+    def _refresh_workers(self) -> None:
+        workers = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        with self._cond:
+            lost = self._workers - workers
+            self._workers = workers
+        if lost:
+            self._rerun(lost)
+
+    def _rerun(self, lost: set[str]) -> None:
+        """Runs the unfinished tasks of lost workers again, up to `max_attempts` runs."""
+        again: list[int] = []
+        given_up: list[tuple[int, str, int]] = []
+        with self._cond:
+            for cid, entry in self._tasks.items():
+                if entry[4] in lost:
+                    if entry[0] < self.max_attempts:
+                        again.append(cid)
+                    else:
+                        given_up.append((cid, entry[4], entry[0]))
+        for cid, attempt in self.runner._requeue(again):
+            with self._cond:
+                entry = self._tasks.get(cid)
+                if entry is None:
+                    continue
+                entry[0], entry[4] = attempt, None
+                self._outbox.append([cid, *entry[:4]])
+        ends = []
+        for cid, worker, attempts in given_up:
+            message = (
+                f"task {cid} was lost with cluster worker {worker} "
+                f"on each of its {attempts} attempts"
+            )
+            exc = TaskLost(message)
+            ends.append((cid, None, "failed", None, ("TaskLost", message, message, exc)))
+        if ends:
+            self.runner._finished_elsewhere(ends)
+        if again or given_up:
+            log.warning(
+                "taskrunner: lost cluster worker(s) %s: %d task(s) run again, %d given up",
+                ", ".join(sorted(lost)),
+                len(again),
+                len(given_up),
+            )
+
+    # Shutdown ----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stops the dispatcher; closes the client and cluster if this link made them."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        try:
+            self.client.unsubscribe_topic(agent.topic_of(self.token))
+        except Exception:
+            pass
+        if self._owned:
+            cluster = self.client.cluster if self._owned == "cluster" else None
+            self.client.close()
+            if cluster is not None:
+                cluster.close()
+
+    def describe(self) -> str:
+        return f"{self.client.scheduler.address} ({len(self._workers)} workers)"
+
+
+def _connect(cluster: Any) -> tuple[distributed.Client, Optional[str]]:
+    """The client for `cluster`, and what of it the link made (to close at shutdown)."""
+    if isinstance(cluster, distributed.Client):
+        return cluster, None
+    if cluster == "local":
+        local = distributed.LocalCluster(
+            processes=True, threads_per_worker=2, host="127.0.0.1", dashboard_address=":0"
+        )
+        return distributed.Client(local, set_as_default=False), "cluster"
+    if isinstance(cluster, str):
+        return distributed.Client(cluster, set_as_default=False), "client"
+    raise TypeError(
+        "cluster must be a distributed.Client, a scheduler address ('tcp://host:8786') "
+        f"or 'local', got {cluster!r}"
+    )
