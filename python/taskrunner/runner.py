@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple, Optional, Union
 
@@ -94,10 +95,21 @@ class TaskRunner(Runner):
         A cluster given as a client or an address keeps running; a ``"local"``
         one this runner started is closed. Safe to call more than once.
         """
-        super().shutdown(wait, cancel_pending=cancel_pending)
         link = getattr(self, "_cluster", None)
-        if link is not None and wait:
-            link.close()
+        if link is None or wait:
+            super().shutdown(wait, cancel_pending=cancel_pending)
+            if link is not None:
+                link.close()
+            return
+        super().shutdown(False, cancel_pending=cancel_pending)
+        # The link brings the remote tasks' ends: it closes once they are in.
+        threading.Thread(
+            target=self._close_when_done, args=(link,), name="taskrunner-cluster-close", daemon=True
+        ).start()
+
+    def _close_when_done(self, link: Any) -> None:
+        super().shutdown(True)
+        link.close()
 
     def __enter__(self) -> TaskRunner:
         return self

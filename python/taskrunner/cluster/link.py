@@ -10,16 +10,20 @@ event a batch) to those records.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
+import os
 import threading
 import time
 import uuid
+import weakref
 from collections import Counter
 from typing import Any, Optional
 
 import distributed
 
-from taskrunner._core import TaskHandle, TaskLost
+from taskrunner._core import Runner, TaskHandle, TaskLost
 from taskrunner.cluster import DEFAULT_MAX_ATTEMPTS, agent, wire
 
 log = logging.getLogger("taskrunner.cluster")
@@ -61,6 +65,10 @@ class ClusterLink:
             target=self._dispatch_loop, name="taskrunner-cluster-dispatcher", daemon=True
         )
         self._thread.start()
+        # Runs before Dask's own exit hooks (registered earlier), while the
+        # workers can still hand back what runs on them.
+        self._exit_hook = functools.partial(_at_exit, weakref.ref(runner))
+        atexit.register(self._exit_hook)
 
     # The runner's face -------------------------------------------------------
 
@@ -202,7 +210,9 @@ class ClusterLink:
             distributed.fire_and_forget(future)
 
     def _refresh_workers(self) -> None:
-        workers = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        if self.client.status != "running":
+            return  # no word from the scheduler is no news of the workers
+        workers = live_workers(self.client)
         with self._cond:
             lost = self._workers - workers
             self._workers = workers
@@ -249,6 +259,7 @@ class ClusterLink:
 
     def close(self) -> None:
         """Stops the dispatcher; closes the client and cluster if this link made them."""
+        atexit.unregister(self._exit_hook)
         with self._cond:
             self._stopping = True
             self._cond.notify()
@@ -273,8 +284,14 @@ def _connect(cluster: Any) -> tuple[distributed.Client, Optional[str]]:
     if isinstance(cluster, distributed.Client):
         return cluster, None
     if cluster == "local":
+        # taskrunner runs the tasks on its own threads; a Dask thread only
+        # hands batches over.
         local = distributed.LocalCluster(
-            processes=True, threads_per_worker=2, host="127.0.0.1", dashboard_address=":0"
+            n_workers=min(4, max(2, os.cpu_count() or 1)),
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=":0",
         )
         return distributed.Client(local, set_as_default=False), "cluster"
     if isinstance(cluster, str):
@@ -283,3 +300,25 @@ def _connect(cluster: Any) -> tuple[distributed.Client, Optional[str]]:
         "cluster must be a distributed.Client, a scheduler address ('tcp://host:8786') "
         f"or 'local', got {cluster!r}"
     )
+
+
+def live_workers(client: distributed.Client) -> set[str]:
+    """The addresses of the cluster's workers now."""
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except TypeError:  # before distributed 2025, it listed every worker unasked
+        info = client.scheduler_info()
+    return set(info.get("workers", ()))
+
+
+def _at_exit(runner_ref: Any) -> None:
+    """As a local runner at exit: pending and polling tasks are cancelled,
+    running blocking ones waited for; then the link closes."""
+    runner = runner_ref()
+    if runner is None or runner.closed:
+        return
+    Runner.shutdown(runner, False, cancel_pending=True)  # the core's: no closing thread
+    for status in runner.tasks("running"):
+        if status["kind"] == "polling":
+            runner.cancel(status["id"])
+    runner.shutdown(wait=True)

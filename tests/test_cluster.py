@@ -1,0 +1,245 @@
+"""TaskRunner(cluster=...) on real Dask clusters on 127.0.0.1: a LocalCluster of two
+worker processes, and a `dask scheduler` with two `dask worker` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="the cluster tests need the [dask] extra")
+
+from cluster_tasks import Boom, Later, Sleep  # noqa: E402
+
+from taskrunner import TaskRunner  # noqa: E402
+from taskrunner.cluster.link import live_workers  # noqa: E402
+from taskrunner.faketasks import gen_task  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+PYTHON = TESTS.parent / "python"
+# The workers import taskrunner and the tasks' module from here.
+WORKER_PATH = os.pathsep.join([str(PYTHON), str(TESTS), os.environ.get("PYTHONPATH", "")])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DaskProcesses:
+    """A `dask scheduler` and `dask worker` processes on loopback ports."""
+
+    def __init__(self, workers: int = 2) -> None:
+        self.env = {**os.environ, "PYTHONPATH": WORKER_PATH}
+        self.address = f"tcp://127.0.0.1:{free_port()}"
+        port = self.address.rsplit(":", 1)[1]
+        self.scheduler = self._start(
+            "scheduler", "--host", "127.0.0.1", "--port", port, "--dashboard-address", ":0"
+        )
+        # No nanny: a worker killed stays dead, as a lost machine would.
+        self.workers = [
+            self._start(
+                "worker",
+                self.address,
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+            )
+            for _ in range(workers)
+        ]
+        self.client = distributed.Client(self.address, timeout=30, set_as_default=False)
+        self.client.wait_for_workers(workers, timeout=60)
+
+    def _start(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_" + args[0], *args[1:]],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def worker_pid(self, address: str) -> int:
+        return self.client.run(os.getpid, workers=[address])[address]
+
+    def close(self) -> None:
+        self.client.close()
+        for process in [*self.workers, self.scheduler]:
+            process.terminate()
+        for process in [*self.workers, self.scheduler]:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="module")
+def dask_processes():
+    cluster = DaskProcesses()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def local_client():
+    os.environ["PYTHONPATH"] = WORKER_PATH  # the worker processes inherit it
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
+    )
+    client = distributed.Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture
+def on_local(local_client):
+    runner = TaskRunner(cluster=local_client)
+    yield runner
+    runner.shutdown(wait=False, cancel_pending=True)
+    for status in runner.tasks("running"):
+        runner.cancel(status["id"])
+    runner.shutdown(wait=True)
+
+
+def test_the_mixed_fake_tasks_run_on_the_workers_with_their_results(on_local, local_client):
+    handles = [on_local.submit(gen_task(i, wait=0.3)) for i in range(40)]
+    done, not_done = on_local.wait(handles, timeout=20)
+    assert not not_done
+    assert [h.result() for h in handles] == [2 * i for i in range(40)]
+    workers = live_workers(local_client)
+    statuses = [on_local.status(h.id) for h in handles]
+    assert {s["worker"] for s in statuses} == workers, "both workers take tasks"
+    assert {s["kind"] for s in statuses} == {"blocking", "polling"}
+    assert all(s["attempt"] == 1 and s["state"] == "succeeded" for s in statuses)
+
+
+def test_a_task_is_pending_then_running_on_its_worker_soon_after_submit(on_local):
+    handle = on_local.submit(Sleep("slept", 1.0))
+    assert on_local.status(handle.id)["state"] == "pending"
+    assert on_local.status(handle.id)["worker"] is None
+    t0 = time.monotonic()
+    while handle.state == "pending" and time.monotonic() - t0 < 5:
+        time.sleep(0.005)
+    seen = time.monotonic() - t0
+    status = on_local.status(handle.id)
+    assert status["state"] == "running" and status["worker"].startswith("tcp://127.0.0.1:")
+    assert seen < 0.3, f"running seen {seen:.3f} s after submit"
+    assert handle.result(timeout=5) == "slept"
+
+
+def test_a_local_task_has_no_worker():
+    with TaskRunner() as runner:
+        handle = runner.submit(Sleep(1, 0))
+        handle.result(timeout=5)
+        assert runner.status(handle.id)["worker"] is None
+
+
+def test_a_failure_comes_back_with_the_remote_traceback(on_local):
+    handle = on_local.submit(Boom(), kind="blocking")
+    with pytest.raises(ValueError, match="boom on the worker") as raised:
+        handle.result(timeout=10)
+    error = on_local.status(handle.id)["error"]
+    assert error["type"] == "ValueError" and error["message"] == "boom on the worker"
+    assert "cluster_tasks.py" in error["traceback"] and "in run" in error["traceback"]
+    if sys.version_info >= (3, 11):
+        assert any("cluster_tasks.py" in note for note in raised.value.__notes__)
+
+
+def test_an_unpicklable_task_is_refused_at_submit_saying_why(on_local):
+    class Holder(Sleep):
+        pass
+
+    task = Holder(1, 0)
+    task.lock = __import__("threading").Lock()
+    with pytest.raises(TypeError, match="picklable.*Holder.*_thread.lock"):
+        on_local.submit(task)
+    assert on_local.counts()["pending"] == 0
+
+
+def test_timeouts_and_cancels_of_remote_tasks(on_local):
+    timed = on_local.submit(Sleep(1, 3.0), timeout=0.3)
+    polling = on_local.submit(Later(1, 30.0))
+    blocking = on_local.submit(Sleep(1, 1.0))
+    t0 = time.monotonic()
+    while "pending" in (polling.state, blocking.state) and time.monotonic() - t0 < 5:
+        time.sleep(0.01)
+    assert polling.cancel(), "a running polling task can be cancelled"
+    assert not blocking.cancel(), "a running blocking task cannot"
+    on_local.wait([timed, polling, blocking], timeout=10)
+    assert (timed.state, polling.state, blocking.state) == ("timed_out", "cancelled", "succeeded")
+    assert blocking.result() == 1
+
+
+def test_shutdown_leaves_a_given_cluster_running(local_client):
+    runner = TaskRunner(cluster=local_client)
+    assert runner.submit(Sleep(3, 0.1)).result(timeout=10) == 3
+    runner.shutdown()
+    assert local_client.submit(sum, [1, 2], pure=False).result(timeout=10) == 3
+    assert runner.closed
+
+
+@pytest.mark.slow
+def test_a_scheduler_address_runs_tasks_importable_on_the_workers(dask_processes):
+    with TaskRunner(cluster=dask_processes.address) as runner:
+        handles = [runner.submit(Later(i, 0.2) if i % 2 else Sleep(i, 0.2)) for i in range(20)]
+        assert [h.result(timeout=20) for h in handles] == list(range(20))
+        workers = {runner.status(h.id)["worker"] for h in handles}
+        assert workers == live_workers(dask_processes.client)
+        client = runner.cluster
+    assert client.status == "closed", "the runner closes the client it made"
+    assert dask_processes.client.submit(sum, [1], pure=False).result(timeout=10) == 1
+
+
+@pytest.mark.slow
+def test_a_local_cluster_the_runner_starts_is_closed_with_it():
+    with TaskRunner(cluster="local") as runner:
+        assert runner.submit(Sleep(5, 0.1)).result(timeout=30) == 5
+        cluster = runner.cluster.cluster
+    assert cluster.status.name == "closed"
+
+
+@pytest.mark.slow
+def test_the_original_fake_tasks_with_their_random_waits(dask_processes):
+    with TaskRunner(cluster=dask_processes.client) as runner:
+        handles = [runner.submit(gen_task(i)) for i in range(20)]
+        assert [h.result(timeout=30) for h in handles] == [2 * i for i in range(20)]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_loses_no_task():
+    cluster = DaskProcesses()
+    try:
+        with TaskRunner(cluster=cluster.client) as runner:
+            handles = [runner.submit(Later(i, 1.5) if i % 2 else Sleep(i, 1.5)) for i in range(40)]
+            t0 = time.monotonic()
+            while on_workers(runner, handles) < 2 and time.monotonic() - t0 < 10:
+                time.sleep(0.01)
+            victim = runner.status(handles[0].id)["worker"]
+            os.kill(cluster.worker_pid(victim), signal.SIGKILL)
+            assert [h.result(timeout=30) for h in handles] == list(range(40))
+            statuses = [runner.status(h.id) for h in handles]
+            rerun = [s for s in statuses if s["attempt"] == 2]
+            assert rerun and all(s["worker"] != victim for s in rerun)
+            assert all(s["attempt"] == 1 for s in statuses if s not in rerun)
+            assert runner.counts()["succeeded"] == 40
+    finally:
+        cluster.close()
+
+
+def on_workers(runner: TaskRunner, handles: list) -> int:
+    running = [runner.status(h.id) for h in handles if h.state == "running"]
+    return len({s["worker"] for s in running}) if len(running) == len(handles) else 0
