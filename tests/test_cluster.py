@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# A hang fails its test rather than the run.
+pytestmark = pytest.mark.timeout(90)
+
 distributed = pytest.importorskip("distributed", reason="the cluster tests need the [dask] extra")
 
 from cluster_tasks import Boom, Later, Sleep  # noqa: E402
@@ -109,10 +112,9 @@ def local_client():
 def on_local(local_client):
     runner = TaskRunner(cluster=local_client)
     yield runner
-    runner.shutdown(wait=False, cancel_pending=True)
     for status in runner.tasks("running"):
-        runner.cancel(status["id"])
-    runner.shutdown(wait=True)
+        runner.cancel(status["id"])  # long polling tasks would otherwise be waited for
+    runner.shutdown(wait=True, cancel_pending=True)
 
 
 def test_the_mixed_fake_tasks_run_on_the_workers_with_their_results(on_local, local_client):
