@@ -17,6 +17,7 @@ from taskrunner._core import (
     TaskTimeoutError,
     register_kind,
 )
+from taskrunner.cluster import ClusterUnreachable
 from taskrunner.executor import Executor
 from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling
 from taskrunner.handler import TaskHandler, is_task_polling
@@ -94,6 +95,7 @@ __all__ = [
     "STATS_KEYS",
     "STATUS_KEYS",
     "CancelledError",
+    "ClusterUnreachable",
     "DoneAndNotDone",
     "ErrorInfo",
     "Executor",

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple, Optional, Union
 
 from taskrunner._core import Runner, TaskHandle
+from taskrunner.cluster import DEFAULT_GRACE, DEFAULT_MAX_ATTEMPTS
 
 FIRST_COMPLETED = "FIRST_COMPLETED"
 FIRST_EXCEPTION = "FIRST_EXCEPTION"
@@ -61,16 +62,33 @@ class TaskRunner(Runner):
             the ``[dask]`` extra.
         max_attempts: with a cluster, how many times a task runs at most when
             the workers running it are lost.
+        cluster_grace: with a cluster, the seconds its scheduler may be out of
+            reach before the unfinished tasks fail (submits are refused with
+            ``ClusterUnreachable`` meanwhile).
 
     Raises:
         ValueError: for a parameter out of range.
         TypeError: for a ``cluster`` that is none of the above.
     """
 
-    def __new__(cls, *args: Any, cluster: Any = None, max_attempts: int = 3, **kwargs: Any):
+    def __new__(
+        cls,
+        *args: Any,
+        cluster: Any = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        cluster_grace: float = DEFAULT_GRACE,
+        **kwargs: Any,
+    ):
         return super().__new__(cls, *args, **kwargs)
 
-    def __init__(self, *args: Any, cluster: Any = None, max_attempts: int = 3, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        cluster: Any = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        cluster_grace: float = DEFAULT_GRACE,
+        **kwargs: Any,
+    ):
         self._cluster = None
         if cluster is None:
             return
@@ -78,7 +96,7 @@ class TaskRunner(Runner):
             raise ValueError("a cluster runner does not take a journal yet")
         from taskrunner.cluster import connect
 
-        self._cluster = connect(self, cluster, max_attempts=max_attempts)
+        self._cluster = connect(self, cluster, max_attempts=max_attempts, grace=cluster_grace)
         # Shadows the core's methods on this instance alone, so that a local
         # runner's submit pays nothing for the cluster's existence.
         self.submit = self._cluster.submit  # type: ignore[method-assign]
@@ -88,6 +106,15 @@ class TaskRunner(Runner):
         """The ``distributed.Client`` the tasks run through, or None for this process."""
         link = getattr(self, "_cluster", None)
         return None if link is None else link.client
+
+    def workers(self) -> list[dict[str, Any]]:
+        """With a cluster, its live workers: ``address``, ``tasks`` (this
+        runner's, placed there), ``running``, ``threads`` (taskrunner's pool
+        threads there), ``busy``, ``polling``, ``queued`` and ``heartbeat``
+        (seconds since the worker last reported, None before its first
+        report). Empty for a runner without a cluster."""
+        link = getattr(self, "_cluster", None)
+        return [] if link is None else link.workers()
 
     def shutdown(self, wait: bool = True, *, cancel_pending: bool = False) -> None:
         """Stops taking tasks; with ``wait``, returns once every task is done.

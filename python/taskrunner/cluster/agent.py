@@ -27,6 +27,8 @@ PLUGIN_NAME = "taskrunner"
 REPORT_INTERVAL = 0.02
 # Events a reporter may fall behind by; ample, as it only copies them out.
 EVENT_CAPACITY = 1 << 20
+# How often each client runner hears how this worker is, with or without news.
+HEARTBEAT_INTERVAL = 1.0
 
 
 def topic_of(token: str) -> str:
@@ -61,6 +63,8 @@ class Agent:
         self._local: dict[tuple[str, int], int] = {}
         # Cancels that came before their task.
         self._early_cancels: set[tuple[str, int]] = set()
+        # Each client runner's tasks running here, by local id.
+        self._running: dict[str, set[int]] = {}
         self._events = self.runner.events(capacity=EVENT_CAPACITY)
         self._stopping = threading.Event()
         self._reporter = threading.Thread(
@@ -90,6 +94,7 @@ class Agent:
                     continue
                 self._owners[handle.id] = (token, cid, attempt)
                 self._local[key] = handle.id
+                self._running.setdefault(token, set())
         if failed:
             self._send({token: ([], failed)})
 
@@ -106,10 +111,18 @@ class Agent:
             except KeyError:
                 pass  # ended and reported meanwhile
 
+    def forget(self, token: str) -> None:
+        """Stops the heartbeats to a client runner that closed."""
+        with self._lock:
+            self._running.pop(token, None)
+
     def _report_loop(self) -> None:
+        next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL
         while not self._stopping.is_set():
             try:
-                batch = self._events.next_batch(timeout=0.25, max=65536)
+                batch = self._events.next_batch(
+                    timeout=max(0.0, next_heartbeat - time.monotonic()), max=65536
+                )
                 deadline = time.monotonic() + REPORT_INTERVAL
                 while batch and time.monotonic() < deadline:
                     more = self._events.next_batch(
@@ -118,8 +131,14 @@ class Agent:
                     if not more:
                         break
                     batch.extend(more)
-                if batch:
-                    self._send(self._updates(batch))
+                updates = self._updates(batch) if batch else {}
+                if time.monotonic() >= next_heartbeat:
+                    next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL
+                    with self._lock:
+                        tokens = list(self._running)
+                    for token in tokens:
+                        updates.setdefault(token, ([], []))
+                self._send(updates)
             except Exception:
                 log.exception("taskrunner: reporting task updates failed")
 
@@ -135,11 +154,14 @@ class Agent:
             if state == "running":
                 kind = self._kind(local)
                 starts.append([cid, attempt, kind, self.address])
+                with self._lock:
+                    self._running.get(token, set()).add(local)
             else:
                 ends.append(self._end(local, cid, attempt, state))
                 with self._lock:
                     del self._owners[local]
                     self._local.pop((token, cid), None)
+                    self._running.get(token, set()).discard(local)
                 try:
                     self.runner.forget(local)
                 except (KeyError, ValueError):
@@ -169,9 +191,23 @@ class Agent:
         return [cid, attempt, status["kind"], state, result, error]
 
     def _send(self, updates: dict[str, tuple[list, list]]) -> None:
+        # Every batch says how this worker is: a client's workers panel and
+        # heartbeat ages come from it.
+        stats = self.runner.stats()
         for token, (starts, ends) in updates.items():
-            if starts or ends:
-                self.worker.log_event(topic_of(token), {"starts": starts, "ends": ends})
+            with self._lock:
+                running = len(self._running.get(token, ()))
+            health = {
+                "address": self.address,
+                "running": running,
+                "threads": stats["workers"],
+                "busy": stats["workers_busy"],
+                "polling": stats["polling"],
+                "queued": stats["queued"],
+            }
+            self.worker.log_event(
+                topic_of(token), {"starts": starts, "ends": ends, "health": health}
+            )
 
     def close(self) -> None:
         self._stopping.set()
@@ -191,3 +227,10 @@ def accept(token: str, submissions: list) -> None:
 def cancel(token: str, cids: list) -> None:
     """A Dask task: hands a batch of cancels to this worker's agent."""
     agent().cancel(token, cids)
+
+
+def forget(token: str, dask_worker: Any = None) -> None:
+    """Run on every worker (``Client.run``) when a client runner closes."""
+    plugin = (dask_worker or get_worker()).plugins.get(PLUGIN_NAME)
+    if plugin is not None:
+        plugin.agent.forget(token)

@@ -24,7 +24,7 @@ from typing import Any, Optional
 import distributed
 
 from taskrunner._core import Runner, TaskHandle, TaskLost
-from taskrunner.cluster import DEFAULT_MAX_ATTEMPTS, agent, wire
+from taskrunner.cluster import DEFAULT_GRACE, DEFAULT_MAX_ATTEMPTS, ClusterUnreachable, agent, wire
 
 log = logging.getLogger("taskrunner.cluster")
 
@@ -41,14 +41,25 @@ class ClusterLink:
         runner: the runner whose engine keeps the records.
         cluster: a ``distributed.Client``, a scheduler address, or ``"local"``.
         max_attempts: how many times a task runs at most when its workers are lost.
+        grace: seconds without the scheduler before the unfinished tasks fail.
     """
 
-    def __init__(self, runner: Any, cluster: Any, max_attempts: int = DEFAULT_MAX_ATTEMPTS):
+    def __init__(
+        self,
+        runner: Any,
+        cluster: Any,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        grace: float = DEFAULT_GRACE,
+    ):
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        if not grace >= 0:
+            raise ValueError(f"cluster_grace must be >= 0 seconds, got {grace}")
         self.runner = runner
         self.max_attempts = max_attempts
+        self.grace = grace
         self.client, self._owned = _connect(cluster)
+        self.address: str = self.client.scheduler.address
         self.token = uuid.uuid4().hex
         self._cond = threading.Condition()
         self._outbox: list[list] = []  # submissions not yet placed
@@ -57,9 +68,12 @@ class ClusterLink:
         # Unfinished tasks: id -> [attempt, task bytes, kind, name, worker or None].
         self._tasks: dict[int, list] = {}
         self._workers: set[str] = set()
+        # Each worker's last word on itself, and when it came (monotonic).
+        self._health: dict[str, tuple[dict, float]] = {}
+        # Since when the scheduler has been out of reach (monotonic), or None.
+        self._lost_since: Optional[float] = None
         self._stopping = False
-        self.client.register_plugin(agent.TaskrunnerPlugin(), name=agent.PLUGIN_NAME)
-        self.client.subscribe_topic(agent.topic_of(self.token), self._received)
+        self._attach()
         self._refresh_workers()
         self._thread = threading.Thread(
             target=self._dispatch_loop, name="taskrunner-cluster-dispatcher", daemon=True
@@ -90,6 +104,11 @@ class ClusterLink:
         given = [key for key, value in unsupported.items() if value not in (None, False)]
         if given:
             raise ValueError(f"a cluster runner does not take {', '.join(sorted(given))} yet")
+        if self._lost_since is not None or self.client.status != "running":
+            raise ClusterUnreachable(
+                f"the cluster's scheduler at {self.address} is out of reach "
+                f"(client {self.client.status}); submit again once it is back"
+            )
         data = wire.pack_task(task)
         handle = self.runner._adopt(task, kind=kind, timeout=timeout, name=name)
         entry = [1, data, kind or handle.status()["kind"], handle.name, None]
@@ -135,16 +154,22 @@ class ClusterLink:
             try:
                 self._apply(inbox)
                 if time.monotonic() >= next_membership:
-                    self._refresh_workers()
+                    if self._check_connection():
+                        self._refresh_workers()
                     next_membership = time.monotonic() + MEMBERSHIP_INTERVAL
-                self._send_cancels(cancels)
-                self._send_outbox()
+                if self._lost_since is None:
+                    self._send_cancels(cancels)
+                    self._send_outbox()
             except Exception:
                 if not self._stopping:
                     log.exception("taskrunner: the cluster dispatcher hit an error")
 
     def _apply(self, inbox: list[dict]) -> None:
+        now = time.monotonic()
         for batch in inbox:
+            health = batch.get("health")
+            if health:
+                self._health[health["address"]] = (health, now)
             starts = [s for s in batch["starts"] if self._current(s[0], s[1])]
             if starts:
                 self.runner._started_elsewhere([(cid, kind, w) for cid, _, kind, w in starts])
@@ -209,6 +234,90 @@ class ClusterLink:
             )
             distributed.fire_and_forget(future)
 
+    def _attach(self) -> None:
+        # Per scheduler: a new one (after a restart) knows neither.
+        self.client.register_plugin(agent.TaskrunnerPlugin(), name=agent.PLUGIN_NAME)
+        self.client.subscribe_topic(agent.topic_of(self.token), self._received)
+
+    def _check_connection(self) -> bool:
+        """Whether the scheduler is in reach; fails the unfinished tasks once
+        it has been out of reach for `grace` seconds."""
+        if self.client.status == "closed" and self._owned == "client":
+            self._reconnect()
+        if self.client.status == "running":
+            if self._lost_since is not None:
+                self._lost_since = None
+                self._attach()
+                log.warning("taskrunner: the cluster's scheduler at %s is back", self.address)
+                # Their updates since the loss went nowhere: run them again.
+                with self._cond:
+                    placed = {e[4] for e in self._tasks.values() if e[4] is not None}
+                self._rerun(placed)
+            return True
+        now = time.monotonic()
+        if self._lost_since is None:
+            self._lost_since = now
+            log.warning(
+                "taskrunner: lost the cluster's scheduler at %s; unfinished tasks fail "
+                "in %.3g s unless it comes back",
+                self.address,
+                self.grace,
+            )
+        if now - self._lost_since >= self.grace:
+            self._fail_unfinished(now - self._lost_since)
+        return False
+
+    def _reconnect(self) -> None:
+        # A client made from an address gives up after its own timeout; a new
+        # one is tried each membership check, briefly, while the scheduler is away.
+        try:
+            client = distributed.Client(self.address, timeout=1, set_as_default=False)
+        except Exception:
+            return
+        old, self.client = self.client, client
+        old.close()
+
+    def _fail_unfinished(self, lost_for: float) -> None:
+        with self._cond:
+            ids = list(self._tasks)
+            self._outbox.clear()
+        if not ids:
+            return
+        message = (
+            f"the cluster's scheduler at {self.address} was out of reach for "
+            f"{lost_for:.3g} s (cluster_grace {self.grace:g} s)"
+        )
+        ends = [
+            (cid, None, "failed", None, ("TaskLost", message, message, TaskLost(message)))
+            for cid in ids
+        ]
+        self.runner._finished_elsewhere(ends)
+        log.warning("taskrunner: %d unfinished cluster task(s) failed: %s", len(ids), message)
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The cluster's live workers, each with this runner's tasks on it and
+        its taskrunner threads, from the worker's last report."""
+        now = time.monotonic()
+        with self._cond:
+            placed = Counter(e[4] for e in self._tasks.values() if e[4] is not None)
+            live = sorted(self._workers)
+        rows = []
+        for address in live:
+            health, seen = self._health.get(address, ({}, None))
+            rows.append(
+                {
+                    "address": address,
+                    "tasks": placed[address],
+                    "running": health.get("running", 0),
+                    "threads": health.get("threads"),
+                    "busy": health.get("busy"),
+                    "polling": health.get("polling"),
+                    "queued": health.get("queued"),
+                    "heartbeat": None if seen is None else round(now - seen, 3),
+                }
+            )
+        return rows
+
     def _refresh_workers(self) -> None:
         if self.client.status != "running":
             return  # no word from the scheduler is no news of the workers
@@ -265,10 +374,12 @@ class ClusterLink:
             self._cond.notify()
         if self._thread is not threading.current_thread():
             self._thread.join()
-        try:
-            self.client.unsubscribe_topic(agent.topic_of(self.token))
-        except Exception:
-            pass
+        if self.client.status == "running":
+            try:
+                self.client.unsubscribe_topic(agent.topic_of(self.token))
+                self.client.run(agent.forget, self.token, wait=False)
+            except Exception:
+                pass
         if self._owned:
             cluster = self.client.cluster if self._owned == "cluster" else None
             self.client.close()
@@ -276,7 +387,7 @@ class ClusterLink:
                 cluster.close()
 
     def describe(self) -> str:
-        return f"{self.client.scheduler.address} ({len(self._workers)} workers)"
+        return f"{self.address} ({len(self._workers)} workers)"
 
 
 def _connect(cluster: Any) -> tuple[distributed.Client, Optional[str]]:
