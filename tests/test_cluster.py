@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,70 +16,11 @@ pytestmark = pytest.mark.timeout(90)
 distributed = pytest.importorskip("distributed", reason="the cluster tests need the [dask] extra")
 
 from cluster_tasks import Boom, Later, Sleep  # noqa: E402
+from dask_cluster import WORKER_PATH, DaskProcesses  # noqa: E402
 
 from taskrunner import TaskRunner  # noqa: E402
 from taskrunner.cluster.link import live_workers  # noqa: E402
 from taskrunner.faketasks import gen_task  # noqa: E402
-
-TESTS = Path(__file__).resolve().parent
-PYTHON = TESTS.parent / "python"
-# The workers import taskrunner and the tasks' module from here.
-WORKER_PATH = os.pathsep.join([str(PYTHON), str(TESTS), os.environ.get("PYTHONPATH", "")])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class DaskProcesses:
-    """A `dask scheduler` and `dask worker` processes on loopback ports."""
-
-    def __init__(self, workers: int = 2) -> None:
-        self.env = {**os.environ, "PYTHONPATH": WORKER_PATH}
-        self.address = f"tcp://127.0.0.1:{free_port()}"
-        port = self.address.rsplit(":", 1)[1]
-        self.scheduler = self._start(
-            "scheduler", "--host", "127.0.0.1", "--port", port, "--dashboard-address", ":0"
-        )
-        # No nanny: a worker killed stays dead, as a lost machine would.
-        self.workers = [
-            self._start(
-                "worker",
-                self.address,
-                "--host",
-                "127.0.0.1",
-                "--nthreads",
-                "1",
-                "--no-nanny",
-                "--no-dashboard",
-            )
-            for _ in range(workers)
-        ]
-        self.client = distributed.Client(self.address, timeout=30, set_as_default=False)
-        self.client.wait_for_workers(workers, timeout=60)
-
-    def _start(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "distributed.cli.dask_" + args[0], *args[1:]],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def worker_pid(self, address: str) -> int:
-        return self.client.run(os.getpid, workers=[address])[address]
-
-    def close(self) -> None:
-        self.client.close()
-        for process in [*self.workers, self.scheduler]:
-            process.terminate()
-        for process in [*self.workers, self.scheduler]:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 @pytest.fixture(scope="module")
