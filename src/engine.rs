@@ -43,6 +43,9 @@ pub struct Config {
     pub journal: Option<Journaling>,
     /// A submit that finds no worker holding a task waits until one takes it.
     pub handoff: bool,
+    /// Tasks recovered from the journal wait for `take_recovered` (a cluster
+    /// runs them) instead of running here.
+    pub recover_elsewhere: bool,
 }
 
 /// The longest a submit waits for the worker it woke to take its task: long
@@ -66,6 +69,9 @@ pub struct Engine {
     /// Set in a forked child, which must not touch its parent's file.
     journal_paused: AtomicBool,
     keys: Keys,
+    recover_elsewhere: bool,
+    /// Recovered tasks a cluster will run (see `take_recovered`).
+    recovered: Mutex<Vec<Arc<Record>>>,
 }
 
 /// What a caller asks for at submit.
@@ -79,6 +85,9 @@ pub struct Submission<'py> {
     pub recipe: Option<Stored>,
     /// An idempotency key: a repeat gets the task the key first made.
     pub key: Option<String>,
+    /// The task runs on a cluster worker: recorded here, queued nowhere; its
+    /// states come from `started_elsewhere`, `requeue` and `complete`.
+    pub elsewhere: bool,
 }
 
 /// Which tasks a listing holds, and from where.
@@ -131,6 +140,8 @@ impl Engine {
             max_poll_rate: config.max_poll_rate,
             demand: Demand::default(),
             handoff: config.handoff,
+            recover_elsewhere: config.recover_elsewhere,
+            recovered: Mutex::new(Vec::new()),
             run_pending_at_exit: config.run_pending_at_exit,
             closed: AtomicBool::new(false),
             pid: AtomicU32::new(std::process::id()),
@@ -299,17 +310,23 @@ impl Engine {
         sub: Submission<'_>,
         key: Option<&str>,
     ) -> PyResult<Arc<Record>> {
-        let deadline = sub.deadline;
+        let (deadline, elsewhere) = (sub.deadline, sub.elsewhere);
         let record = self.enter(py, sub, key)?;
+        if elsewhere {
+            self.expire_at(py, &record, deadline);
+            return Ok(record);
+        }
         self.route(py, record, deadline)
     }
 
-    /// Records a task that runs elsewhere (on a cluster worker): pending,
-    /// with its deadline, but queued on neither the pool nor the poller.
-    /// Its states then come from `started_elsewhere`, `requeue` and `complete`.
-    pub fn adopt(self: &Arc<Self>, py: Python<'_>, sub: Submission<'_>) -> PyResult<Arc<Record>> {
-        let deadline = sub.deadline;
-        let record = self.enter(py, sub, None)?;
+    /// A task that runs elsewhere times out here: the cluster hears of it
+    /// as of a cancel.
+    fn expire_at(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        record: &Arc<Record>,
+        deadline: Option<Instant>,
+    ) {
         if let Some(at) = deadline {
             let expire = Due {
                 at,
@@ -318,7 +335,6 @@ impl Engine {
             };
             self.schedule(py, vec![expire]);
         }
-        Ok(record)
     }
 
     /// A task that runs elsewhere started on `worker`.
@@ -830,7 +846,11 @@ impl Engine {
             let record = self.store.insert_recovered(record);
             journal.resubmitted(&record, row);
             self.events.publish(&record, State::Pending);
-            self.route(py, record, None)?;
+            if self.recover_elsewhere {
+                self.recovered.lock().push(record);
+            } else {
+                self.route(py, record, None)?;
+            }
         }
         Ok(())
     }
@@ -841,6 +861,12 @@ impl Engine {
         if let Some(journal) = self.journal.as_deref() {
             journal.begin_exit();
         }
+    }
+
+    /// The recovered tasks waiting to run elsewhere (see
+    /// `Config::recover_elsewhere`), handed out once.
+    pub fn take_recovered(&self) -> Vec<Arc<Record>> {
+        std::mem::take(&mut *self.recovered.lock())
     }
 
     /// Writes what is left and closes the journal (at exit, once joined).

@@ -110,7 +110,7 @@ impl Runner {
         max_workers=None, *, poll=None, max_poll_rate=100_000.0, keep_alive=10.0,
         retain_finished=Some(100_000), retain_seconds=Some(3600.0), run_pending_at_exit=false,
         journal=None, durability="normal", journal_batch=0.002, journal_retention=604_800.0,
-        recreate=None, handoff=false
+        recreate=None, handoff=false, _recover_elsewhere=false
     ))]
     #[pyo3(
         text_signature = "(max_workers=None, *, poll=None, max_poll_rate=100000.0, keep_alive=10.0, retain_finished=100000, retain_seconds=3600.0, run_pending_at_exit=False, journal=None, durability='normal', journal_batch=0.002, journal_retention=604800.0, recreate=None, handoff=False)"
@@ -131,6 +131,7 @@ impl Runner {
         journal_retention: f64,
         recreate: Option<Py<PyAny>>,
         handoff: bool,
+        _recover_elsewhere: bool,
     ) -> PyResult<Self> {
         let retention = Retention {
             count: match retain_finished {
@@ -179,6 +180,7 @@ impl Runner {
             switch_interval: switch_interval(py),
             journal,
             handoff,
+            recover_elsewhere: _recover_elsewhere,
         };
         let engine = Engine::new(config);
         engine.warm_up(py);
@@ -188,7 +190,8 @@ impl Runner {
 
     /// Starts a task without waiting for it; returns its handle.
     #[pyo3(signature = (
-        task, *, kind=None, timeout=None, name=None, poll=None, durable=false, recipe=None, key=None
+        task, *, kind=None, timeout=None, name=None, poll=None, durable=false, recipe=None, key=None,
+        _elsewhere=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
@@ -202,6 +205,7 @@ impl Runner {
         durable: bool,
         recipe: Option<Bound<'_, PyAny>>,
         key: Option<String>,
+        _elsewhere: bool,
     ) -> PyResult<TaskHandle> {
         let kind = classify(&task, parse_kind(kind)?)?;
         let recipe = match (durable || recipe.is_some(), self.engine.journal()) {
@@ -242,6 +246,7 @@ impl Runner {
             policy: poll,
             recipe,
             key,
+            elsewhere: _elsewhere,
         };
         let record = self.engine.submit(py, submission)?;
         Ok(TaskHandle {
@@ -250,41 +255,21 @@ impl Runner {
         })
     }
 
-    /// Records a task that runs on a cluster worker; its states come from
-    /// `_started_elsewhere`, `_requeue` and `_finished_elsewhere`.
-    #[pyo3(signature = (task, *, kind=None, timeout=None, name=None))]
-    fn _adopt(
-        &self,
-        py: Python<'_>,
-        task: Bound<'_, PyAny>,
-        kind: Option<&str>,
-        timeout: Option<f64>,
-        name: Option<Bound<'_, PyString>>,
-    ) -> PyResult<TaskHandle> {
-        let kind = classify(&task, parse_kind(kind)?)?;
-        let deadline = match timeout {
-            Some(t) if t > 0.0 => deadline_of(Some(t))?,
-            Some(t) => {
-                return Err(PyValueError::new_err(format!(
-                    "timeout must be a positive number of seconds, got {t}"
-                )))
-            }
-            None => None,
-        };
-        let submission = Submission {
-            task,
-            kind,
-            deadline,
-            name,
-            policy: None,
-            recipe: None,
-            key: None,
-        };
-        let record = self.engine.adopt(py, submission)?;
-        Ok(TaskHandle {
-            engine: self.engine.clone(),
-            record,
-        })
+    /// The tasks recovered from the journal for a cluster to run (a runner
+    /// made with `_recover_elsewhere`): `(handle, task)` each, handed out once.
+    fn _take_recovered(&self, py: Python<'_>) -> Vec<(TaskHandle, Option<Py<PyAny>>)> {
+        self.engine
+            .take_recovered()
+            .into_iter()
+            .map(|record| {
+                let task = record.task(py);
+                let handle = TaskHandle {
+                    engine: self.engine.clone(),
+                    record,
+                };
+                (handle, task)
+            })
+            .collect()
     }
 
     /// Tasks that started on cluster workers: `(id, kind, worker)` each.

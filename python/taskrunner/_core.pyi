@@ -124,6 +124,7 @@ class Runner:
         journal_retention: float = 604800.0,
         recreate: Optional[Callable[[Any], Any]] = None,
         handoff: bool = False,
+        _recover_elsewhere: bool = False,
     ) -> Runner: ...
     def submit(
         self,
@@ -136,6 +137,7 @@ class Runner:
         durable: bool = False,
         recipe: Any = None,
         key: Optional[str] = None,
+        _elsewhere: bool = False,
     ) -> TaskHandle: ...
     def handle(self, id: int) -> TaskHandle: ...
     def done(self, id: int) -> bool: ...
@@ -175,14 +177,7 @@ class Runner:
         self, ids: Optional[list[int]] = None, timeout: Optional[float] = None
     ) -> Completions: ...
     def events(self, capacity: int = 4096) -> EventStream: ...
-    def _adopt(
-        self,
-        task: Any,
-        *,
-        kind: Optional[str] = None,
-        timeout: Optional[float] = None,
-        name: Optional[str] = None,
-    ) -> TaskHandle: ...
+    def _take_recovered(self) -> list[tuple[TaskHandle, Any]]: ...
     def _started_elsewhere(self, started: list[tuple[int, Optional[str], str]]) -> None: ...
     def _finished_elsewhere(
         self,

@@ -79,7 +79,8 @@ class TaskRunner(Runner):
         cluster_grace: float = DEFAULT_GRACE,
         **kwargs: Any,
     ):
-        return super().__new__(cls, *args, **kwargs)
+        # With a cluster, the tasks a journal recovers wait for it to run them.
+        return super().__new__(cls, *args, _recover_elsewhere=cluster is not None, **kwargs)
 
     def __init__(
         self,
@@ -92,8 +93,6 @@ class TaskRunner(Runner):
         self._cluster = None
         if cluster is None:
             return
-        if kwargs.get("journal") is not None:
-            raise ValueError("a cluster runner does not take a journal yet")
         from taskrunner.cluster import connect
 
         self._cluster = connect(self, cluster, max_attempts=max_attempts, grace=cluster_grace)

@@ -16,14 +16,16 @@ from typing import Any, Optional
 
 from distributed import WorkerPlugin, get_worker
 
+from taskrunner._core import PollPolicy
 from taskrunner.cluster import wire
 from taskrunner.runner import TaskRunner
 
 log = logging.getLogger("taskrunner.cluster")
 
 PLUGIN_NAME = "taskrunner"
-# How long the reporter gathers changes before it sends them: well under the
-# 100 ms in which the client should see a task start.
+# The reporter sends a change at once after a quiet spell, and under load at
+# most one batch per interval: well under the 100 ms in which the client
+# should see a task start.
 REPORT_INTERVAL = 0.02
 # Events a reporter may fall behind by; ample, as it only copies them out.
 EVENT_CAPACITY = 1 << 20
@@ -75,7 +77,7 @@ class Agent:
     def accept(self, token: str, submissions: list) -> None:
         """Starts a batch of tasks from one client runner."""
         failed: list = []
-        for cid, attempt, data, kind, name in submissions:
+        for cid, attempt, data, kind, name, poll in submissions:
             key = (token, cid)
             try:
                 task = wire.unpack(data)
@@ -88,7 +90,8 @@ class Agent:
                     failed.append([cid, attempt, kind, "cancelled", None, None])
                     continue
                 try:
-                    handle = self.runner.submit(task, kind=kind, name=name)
+                    policy = None if poll is None else PollPolicy(*poll)
+                    handle = self.runner.submit(task, kind=kind, name=name, poll=policy)
                 except Exception as exc:
                     failed.append([cid, attempt, kind, "failed", None, wire.pack_error(exc)])
                     continue
@@ -118,19 +121,21 @@ class Agent:
 
     def _report_loop(self) -> None:
         next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL
+        last_sent = 0.0
         while not self._stopping.is_set():
             try:
                 batch = self._events.next_batch(
                     timeout=max(0.0, next_heartbeat - time.monotonic()), max=65536
                 )
-                deadline = time.monotonic() + REPORT_INTERVAL
-                while batch and time.monotonic() < deadline:
-                    more = self._events.next_batch(
-                        timeout=max(0.0, deadline - time.monotonic()), max=65536
+                hold_until = last_sent + REPORT_INTERVAL
+                while batch and time.monotonic() < hold_until:
+                    batch.extend(
+                        self._events.next_batch(
+                            timeout=max(0.0, hold_until - time.monotonic()), max=65536
+                        )
                     )
-                    if not more:
-                        break
-                    batch.extend(more)
+                if batch:
+                    last_sent = time.monotonic()
                 updates = self._updates(batch) if batch else {}
                 if time.monotonic() >= next_heartbeat:
                     next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL
@@ -219,9 +224,9 @@ def agent() -> Agent:
     return get_worker().plugins[PLUGIN_NAME].agent
 
 
-def accept(token: str, submissions: list) -> None:
-    """A Dask task: hands a batch of submissions to this worker's agent."""
-    agent().accept(token, submissions)
+def accept(token: str, submissions: bytes) -> None:
+    """A Dask task: hands a batch of submissions (pickled) to this worker's agent."""
+    agent().accept(token, wire.unpack(submissions))
 
 
 def cancel(token: str, cids: list) -> None:
@@ -229,8 +234,9 @@ def cancel(token: str, cids: list) -> None:
     agent().cancel(token, cids)
 
 
-def forget(token: str, dask_worker: Any = None) -> None:
-    """Run on every worker (``Client.run``) when a client runner closes."""
+async def forget(token: str, dask_worker: Any = None) -> None:
+    """Run on every worker (``Client.run``, not waited for: hence a coroutine)
+    when a client runner closes."""
     plugin = (dask_worker or get_worker()).plugins.get(PLUGIN_NAME)
     if plugin is not None:
         plugin.agent.forget(token)

@@ -1,7 +1,7 @@
 """The client side: a runner's tasks sent to Dask workers, their states brought back.
 
 Each task submitted to a cluster runner is recorded by the runner's own engine
-as a task that runs elsewhere (``Runner._adopt``): ``status``, ``wait``,
+as a task that runs elsewhere (``submit(..., _elsewhere=True)``): ``status``, ``wait``,
 handles, callbacks and timeouts work on it as on a local task. A dispatcher
 thread sends the tasks to the workers in batches (one Dask task a batch and
 worker) and applies the batched updates the workers send back (one Dask
@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import distributed
 
-from taskrunner._core import Runner, TaskHandle, TaskLost
+from taskrunner._core import PollPolicy, Runner, TaskHandle, TaskLost
 from taskrunner.cluster import DEFAULT_GRACE, DEFAULT_MAX_ATTEMPTS, ClusterUnreachable, agent, wire
 
 log = logging.getLogger("taskrunner.cluster")
@@ -32,6 +32,20 @@ log = logging.getLogger("taskrunner.cluster")
 MEMBERSHIP_INTERVAL = 0.25
 # How long the dispatcher lets a burst of submits gather into one batch.
 GATHER = 0.001
+
+
+class Remote:
+    """What the link keeps of an unfinished task: enough to send it again."""
+
+    __slots__ = ("attempt", "data", "kind", "name", "poll", "worker")
+
+    def __init__(self, data: bytes, kind: Optional[str], name: str, poll: Any, attempt: int = 1):
+        self.attempt, self.data, self.kind, self.name = attempt, data, kind, name
+        self.poll = poll  # (min_interval, max_interval, ratio) or None
+        self.worker: Optional[str] = None  # where it was sent, once it is
+
+    def submission(self, cid: int) -> list:
+        return [cid, self.attempt, self.data, self.kind, self.name, self.poll]
 
 
 class ClusterLink:
@@ -65,9 +79,9 @@ class ClusterLink:
         self._outbox: list[list] = []  # submissions not yet placed
         self._cancels: list[tuple[int, str]] = []  # (id, worker)
         self._inbox: list[dict] = []  # update batches from workers
-        # Unfinished tasks: id -> [attempt, task bytes, kind, name, worker or None].
-        self._tasks: dict[int, list] = {}
+        self._tasks: dict[int, Remote] = {}  # the unfinished ones
         self._workers: set[str] = set()
+        self._load: Counter[str] = Counter()  # unfinished tasks sent to each worker
         # Each worker's last word on itself, and when it came (monotonic).
         self._health: dict[str, tuple[dict, float]] = {}
         # Since when the scheduler has been out of reach (monotonic), or None.
@@ -75,6 +89,7 @@ class ClusterLink:
         self._stopping = False
         self._attach()
         self._refresh_workers()
+        self._take_recovered()
         self._thread = threading.Thread(
             target=self._dispatch_loop, name="taskrunner-cluster-dispatcher", daemon=True
         )
@@ -93,39 +108,74 @@ class ClusterLink:
         kind: Optional[str] = None,
         timeout: Optional[float] = None,
         name: Optional[str] = None,
-        **unsupported: Any,
+        poll: Optional[PollPolicy] = None,
+        durable: bool = False,
+        recipe: Any = None,
+        key: Optional[str] = None,
     ) -> TaskHandle:
         """Records a task and queues it for a worker; see ``TaskRunner.submit``.
 
         Raises:
             TypeError: when the task cannot be pickled.
-            ValueError: for an option a cluster runner does not take yet.
+            ClusterUnreachable: while the scheduler is out of reach.
         """
-        given = [key for key, value in unsupported.items() if value not in (None, False)]
-        if given:
-            raise ValueError(f"a cluster runner does not take {', '.join(sorted(given))} yet")
         if self._lost_since is not None or self.client.status != "running":
             raise ClusterUnreachable(
                 f"the cluster's scheduler at {self.address} is out of reach "
                 f"(client {self.client.status}); submit again once it is back"
             )
         data = wire.pack_task(task)
-        handle = self.runner._adopt(task, kind=kind, timeout=timeout, name=name)
-        entry = [1, data, kind or handle.status()["kind"], handle.name, None]
-        with self._cond:
-            self._tasks[handle.id] = entry
-            self._outbox.append([handle.id, *entry[:4]])
-            self._cond.notify()
-        handle.add_done_callback(self._ended)
+        handle = Runner.submit(
+            self.runner,
+            task,
+            kind=kind,
+            timeout=timeout,
+            name=name,
+            poll=poll,
+            durable=durable,
+            recipe=recipe,
+            key=key,
+            _elsewhere=True,
+        )
+        policy = None if poll is None else (poll.min_interval, poll.max_interval, poll.ratio)
+        self._send_later(handle, Remote(data, kind, handle.name, policy))
         return handle
+
+    def _send_later(self, handle: TaskHandle, remote: Remote) -> None:
+        with self._cond:
+            # A repeated idempotency key gives the task its key first made.
+            if handle.id in self._tasks or handle.done():
+                return
+            if remote.kind is None:
+                remote.kind = handle.status()["kind"]
+            self._tasks[handle.id] = remote
+            self._outbox.append(remote.submission(handle.id))
+            if len(self._outbox) == 1:  # the dispatcher sleeps only on an empty one
+                self._cond.notify()
+        handle.add_done_callback(self._ended)
+
+    def _take_recovered(self) -> None:
+        # Tasks the journal's last process left unfinished run here again.
+        for handle, task in self.runner._take_recovered():
+            try:
+                data = wire.pack_task(task)
+            except TypeError as exc:
+                error = ("TypeError", str(exc), str(exc), exc)
+                self.runner._finished_elsewhere([(handle.id, None, "failed", None, error)])
+                continue
+            remote = Remote(data, None, handle.name, None, attempt=handle.status()["attempt"])
+            self._send_later(handle, remote)
 
     def _ended(self, handle: TaskHandle) -> None:
         # A done callback: cancels and timeouts here reach the worker.
         with self._cond:
-            entry = self._tasks.pop(handle.id, None)
-            # One not placed yet is never sent (see `_place`).
-            if entry and entry[4] and handle.state in ("cancelled", "timed_out"):
-                self._cancels.append((handle.id, entry[4]))
+            remote = self._tasks.pop(handle.id, None)
+            if remote is None or remote.worker is None:
+                return  # one not sent yet never is (see `_place`)
+            if remote.worker in self._load:  # not for a lost worker's
+                self._load[remote.worker] -= 1
+            if handle.state in ("cancelled", "timed_out"):
+                self._cancels.append((handle.id, remote.worker))
                 self._cond.notify()
 
     def _received(self, event: tuple[float, dict]) -> None:
@@ -165,31 +215,32 @@ class ClusterLink:
                     log.exception("taskrunner: the cluster dispatcher hit an error")
 
     def _apply(self, inbox: list[dict]) -> None:
+        # Only this thread changes an unfinished task's attempt, and a dict
+        # read needs no lock: an update for a run given up for lost is stale.
+        tasks = self._tasks
         now = time.monotonic()
         for batch in inbox:
             health = batch.get("health")
             if health:
                 self._health[health["address"]] = (health, now)
-            starts = [s for s in batch["starts"] if self._current(s[0], s[1])]
+            starts = [
+                (cid, kind, worker)
+                for cid, attempt, kind, worker in batch["starts"]
+                if getattr(tasks.get(cid), "attempt", None) == attempt
+            ]
             if starts:
-                self.runner._started_elsewhere([(cid, kind, w) for cid, _, kind, w in starts])
+                self.runner._started_elsewhere(starts)
             ends = []
             for cid, attempt, kind, state, result, error in batch["ends"]:
-                if not self._current(cid, attempt):
+                remote = tasks.get(cid)
+                if remote is None or remote.attempt != attempt:
                     continue
-                worker = self._tasks.get(cid, [None] * 5)[4] or "?"
                 value = wire.unpack(result) if result is not None else None
                 if error is not None:
-                    error = wire.unpack_error(error, worker)
+                    error = wire.unpack_error(error, remote.worker or "?")
                 ends.append((cid, kind, state, value, error))
             if ends:
                 self.runner._finished_elsewhere(ends)
-
-    def _current(self, cid: int, attempt: int) -> bool:
-        # An update from a run given up for lost is stale.
-        with self._cond:
-            entry = self._tasks.get(cid)
-            return entry is not None and entry[0] == attempt
 
     def _send_outbox(self) -> None:
         with self._cond:
@@ -204,23 +255,24 @@ class ClusterLink:
             return
         batches = self._place(outbox)
         for worker, batch in batches.items():
+            # As one bytes object, which Dask passes on without looking inside.
             future = self.client.submit(
-                agent.accept, self.token, batch, workers=[worker], pure=False
+                agent.accept, self.token, wire.pack_value(batch), workers=[worker], pure=False
             )
             distributed.fire_and_forget(future)
 
     def _place(self, outbox: list[list]) -> dict[str, list]:
         # Least loaded first, by the tasks each worker holds for this runner.
         with self._cond:
-            load = Counter(e[4] for e in self._tasks.values() if e[4] in self._workers)
+            load = self._load
             batches: dict[str, list] = {}
             for submission in outbox:
-                entry = self._tasks.get(submission[0])
-                if entry is None:
+                remote = self._tasks.get(submission[0])
+                if remote is None:
                     continue  # ended (cancelled, timed out) before it was sent
                 worker = min(self._workers, key=lambda w: load[w])
                 load[worker] += 1
-                entry[4] = worker
+                remote.worker = worker
                 batches.setdefault(worker, []).append(submission)
         return batches
 
@@ -251,7 +303,7 @@ class ClusterLink:
                 log.warning("taskrunner: the cluster's scheduler at %s is back", self.address)
                 # Their updates since the loss went nowhere: run them again.
                 with self._cond:
-                    placed = {e[4] for e in self._tasks.values() if e[4] is not None}
+                    placed = {r.worker for r in self._tasks.values() if r.worker is not None}
                 self._rerun(placed)
             return True
         now = time.monotonic()
@@ -299,7 +351,7 @@ class ClusterLink:
         its taskrunner threads, from the worker's last report."""
         now = time.monotonic()
         with self._cond:
-            placed = Counter(e[4] for e in self._tasks.values() if e[4] is not None)
+            placed = Counter(self._load)
             live = sorted(self._workers)
         rows = []
         for address in live:
@@ -333,19 +385,21 @@ class ClusterLink:
         again: list[int] = []
         given_up: list[tuple[int, str, int]] = []
         with self._cond:
-            for cid, entry in self._tasks.items():
-                if entry[4] in lost:
-                    if entry[0] < self.max_attempts:
+            for cid, remote in self._tasks.items():
+                if remote.worker in lost:
+                    if remote.attempt < self.max_attempts:
                         again.append(cid)
                     else:
-                        given_up.append((cid, entry[4], entry[0]))
+                        given_up.append((cid, remote.worker, remote.attempt))
+            for worker in lost:
+                self._load.pop(worker, None)
         for cid, attempt in self.runner._requeue(again):
             with self._cond:
-                entry = self._tasks.get(cid)
-                if entry is None:
+                remote = self._tasks.get(cid)
+                if remote is None:
                     continue
-                entry[0], entry[4] = attempt, None
-                self._outbox.append([cid, *entry[:4]])
+                remote.attempt, remote.worker = attempt, None
+                self._outbox.append(remote.submission(cid))
         ends = []
         for cid, worker, attempts in given_up:
             message = (
