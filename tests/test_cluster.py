@@ -214,7 +214,8 @@ def test_each_worker_reports_its_tasks_and_threads(on_local, local_client):
     assert {w["address"] for w in workers} == live_workers(local_client)
     for worker in workers:
         assert worker["tasks"] == worker["running"] == 3, "three tasks on each"
-        assert worker["threads"] >= 3 and worker["busy"] == 3
+        # Threads and busy ones count the tasks of any runner on the worker.
+        assert worker["threads"] >= worker["busy"] >= 3
         assert 0 <= worker["heartbeat"] < 2
     on_local.wait(handles, timeout=10)
     assert wait_until(lambda: all(w["tasks"] == w["running"] == 0 for w in on_local.workers()))
