@@ -59,8 +59,8 @@ class Agent:
         self.address: str = worker.address
         self.runner = TaskRunner()
         self._lock = threading.Lock()
-        # local id -> (client token, client id, attempt), while the task runs here.
-        self._owners: dict[int, tuple[str, int, int]] = {}
+        # local id -> (client token, client id, attempt, kind), while the task runs here.
+        self._owners: dict[int, tuple[str, int, int, Optional[str]]] = {}
         # (client token, client id) -> local id, for cancels.
         self._local: dict[tuple[str, int], int] = {}
         # Cancels that came before their task.
@@ -95,7 +95,7 @@ class Agent:
                 except Exception as exc:
                     failed.append([cid, attempt, kind, "failed", None, wire.pack_error(exc)])
                     continue
-                self._owners[handle.id] = (token, cid, attempt)
+                self._owners[handle.id] = (token, cid, attempt, kind)
                 self._local[key] = handle.id
                 self._running.setdefault(token, set())
         if failed:
@@ -154,10 +154,10 @@ class Agent:
                 owner = self._owners.get(local)
             if owner is None or state == "pending":
                 continue
-            token, cid, attempt = owner
+            token, cid, attempt, kind = owner
             starts, ends = updates.setdefault(token, ([], []))
             if state == "running":
-                kind = self._kind(local)
+                kind = kind or self._kind(local)  # classified on the client as a rule
                 starts.append([cid, attempt, kind, self.address])
                 with self._lock:
                     self._running.get(token, set()).add(local)
@@ -210,9 +210,10 @@ class Agent:
                 "polling": stats["polling"],
                 "queued": stats["queued"],
             }
-            self.worker.log_event(
-                topic_of(token), {"starts": starts, "ends": ends, "health": health}
-            )
+            # One bytes object: Dask checks, packs and relays it without
+            # walking a nested message.
+            batch = {"starts": starts, "ends": ends, "health": health}
+            self.worker.log_event(topic_of(token), wire.pack_value(batch))
 
     def close(self) -> None:
         self._stopping.set()

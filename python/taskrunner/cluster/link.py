@@ -78,7 +78,7 @@ class ClusterLink:
         self._cond = threading.Condition()
         self._outbox: list[list] = []  # submissions not yet placed
         self._cancels: list[tuple[int, str]] = []  # (id, worker)
-        self._inbox: list[dict] = []  # update batches from workers
+        self._inbox: list[bytes] = []  # update batches from workers, pickled
         self._tasks: dict[int, Remote] = {}  # the unfinished ones
         self._workers: set[str] = set()
         self._load: Counter[str] = Counter()  # unfinished tasks sent to each worker
@@ -214,13 +214,14 @@ class ClusterLink:
                 if not self._stopping:
                     log.exception("taskrunner: the cluster dispatcher hit an error")
 
-    def _apply(self, inbox: list[dict]) -> None:
+    def _apply(self, inbox: list[bytes]) -> None:
         # Only this thread changes an unfinished task's attempt, and a dict
         # read needs no lock: an update for a run given up for lost is stale.
         tasks = self._tasks
         now = time.monotonic()
-        for batch in inbox:
-            health = batch.get("health")
+        for packed in inbox:
+            batch = wire.unpack(packed)
+            health = batch["health"]
             if health:
                 self._health[health["address"]] = (health, now)
             starts = [
