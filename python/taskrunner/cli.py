@@ -228,7 +228,7 @@ def _workers_line(statuses: list[dict]) -> str:
     for s in statuses:
         if s["worker"]:
             ran[_worker(s)] = ran.get(_worker(s), 0) + 1
-    each = ", ".join(f"{address} {n}" for address, n in sorted(ran.items()))
+    each = ", ".join(f"{address} ({n} tasks)" for address, n in sorted(ran.items()))
     workers = "worker" if len(ran) == 1 else "workers"
     return f"ran on {len(ran)} {workers}: {each}" if ran else "ran on no worker"
 

@@ -124,8 +124,8 @@ WORKER_PROPERTIES: dict[str, Any] = {
     "queued": {**_REPORTED_COUNT, "description": "blocking tasks waiting for a thread"},
     "heartbeat": {
         **_nullable({"type": "number", "minimum": 0}),
-        "description": "seconds since the worker last reported (about once a second); "
-        "null before its first report",
+        "description": "seconds since the worker last reported (about once a second, once "
+        "it has taken a task of this server); null before its first report",
     },
 }
 CLUSTER = {
