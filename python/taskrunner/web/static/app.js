@@ -269,10 +269,11 @@ function showWorkerColumn() {
   $("task-table").classList.add("with-worker");
 }
 
+// The age of a worker's last report, short enough for the side panel.
 function heartbeatText(seconds) {
   if (seconds === null) return "none yet";
-  const ago = seconds < 10 ? `${seconds.toFixed(1)} s ago` : `${Math.round(seconds)} s ago`;
-  return seconds > LATE_HEARTBEAT_S ? `${ago} (late)` : ago;
+  const age = seconds < 10 ? `${seconds.toFixed(1)} s` : `${Math.round(seconds)} s`;
+  return seconds > LATE_HEARTBEAT_S ? `${age}, late` : age;
 }
 
 function workerRow(worker) {
@@ -284,6 +285,7 @@ function workerRow(worker) {
   cell(tr, "threads num").textContent = worker.threads === null ? "–" : String(worker.threads);
   const heartbeat = cell(tr, "heartbeat num");
   heartbeat.textContent = heartbeatText(worker.heartbeat);
+  heartbeat.title = "Seconds since the worker last reported";
   heartbeat.classList.toggle("late", worker.heartbeat !== null && worker.heartbeat > LATE_HEARTBEAT_S);
   return tr;
 }
