@@ -202,6 +202,8 @@ def main(
         return 2
     if settings.cluster and dask_missing("taskrunner serve"):
         return 2
+    # Dask's own news (each worker registered, each connection made) would drown the log.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     _announce_cluster(settings.cluster)
     try:
         app = create_app(config=config)
