@@ -967,6 +967,7 @@ def test_every_documented_response_is_produced_and_conforms(make_server):
     client.get("/api/task-types")
     client.get("/api/meta")
     client.get("/api/stats")
+    client.get("/api/workers")
     stream = client.get("/api/events")  # 200
     client.get("/api/events")  # 503
     stream.close()

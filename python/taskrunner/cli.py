@@ -26,7 +26,9 @@ Run "%(prog)s COMMAND --help" for a command's options."""
 EXAMPLES = """\
 examples:
   %(prog)s demo --tasks 50 --wait 2
+  %(prog)s demo --cluster local
   %(prog)s serve --port 8000
+  %(prog)s serve --cluster tcp://scheduler:8786 --db tasks.db
   %(prog)s tasks --db taskrunner.db --state failed"""
 SERVE_DESCRIPTION = """\
 Serve the HTTP API (/api/...) and the live dashboard (/) with waitress, in
@@ -34,9 +36,19 @@ this one process, until Ctrl-C or SIGTERM. Tasks are journaled to an SQLite
 file (--db): after a restart, even after a crash, their history is there and
 unfinished ones run again. A stop waits for running blocking tasks and leaves
 pending and polling ones to the next start (without a journal, it cancels
-them); a second Ctrl-C quits at once."""
-# Importable names of the packages the web extra installs (pyproject.toml).
+them); a second Ctrl-C quits at once.
+
+With --cluster (or TASKRUNNER_CLUSTER), the tasks run on a Dask cluster
+instead of in this process; it needs the dask extra, and the task types'
+modules importable on every worker (the built-in fake tasks ship in
+taskrunner, so installing taskrunner there is enough)."""
+CLUSTER_HELP = (
+    "run the tasks on a Dask cluster: a scheduler's address (tcp://host:8786), or local "
+    "for worker processes on this machine (needs the dask extra)"
+)
+# Importable names of the packages the web and dask extras install (pyproject.toml).
 WEB_MODULES = ("flask", "waitress", "prometheus_client")
+DASK_MODULES = ("dask", "distributed")
 # How long a stop waits quietly for running blocking tasks before saying so.
 QUIET_WAIT = 1.0
 
@@ -49,8 +61,16 @@ def _progress_bar(done: int, total: int, width: int = 30) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def render(statuses: list[dict], elapsed: float, width: int, max_rows: int) -> list[str]:
-    """The demo's screen: a progress line, counts per state, then a table of tasks."""
+def _worker(status: dict) -> str:
+    # The scheme is the same for every worker: the host and port tell them apart.
+    return (status.get("worker") or "-").removeprefix("tcp://")
+
+
+def render(
+    statuses: list[dict], elapsed: float, width: int, max_rows: int, workers: bool = False
+) -> list[str]:
+    """The demo's screen: a progress line, counts per state, then a table of tasks
+    (with the worker of each when ``workers``)."""
     total = len(statuses)
     done = sum(s["done"] for s in statuses)
     counts: dict[str, int] = {}
@@ -60,7 +80,9 @@ def render(statuses: list[dict], elapsed: float, width: int, max_rows: int) -> l
         f"{_progress_bar(done, total)} {done}/{total} done in {elapsed:5.1f}s",
         "  ".join(f"{state} {n}" for state, n in counts.items()),
         "",
-        f"{'id':>5}  {'name':<17} {'kind':<9} {'state':<11} {'elapsed':>8} {'polls':>6}  result",
+        f"{'id':>5}  {'name':<17} {'kind':<9} {'state':<11} {'elapsed':>8} {'polls':>6}  "
+        + (f"{'worker':<21} " if workers else "")
+        + "result",
     ]
     # Unfinished tasks first: they are the interesting ones while the demo runs.
     ordered = sorted(statuses, key=lambda s: (s["done"], s["id"]))
@@ -70,7 +92,9 @@ def render(statuses: list[dict], elapsed: float, width: int, max_rows: int) -> l
         mark = STATE_MARKS.get(s["state"], " ")
         row = (
             f"{s['id']:>5}  {s['name']:<17} {s['kind'] or '?':<9} {mark} {s['state']:<9} "
-            f"{runtime:>8} {s['polls']:>6}  {outcome}"
+            f"{runtime:>8} {s['polls']:>6}  "
+            + (f"{_worker(s):<21} " if workers else "")
+            + str(outcome)
         )
         lines.append(row[:width])
     if total > max_rows:
@@ -126,8 +150,40 @@ def _write(out: TextIO, text: str) -> None:
     out.flush()  # a pipe (| tee, | head) sees each line as it comes
 
 
-def demo(tasks: int, wait: Optional[float], refresh: float, out: TextIO) -> int:
+def cluster_failed(command: str, cluster: str, error: Exception) -> NoReturn:
+    """Says on one line why ``cluster`` cannot be used, and exits: 1 when its
+    scheduler is out of reach, 2 for anything else (an address that is none).
+
+    Exits at once: Dask's half-made client would print a traceback at exit.
+    """
+    if isinstance(error, OSError):
+        why = f"cannot reach the Dask scheduler at {cluster}: {error}"
+    else:
+        why = f"cannot use the cluster {cluster!r}: {error}"
+    print(f"{command}: {why}", file=sys.stderr)
+    quit_now(1 if isinstance(error, OSError) else 2)
+
+
+def cluster_runner(command: str, cluster: str, out: TextIO) -> TaskRunner:
+    """A runner on ``cluster`` (an address or ``local``); exits when it cannot be had."""
+    if cluster == "local":
+        _write(out, "starting a local Dask cluster of worker processes…\n")
+    else:
+        _write(out, f"connecting to the Dask scheduler at {cluster}…\n")
+    try:
+        return TaskRunner(cluster=cluster)
+    except (OSError, ValueError) as error:
+        cluster_failed(command, cluster, error)
+
+
+def demo(
+    tasks: int, wait: Optional[float], refresh: float, out: TextIO, cluster: Optional[str] = None
+) -> int:
     """Launches ``tasks`` fake tasks and shows them live until all are done.
+
+    Args:
+        cluster: a Dask scheduler's address, or ``local``, to run the tasks
+            there; None runs them in this process.
 
     Returns:
         0 when every task succeeded, else 1.
@@ -138,12 +194,12 @@ def demo(tasks: int, wait: Optional[float], refresh: float, out: TextIO) -> int:
     if tasks < 1:
         _write(out, "no tasks to run\n")
         return 0
+    runner = TaskRunner() if cluster is None else cluster_runner(f"{PROG} demo", cluster, out)
     started = time.time()
-    runner = TaskRunner()
     try:
         handles = [runner.submit(gen_task(i, wait)) for i in range(tasks)]
         _write(out, f"registered {tasks} tasks in {(time.time() - started) * 1000:.1f} ms\n")
-        statuses = _watch(runner, handles, started, refresh, out)
+        statuses = _watch(runner, handles, started, refresh, out, workers=cluster is not None)
     except KeyboardInterrupt:
         if out.isatty():
             out.write("\n")  # below the echoed ^C
@@ -161,11 +217,29 @@ def demo(tasks: int, wait: Optional[float], refresh: float, out: TextIO) -> int:
         out,
         f"\nall {tasks} tasks done in {makespan:.2f} s (longest task {longest:.2f} s); {outcome}\n",
     )
+    if cluster is not None:
+        _write(out, _workers_line(statuses) + "\n")
     return 0 if counts["succeeded"] == tasks else 1
 
 
+def _workers_line(statuses: list[dict]) -> str:
+    """How many of the tasks each worker ran."""
+    ran: dict[str, int] = {}
+    for s in statuses:
+        if s["worker"]:
+            ran[_worker(s)] = ran.get(_worker(s), 0) + 1
+    each = ", ".join(f"{address} ({n} tasks)" for address, n in sorted(ran.items()))
+    workers = "worker" if len(ran) == 1 else "workers"
+    return f"ran on {len(ran)} {workers}: {each}" if ran else "ran on no worker"
+
+
 def _watch(
-    runner: TaskRunner, handles: list, started: float, refresh: float, out: TextIO
+    runner: TaskRunner,
+    handles: list,
+    started: float,
+    refresh: float,
+    out: TextIO,
+    workers: bool = False,
 ) -> list[dict]:
     """Draws the tasks every ``refresh`` seconds until all are done; their last statuses."""
     live = out.isatty()
@@ -173,7 +247,9 @@ def _watch(
     while True:
         statuses = [h.status() for h in handles]
         size = shutil.get_terminal_size((100, 30))
-        lines = render(statuses, time.time() - started, size.columns, max(size.lines - 8, 5))
+        lines = render(
+            statuses, time.time() - started, size.columns, max(size.lines - 8, 5), workers
+        )
         if live:
             # Move up over the previous frame and draw over it.
             _write(out, (f"\x1b[{drawn}F\x1b[J" if drawn else "") + "\n".join(lines) + "\n")
@@ -220,28 +296,51 @@ def version() -> str:
     return f"taskrunner {dist.version}" if dist else "taskrunner (version unknown: not installed)"
 
 
-def web_extra_command() -> str:
-    """The command that installs the web extra, for how this package was installed."""
+def extra_command(extra: str) -> str:
+    """The command that installs ``extra``, for how this package was installed."""
     dist = distribution()
     if dist is None:
-        return "pip install '.[web]' in the checkout"
+        return f"pip install '.[{extra}]' in the checkout"
     source = _local_source(dist)
     if source is None:
-        return f"pip install '{dist.metadata['Name']}[web]'"
+        return f"pip install '{dist.metadata['Name']}[{extra}]'"
     path, editable = source
     target = "." if Path.cwd().resolve() == path.resolve() else str(path)
-    return f"pip install {'-e ' if editable else ''}'{target}[web]'"
+    return f"pip install {'-e ' if editable else ''}'{target}[{extra}]'"
 
 
-def missing_web_modules() -> list[str]:
-    """The web extra's packages that cannot be imported."""
+def web_extra_command() -> str:
+    """The command that installs the web extra, for how this package was installed."""
+    return extra_command("web")
+
+
+def missing_modules(names: tuple[str, ...]) -> list[str]:
+    """The packages of ``names`` that cannot be imported."""
     missing = []
-    for name in WEB_MODULES:
+    for name in names:
         try:
             __import__(name)
         except ImportError:
             missing.append(name)
     return missing
+
+
+def missing_web_modules() -> list[str]:
+    """The web extra's packages that cannot be imported."""
+    return missing_modules(WEB_MODULES)
+
+
+def dask_missing(command: str) -> bool:
+    """Says on stderr, on one line, that ``--cluster`` needs the dask extra, if it is
+    not installed; True then."""
+    missing = missing_modules(DASK_MODULES)
+    if missing:
+        print(
+            f"{command}: --cluster needs the dask extra, which is not installed "
+            f"(missing: {', '.join(missing)}); install it with: {extra_command('dask')}",
+            file=sys.stderr,
+        )
+    return bool(missing)
 
 
 def _serve_epilog() -> str:
@@ -343,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds between frames (default 0.2)",
     )
+    demo_args.add_argument("--cluster", metavar="ADDRESS|local", help=CLUSTER_HELP)
     serve_args = commands.add_parser(
         "serve",
         help="serve the HTTP API and the live dashboard (needs the web extra)",
@@ -368,6 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the journal, an SQLite file that keeps every task across restarts (unfinished "
         "ones run again); default $TASKRUNNER_DB, else ./taskrunner.db; :memory: for none",
+    )
+    serve_args.add_argument(
+        "--cluster",
+        metavar="ADDRESS|local",
+        help=CLUSTER_HELP + "; default $TASKRUNNER_CLUSTER, else this process",
     )
     tasks_args = commands.add_parser(
         "tasks",
@@ -480,8 +585,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             _silence_stdout()
             return 1
     if args.command == "demo":
+        if args.cluster and dask_missing(f"{PROG} demo"):
+            return 2
         try:
-            return demo(args.tasks, args.wait, args.refresh, sys.stdout)
+            return demo(args.tasks, args.wait, args.refresh, sys.stdout, args.cluster or None)
         except KeyboardInterrupt:
             return 130
         except BrokenPipeError:
@@ -499,4 +606,4 @@ def main(argv: Optional[list[str]] = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return serve(args.host, args.port, args.threads, args.db)
+    return serve(args.host, args.port, args.threads, args.db, args.cluster)

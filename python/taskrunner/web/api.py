@@ -239,6 +239,22 @@ def stats() -> Response:
     )
 
 
+@api.get("/workers")
+def list_workers() -> Response:
+    """The cluster's live workers, each with its tasks, threads and last report's age;
+    none without a cluster."""
+    state = current_state()
+    cluster = state.cluster()
+    return jsonify(
+        {
+            "cluster": cluster is not None,
+            "scheduler": cluster and cluster["scheduler"],
+            "reachable": cluster and cluster["reachable"],
+            "workers": state.runner.workers(),
+        }
+    )
+
+
 @api.get("/events")
 def event_stream() -> Response:
     """State changes as server-sent events (see ``taskrunner.web.events``)."""

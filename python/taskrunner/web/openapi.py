@@ -111,6 +111,34 @@ STATS_PROPERTIES: dict[str, Any] = {
 }
 OPTIONAL_STATS = {"workers_timed_out"}
 
+# One cluster worker, as ``TaskRunner.workers()`` lists it; the figures after
+# ``tasks`` come from the worker's last report (null before its first).
+_REPORTED_COUNT = _nullable(_COUNT)
+WORKER_PROPERTIES: dict[str, Any] = {
+    "address": {"type": "string", "description": "the Dask worker's address"},
+    "tasks": {**_COUNT, "description": "this server's unfinished tasks placed on the worker"},
+    "running": {**_COUNT, "description": "tasks running there now (of every client)"},
+    "threads": {**_REPORTED_COUNT, "description": "taskrunner's pool threads there"},
+    "busy": {**_REPORTED_COUNT, "description": "of those, the threads inside a run()"},
+    "polling": {**_REPORTED_COUNT, "description": "polling tasks its poller holds"},
+    "queued": {**_REPORTED_COUNT, "description": "blocking tasks waiting for a thread"},
+    "heartbeat": {
+        **_nullable({"type": "number", "minimum": 0}),
+        "description": "seconds since the worker last reported (about once a second, once "
+        "it has taken a task of this server); null before its first report",
+    },
+}
+CLUSTER = {
+    "type": "object",
+    "required": ["scheduler", "reachable"],
+    "additionalProperties": False,
+    "properties": {
+        "scheduler": _nullable({"type": "string"}),
+        "reachable": {"type": "boolean"},
+    },
+    "description": "the runner's Dask cluster; absent when tasks run in the server's process",
+}
+
 SCHEMAS: dict[str, Any] = {
     "Task": {
         "type": "object",
@@ -211,11 +239,39 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "status": {
                 "enum": ["ok", "degraded"],
-                "description": "degraded while the journal cannot write: tasks run on in "
-                "memory and can be read, submissions get 503",
+                "description": "degraded while the journal cannot write or the cluster's "
+                "scheduler is out of reach: tasks run on and can be read, submissions get 503",
             },
             "journal": STATS_PROPERTIES["journal"],
             "journal_problem": STATS_PROPERTIES["journal_problem"],
+            "cluster": CLUSTER,
+        },
+    },
+    "Worker": {
+        "type": "object",
+        "required": list(WORKER_PROPERTIES),
+        "additionalProperties": False,
+        "properties": WORKER_PROPERTIES,
+    },
+    "Workers": {
+        "type": "object",
+        "required": ["cluster", "scheduler", "reachable", "workers"],
+        "additionalProperties": False,
+        "properties": {
+            "cluster": {"type": "boolean", "description": "tasks run on a Dask cluster"},
+            "scheduler": {
+                **_nullable({"type": "string"}),
+                "description": "the cluster's scheduler address; null without a cluster",
+            },
+            "reachable": {
+                **_nullable({"type": "boolean"}),
+                "description": "the scheduler is in reach now; null without a cluster",
+            },
+            "workers": {
+                "type": "array",
+                "items": _ref("Worker"),
+                "description": "the cluster's live workers; empty without a cluster",
+            },
         },
     },
     "Problem": {
@@ -372,10 +428,11 @@ def _paths() -> dict[str, Any]:
                     "500": _problem("the task type's factory failed"),
                     "503": {
                         **_problem(
-                            "too many unfinished tasks, shutting down, or the journal cannot "
-                            "record the task (journal-degraded: nothing was submitted; "
-                            "not-recorded: the task runs but is not recorded yet, its id is "
-                            "given)"
+                            "too many unfinished tasks, shutting down, the cluster's scheduler "
+                            "is out of reach (cluster-unreachable: nothing was submitted), or "
+                            "the journal cannot record the task (journal-degraded: nothing was "
+                            "submitted; not-recorded: the task runs but is not recorded yet, "
+                            "its id is given)"
                         ),
                         "headers": {"Retry-After": RETRY_AFTER},
                     },
@@ -429,6 +486,13 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("Stats"), "the runner's numbers")},
             }
         },
+        "/api/workers": {
+            "get": {
+                "operationId": "listWorkers",
+                "summary": "The cluster's workers: tasks, threads, last report",
+                "responses": {"200": _json(_ref("Workers"), "the workers; none without a cluster")},
+            }
+        },
         "/api/events": {
             "get": {
                 "operationId": "streamEvents",
@@ -454,7 +518,9 @@ def _paths() -> dict[str, Any]:
                 "security": [],
                 "responses": {
                     "200": _json(
-                        _ref("Health"), "running; degraded while the journal cannot write"
+                        _ref("Health"),
+                        "running; degraded while the journal cannot write or the cluster's "
+                        "scheduler is out of reach",
                     ),
                     "503": _problem("shutting down"),
                 },

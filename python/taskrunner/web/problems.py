@@ -29,6 +29,7 @@ TOO_MANY_STREAMS = "/problems/too-many-event-streams"
 SHUTTING_DOWN = "/problems/shutting-down"
 JOURNAL_DEGRADED = "/problems/journal-degraded"
 NOT_RECORDED = "/problems/not-recorded"
+CLUSTER_UNREACHABLE = "/problems/cluster-unreachable"
 
 TITLES = {
     INVALID_BODY: "The request body is not a usable JSON object",
@@ -41,6 +42,7 @@ TITLES = {
     SHUTTING_DOWN: "The server is shutting down",
     JOURNAL_DEGRADED: "The journal cannot record tasks",
     NOT_RECORDED: "The task was not recorded in time",
+    CLUSTER_UNREACHABLE: "The cluster's scheduler is out of reach",
 }
 
 logger = logging.getLogger("taskrunner.web")

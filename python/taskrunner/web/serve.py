@@ -20,8 +20,8 @@ from typing import Any, Optional
 import waitress
 from flask import Flask
 
-from taskrunner import TaskRunner
-from taskrunner.cli import finish_running, quit_now
+from taskrunner import JournalError, TaskRunner
+from taskrunner.cli import cluster_failed, dask_missing, finish_running, quit_now
 from taskrunner.web.app import create_app
 from taskrunner.web.settings import ENV_PREFIX, Settings
 from taskrunner.web.state import EXTENSION_KEY, WebState
@@ -145,6 +145,8 @@ def settings_help(width: int = 79) -> str:
             default = "half of --threads"  # main's choice, below
         elif field.name == "db":
             default = f"./{DEFAULT_DB} under serve; --db overrides"
+        elif field.name == "cluster":
+            default = "unset: this process; --cluster overrides"
         lines += textwrap.wrap(
             f"{docs.get(field.name, '')} (default: {default})",
             width=width,
@@ -155,7 +157,11 @@ def settings_help(width: int = 79) -> str:
 
 
 def main(
-    host: str = "127.0.0.1", port: int = 8000, threads: int = 16, db: Optional[str] = None
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    threads: int = 16,
+    db: Optional[str] = None,
+    cluster: Optional[str] = None,
 ) -> int:
     """``python -m taskrunner serve``: the default app, served until SIGTERM or Ctrl-C.
 
@@ -167,10 +173,13 @@ def main(
             unless ``TASKRUNNER_MAX_EVENT_STREAMS`` says otherwise.
         db: the journal's file, ``:memory:`` for none; None takes
             ``TASKRUNNER_DB``, else ``taskrunner.db`` in the current directory.
+        cluster: the Dask scheduler's address, or ``local``, to run the
+            tasks on; None takes ``TASKRUNNER_CLUSTER``, else this process.
 
     Returns:
         The exit code: 0 after a graceful stop, 1 when the journal cannot be
-        opened or the port is taken, 2 for bad arguments.
+        opened, the cluster's scheduler cannot be reached or the port is
+        taken, 2 for bad arguments or without Dask for a cluster.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if threads < 2:
@@ -183,16 +192,54 @@ def main(
         config["TASKRUNNER_DB"] = db
     elif "TASKRUNNER_DB" not in os.environ:
         config["TASKRUNNER_DB"] = DEFAULT_DB
+    if cluster is not None:
+        config["TASKRUNNER_CLUSTER"] = cluster
     try:
-        app = create_app(config=config)
+        # Read here too: a cluster is checked for, and announced, before the wait to reach it.
+        settings = Settings.load(config)
     except (TypeError, ValueError) as error:
         print(f"taskrunner serve: {error}", file=sys.stderr)
         return 2
-    except OSError as error:  # JournalError: in use, not a journal, unwritable...
+    if settings.cluster and dask_missing("taskrunner serve"):
+        return 2
+    # Dask's own news (each worker registered, each connection made) would drown the log.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    _announce_cluster(settings.cluster)
+    try:
+        app = create_app(config=config)
+    except JournalError as error:  # in use, not a journal, unwritable...
         print(f"taskrunner serve: cannot open the journal: {error}", file=sys.stderr)
         return 1
-    _announce_journal(app.extensions[EXTENSION_KEY].runner)
+    except (TypeError, ValueError, OSError) as error:
+        if settings.cluster:
+            cluster_failed("taskrunner serve", settings.cluster, error)
+        if isinstance(error, OSError):
+            print(f"taskrunner serve: cannot open the journal: {error}", file=sys.stderr)
+            return 1
+        print(f"taskrunner serve: {error}", file=sys.stderr)
+        return 2
+    runner = app.extensions[EXTENSION_KEY].runner
+    _announce_journal(runner)
+    _announce_workers(runner)
     return run_server(app, host, port, threads)
+
+
+def _announce_cluster(cluster: Optional[str]) -> None:
+    if cluster == "local":
+        print("taskrunner: starting a local Dask cluster of worker processes…", flush=True)
+    elif cluster:
+        print(f"taskrunner: connecting to the Dask scheduler at {cluster}…", flush=True)
+
+
+def _announce_workers(runner: TaskRunner) -> None:
+    if runner.cluster is None:
+        return
+    workers = len(runner.workers())
+    print(
+        f"taskrunner: tasks run on the Dask cluster at {runner.cluster.scheduler.address} "
+        f"({workers} worker{'' if workers == 1 else 's'} now)",
+        flush=True,
+    )
 
 
 def _announce_journal(runner: TaskRunner) -> None:

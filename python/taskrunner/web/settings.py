@@ -41,6 +41,12 @@ class Settings:
             ``create_app`` keeps its own journal.
         commit_timeout: seconds a submission waits for its task to be
             committed to the journal before it gets 503 instead of 202.
+        cluster: where the app's own runner runs its tasks: a Dask
+            scheduler's address (``tcp://host:8786``) or ``local`` for a
+            cluster of worker processes on this machine; unset or empty for
+            this process. Needs the ``[dask]`` extra, and the task types
+            importable on the workers. A runner given to ``create_app``
+            keeps its own.
     """
 
     token: Optional[str] = None
@@ -52,6 +58,7 @@ class Settings:
     max_page: int = 1000
     db: Optional[str] = None
     commit_timeout: float = 5.0
+    cluster: Optional[str] = None
 
     @classmethod
     def load(cls, config: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> Settings:
@@ -87,12 +94,16 @@ class Settings:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()} must be > 0")
 
     def runner_options(self) -> dict[str, Any]:
-        """The retention and journal arguments of the ``TaskRunner`` an app makes for itself."""
-        return {
+        """The retention, journal and cluster arguments of the ``TaskRunner`` an app makes
+        for itself."""
+        options: dict[str, Any] = {
             "retain_finished": self.retain_finished or None,
             "retain_seconds": self.retain_seconds or None,
             "journal": self.journal,
         }
+        if self.cluster:
+            options["cluster"] = self.cluster
+        return options
 
     @property
     def journal(self) -> Optional[str]:
@@ -101,7 +112,7 @@ class Settings:
 
 
 def _convert(key: str, raw: Any, default: Any) -> Any:
-    if default is None:  # the token and the journal: an empty string means none
+    if default is None:  # the token, the journal, the cluster: an empty string means none
         return str(raw) if raw else None
     try:
         return type(default)(raw)

@@ -8,9 +8,10 @@ from typing import Any, NamedTuple, Optional
 from flask import current_app
 from prometheus_client import CollectorRegistry
 
-from taskrunner import TaskRunner
+from taskrunner import ClusterUnreachable, TaskRunner
 from taskrunner.web.pollrate import PollRateMeter
 from taskrunner.web.problems import (
+    CLUSTER_UNREACHABLE,
     JOURNAL_DEGRADED,
     NOT_RECORDED,
     SHUTTING_DOWN,
@@ -25,6 +26,9 @@ EXTENSION_KEY = "taskrunner"
 # Seconds a client is asked to wait when the journal cannot write: its writer
 # retries with a back-off, and recovers by itself.
 RETRY_AFTER_JOURNAL = "5"
+# Seconds a client is asked to wait while the cluster's scheduler is out of
+# reach: the runner reconnects by itself.
+RETRY_AFTER_CLUSTER = "5"
 
 
 class Accepted(NamedTuple):
@@ -103,9 +107,10 @@ class WebState:
 
         Raises:
             Problem: 503 when shutting down, at the limit, when the journal
-                cannot write (nothing is submitted), or when the commit does
-                not come within the commit timeout (the task runs, unrecorded);
-                400 when the runner rejects the timeout.
+                cannot write or the cluster's scheduler is out of reach
+                (nothing is submitted), or when the commit does not come
+                within the commit timeout (the task runs, unrecorded); 400
+                when the runner rejects the timeout.
         """
         journaled = self.runner.journal is not None
         with self._submit_lock:
@@ -138,6 +143,13 @@ class WebState:
                 )
             except ValueError as error:
                 raise invalid_params({"timeout": str(error)}, where="body") from None
+            except ClusterUnreachable as error:
+                raise Problem(
+                    503,
+                    f"{error}; the task was not submitted",
+                    type=CLUSTER_UNREACHABLE,
+                    headers={"Retry-After": RETRY_AFTER_CLUSTER},
+                ) from None
             except RuntimeError:
                 raise Problem(503, "the task runner is shut down", type=SHUTTING_DOWN) from None
             # Ids grow with every submit: a task older than the newest one
@@ -150,6 +162,15 @@ class WebState:
         if journaled and not self.runner.flush(self.settings.commit_timeout):
             raise self._not_recorded(handle.id)
         return Accepted(handle.status(), replayed)
+
+    def cluster(self) -> Optional[dict[str, Any]]:
+        """The runner's cluster: its scheduler's address and whether it is in
+        reach now; None for a runner that runs its tasks in this process."""
+        client = self.runner.cluster
+        if client is None:
+            return None
+        scheduler = getattr(client.scheduler, "address", None)
+        return {"scheduler": scheduler, "reachable": client.status == "running"}
 
     def _not_recorded(self, id: int) -> Problem:
         problem = self.runner.stats()["journal_problem"] or "the journal is slow to commit"

@@ -5,6 +5,8 @@
 const MAX_ROWS = 500;
 const MAX_KEPT = 2000; // tasks remembered in the page, newest first
 const STATS_EVERY_MS = 2000;
+const WORKERS_EVERY_MS = 2000;
+const LATE_HEARTBEAT_S = 5; // a worker reports about once a second
 const TICK_EVERY_MS = 250;
 
 const tasks = new Map(); // id -> {status, receivedAt}
@@ -15,6 +17,7 @@ let renderQueued = false;
 let states = []; // every task state, in order, as GET api/meta lists them
 let statesLoading = null; // the request for them, while one is out
 let lastCounts = null;
+let workersTimer = null;
 
 const $ = (id) => document.getElementById(id);
 
@@ -65,6 +68,7 @@ function stage(status) {
 function upsert(status) {
   const known = tasks.get(status.id);
   if (known && stage(status) < stage(known.status)) return;
+  if (status.worker) showWorkerColumn(); // the journal may hold tasks of a cluster
   tasks.set(status.id, { status, receivedAt: performance.now(), fresh: !known });
   scheduleRender();
 }
@@ -136,7 +140,7 @@ function cell(tr, className) {
 function newRow(id) {
   const tr = document.createElement("tr");
   tr.dataset.id = String(id);
-  for (const name of ["id num", "name", "kind", "state", "runtime num", "polls num", "outcome", "actions"]) {
+  for (const name of ["id num", "name", "kind", "state", "worker", "runtime num", "polls num", "outcome", "actions"]) {
     cell(tr, name);
   }
   const button = document.createElement("button");
@@ -186,6 +190,9 @@ function fillRow(tr, entry) {
   badge.dataset.state = status.state;
   setText(badge, stateLabel(status.state));
   showAttempt(stateCell, status.attempt);
+  const worker = tr.querySelector(".worker");
+  setText(worker, status.worker ? shortAddress(status.worker) : "–");
+  worker.title = status.worker || "Not on a worker (yet)";
   setText(tr.querySelector(".runtime"), formatSeconds(runtimeOf(entry)));
   // The poller calls get_output() on polling tasks only: a blocking task has no polls.
   setText(tr.querySelector(".polls"), status.kind === "blocking" ? "–" : String(status.polls));
@@ -248,6 +255,66 @@ function tickRuntimes() {
     if (entry && entry.status.state === "running") {
       setText(tr.querySelector(".runtime"), formatSeconds(runtimeOf(entry)));
     }
+  }
+}
+
+// ---- the cluster's workers --------------------------------------------------
+
+// Every worker has the same scheme: the host and port tell them apart.
+function shortAddress(address) {
+  return address.replace(/^tcp:\/\//, "");
+}
+
+function showWorkerColumn() {
+  $("task-table").classList.add("with-worker");
+}
+
+// The age of a worker's last report, short enough for the side panel.
+function heartbeatText(seconds) {
+  if (seconds === null) return "none yet";
+  const age = seconds < 10 ? `${seconds.toFixed(1)} s` : `${Math.round(seconds)} s`;
+  return seconds > LATE_HEARTBEAT_S ? `${age}, late` : age;
+}
+
+function workerRow(worker) {
+  const tr = document.createElement("tr");
+  const address = cell(tr, "address");
+  address.textContent = shortAddress(worker.address);
+  address.title = worker.address;
+  cell(tr, "running num").textContent = String(worker.running);
+  cell(tr, "threads num").textContent = worker.threads === null ? "–" : String(worker.threads);
+  const heartbeat = cell(tr, "heartbeat num");
+  heartbeat.textContent = heartbeatText(worker.heartbeat);
+  heartbeat.title = "Seconds since the worker last reported";
+  heartbeat.classList.toggle("late", worker.heartbeat !== null && worker.heartbeat > LATE_HEARTBEAT_S);
+  return tr;
+}
+
+function showWorkers(view) {
+  $("workers-panel").hidden = !view.cluster;
+  if (!view.cluster) return;
+  showWorkerColumn();
+  const scheduler = $("scheduler");
+  scheduler.dataset.reachable = String(view.reachable);
+  setText(
+    scheduler,
+    view.reachable
+      ? `Scheduler ${view.scheduler}`
+      : `Scheduler ${view.scheduler} is out of reach: new tasks are refused until it is back`,
+  );
+  $("worker-rows").replaceChildren(...view.workers.map(workerRow));
+  $("workers-empty").hidden = view.workers.length > 0;
+}
+
+// A server without a cluster never gets one: asking once is enough.
+async function refreshWorkers() {
+  if (document.hidden) return;
+  try {
+    const view = await api("api/workers");
+    showWorkers(view);
+    if (!view.cluster) clearInterval(workersTimer);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 401)) notify(`Workers: ${error.message}`);
   }
 }
 
@@ -567,6 +634,8 @@ function start() {
   followEvents();
   refreshStats();
   setInterval(refreshStats, STATS_EVERY_MS);
+  refreshWorkers();
+  workersTimer = setInterval(refreshWorkers, WORKERS_EVERY_MS);
   setInterval(tickRuntimes, TICK_EVERY_MS);
   render();
 }
