@@ -343,3 +343,20 @@ def wait_until(predicate, timeout: float = 10.0) -> bool:
 def on_workers(runner: TaskRunner, handles: list) -> int:
     running = [runner.status(h.id) for h in handles if h.state == "running"]
     return len({s["worker"] for s in running}) if len(running) == len(handles) else 0
+
+
+def test_a_worker_without_tasks_reports_itself(local_client):
+    with TaskRunner(cluster=local_client) as runner:
+        assert wait_until(lambda: all(w["heartbeat"] is not None for w in runner.workers()))
+        assert {w["address"] for w in runner.workers()} == live_workers(local_client)
+        assert all(w["tasks"] == 0 and w["threads"] >= 1 for w in runner.workers())
+
+
+def test_shutdown_twice_at_once_closes_the_cluster_runner_once(local_client):
+    runner = TaskRunner(cluster=local_client)
+    handle = runner.submit(Later(1, 0.3))
+    runner.shutdown(wait=False)
+    runner.shutdown(wait=False)
+    runner.shutdown(wait=True)
+    assert handle.result(timeout=0) == 1
+    assert runner.closed and local_client.status == "running"

@@ -181,11 +181,6 @@ def test_while_the_scheduler_is_away_submits_are_503_and_health_is_degraded(tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    raises=RuntimeError,  # the server does not start
-    strict=False,
-    reason="a cluster runner does not take a journal yet; passes once it does",
-)
 def test_with_a_journal_the_tasks_and_their_workers_outlive_the_server(tmp_path, dask_processes):
     db = str(tmp_path / "tasks.db")
     server = start_server(dask_processes.address, "--db", db)

@@ -122,16 +122,25 @@ class TaskRunner(Runner):
         one this runner started is closed. Safe to call more than once.
         """
         link = getattr(self, "_cluster", None)
-        if link is None or wait:
+        if link is None:
             super().shutdown(wait, cancel_pending=cancel_pending)
-            if link is not None:
-                link.close()
             return
-        super().shutdown(False, cancel_pending=cancel_pending)
-        # The link brings the remote tasks' ends: it closes once they are in.
-        threading.Thread(
-            target=self._close_when_done, args=(link,), name="taskrunner-cluster-close", daemon=True
-        ).start()
+        with link.closing_lock:
+            closer = link.closer
+            if closer is None:
+                super().shutdown(False, cancel_pending=cancel_pending)
+                # The link brings the remote tasks' ends: it closes once they
+                # are in, on a thread of its own; a second shutdown joins it
+                # rather than shutting the engine down beside it.
+                closer = link.closer = threading.Thread(
+                    target=self._close_when_done,
+                    args=(link,),
+                    name="taskrunner-cluster-close",
+                    daemon=True,
+                )
+                closer.start()
+        if wait and closer is not threading.current_thread():
+            closer.join()
 
     def _close_when_done(self, link: Any) -> None:
         super().shutdown(True)

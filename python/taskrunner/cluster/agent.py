@@ -114,6 +114,11 @@ class Agent:
             except KeyError:
                 pass  # ended and reported meanwhile
 
+    def greet(self, token: str) -> None:
+        """Starts the heartbeats to a client runner."""
+        with self._lock:
+            self._running.setdefault(token, set())
+
     def forget(self, token: str) -> None:
         """Stops the heartbeats to a client runner that closed."""
         with self._lock:
@@ -233,6 +238,14 @@ def accept(token: str, submissions: bytes) -> None:
 def cancel(token: str, cids: list) -> None:
     """A Dask task: hands a batch of cancels to this worker's agent."""
     agent().cancel(token, cids)
+
+
+async def hello(token: str, dask_worker: Any = None) -> None:
+    """Run on new workers (``Client.run``, not waited for) by a client runner,
+    which then hears from them once a second."""
+    plugin = (dask_worker or get_worker()).plugins.get(PLUGIN_NAME)
+    if plugin is not None:
+        plugin.agent.greet(token)
 
 
 async def forget(token: str, dask_worker: Any = None) -> None:

@@ -87,6 +87,9 @@ class ClusterLink:
         # Since when the scheduler has been out of reach (monotonic), or None.
         self._lost_since: Optional[float] = None
         self._stopping = False
+        # The runner's shutdown starts one closing thread (see TaskRunner.shutdown).
+        self.closing_lock = threading.Lock()
+        self.closer: Optional[threading.Thread] = None
         self._attach()
         self._refresh_workers()
         self._take_recovered()
@@ -377,7 +380,11 @@ class ClusterLink:
         workers = live_workers(self.client)
         with self._cond:
             lost = self._workers - workers
+            joined = workers - self._workers
             self._workers = workers
+        if joined:
+            # So that a worker reports itself before it has a task of ours.
+            self.client.run(agent.hello, self.token, workers=sorted(joined), wait=False)
         if lost:
             self._rerun(lost)
 
