@@ -342,14 +342,16 @@ impl Engine {
         &self,
         record: &Arc<Record>,
         kind: Option<Kind>,
-        worker: Py<PyString>,
-    ) {
-        if record.start_on(kind, Some(worker), &self.store.counts) {
+        worker: Bound<'_, PyString>,
+    ) -> PyResult<()> {
+        let address: Arc<str> = Arc::from(worker.to_str()?);
+        if record.start_on(kind, Some(worker.unbind()), &self.store.counts) {
             if let Some(journal) = self.journal() {
-                journal.started(record);
+                journal.started_on(record, address);
             }
             self.events.publish(record, State::Running);
         }
+        Ok(())
     }
 
     /// A task that runs elsewhere turned out to be `kind`.

@@ -179,6 +179,7 @@ impl Codec {
             attempt: row.attempt,
             result,
             error,
+            worker: row.worker.as_deref().map(|w| PyString::new(py, w).unbind()),
         }))
     }
 }
@@ -388,6 +389,26 @@ impl Journaling {
         self.write(row);
     }
 
+    /// A task started on a cluster worker (its attempt counts the reruns
+    /// after lost workers); the worker stays in the task's later rows.
+    pub fn started_on(&self, record: &Record, worker: Arc<str>) {
+        let mut row = {
+            let mut live = self.live.lock();
+            let Some((row, _)) = live.get_mut(&record.id) else {
+                return;
+            };
+            row.worker = Some(worker);
+            row.clone()
+        };
+        let p = record.progress.lock();
+        row.state = p.state.as_str();
+        row.kind = p.kind.map(Kind::as_str);
+        row.started_at = p.started_at;
+        row.attempt = record.attempt + p.reruns;
+        drop(p);
+        self.write(row);
+    }
+
     /// A task ended: its last row, with its result or error.
     pub fn finished(&self, py: Python<'_>, record: &Record) {
         let Some((mut row, durable)) = self.live.lock().remove(&record.id) else {
@@ -402,6 +423,7 @@ impl Journaling {
         row.started_at = p.started_at;
         row.finished_at = p.finished_at;
         row.polls = p.polls;
+        row.attempt = record.attempt + p.reruns;
         let result = p.result.as_ref().map(|r| r.clone_ref(py));
         row.error = p.error.as_ref().map(|e| ErrorRow {
             type_name: e.type_name.clone(),

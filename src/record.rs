@@ -200,6 +200,7 @@ pub struct Recorded {
     pub attempt: u32,
     pub result: Option<Py<PyAny>>,
     pub error: Option<ErrorInfo>,
+    pub worker: Option<Py<PyString>>,
 }
 
 pub struct Record {
@@ -275,7 +276,7 @@ impl Record {
                 get_output: None,
                 callbacks: Vec::new(),
                 on_worker: false,
-                worker: None,
+                worker: r.worker,
                 reruns: 0,
             }),
         }

@@ -282,8 +282,7 @@ impl Runner {
         for (id, kind, worker) in started {
             if let Some(record) = self.engine.record(py, id)? {
                 let kind = parse_kind(kind.as_deref())?;
-                self.engine
-                    .started_elsewhere(&record, kind, worker.unbind());
+                self.engine.started_elsewhere(&record, kind, worker)?;
             }
         }
         Ok(())

@@ -100,6 +100,8 @@ pub struct TaskRow {
     pub recipe: Option<Stored>,
     /// Who submitted it ("library", ...).
     pub origin: Cow<'static, str>,
+    /// The cluster worker it runs or ran on; None in the process itself.
+    pub worker: Option<Arc<str>>,
 }
 
 impl TaskRow {
@@ -119,6 +121,7 @@ impl TaskRow {
             error: None,
             recipe: None,
             origin: Cow::Borrowed(origin),
+            worker: None,
         }
     }
 
@@ -150,7 +153,7 @@ fn stage(state: &str) -> u8 {
 /// The `tasks` columns in the order that `bind` and `from_row` use.
 pub const TASK_COLUMNS: &str = "id, name, kind, state, submitted_at, started_at, finished_at, \
      polls, attempt, result_encoding, result, error_type, error_message, error_traceback, \
-     recipe_encoding, recipe, origin";
+     recipe_encoding, recipe, origin, worker";
 
 /// Ids and counts are u64 in Rust and i64 in SQLite; `Journal::write` refuses
 /// ids above i64::MAX, and a poll count that large cannot happen.
@@ -163,7 +166,7 @@ fn to_u64(n: i64) -> u64 {
 }
 
 impl TaskRow {
-    /// Runs `statement` (whose 17 parameters are [`TASK_COLUMNS`]) for this row.
+    /// Runs `statement` (whose 18 parameters are [`TASK_COLUMNS`]) for this row.
     pub fn execute(&self, statement: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<()> {
         let (result_encoding, result) = split(&self.result);
         let (recipe_encoding, recipe) = split(&self.recipe);
@@ -186,6 +189,7 @@ impl TaskRow {
             recipe_encoding,
             recipe,
             self.origin.as_ref(),
+            self.worker.as_deref(),
         ])?;
         Ok(())
     }
@@ -222,6 +226,7 @@ impl TaskRow {
             error,
             recipe: stored(row.get(14)?, row.get(15)?),
             origin: Cow::Owned(row.get(16)?),
+            worker: row.get::<_, Option<String>>(17)?.map(Arc::from),
         })
     }
 }

@@ -14,7 +14,7 @@ pub const APPLICATION_ID: i32 = 0x5452_4a4e;
 
 /// Migration `i` takes a file from version `i` to `i + 1`. Append only: a
 /// released entry never changes, since files in the field were made by it.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     // v1: tasks, and meta for the id high-water mark.
     "CREATE TABLE tasks (
         id INTEGER PRIMARY KEY,
@@ -68,6 +68,8 @@ const MIGRATIONS: [&str; 3] = [
     // Retention walks ids instead (see the writer's pruning): the index
     // cost every finished row's write about a third of its time.
     "DROP INDEX IF EXISTS tasks_by_finished;",
+    // v4: the cluster worker a task ran on.
+    "ALTER TABLE tasks ADD COLUMN worker TEXT;",
 ];
 
 pub const VERSION: u32 = MIGRATIONS.len() as u32;
@@ -79,8 +81,8 @@ pub const VERSION: u32 = MIGRATIONS.len() as u32;
 /// A write without a recipe keeps the stored one: it is sent once, at submit.
 pub const UPSERT_TASK: &str = "INSERT INTO tasks (id, name, kind, state, submitted_at,
         started_at, finished_at, polls, attempt, result_encoding, result, error_type,
-        error_message, error_traceback, recipe_encoding, recipe, origin)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+        error_message, error_traceback, recipe_encoding, recipe, origin, worker)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
     ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
         state = excluded.state, submitted_at = excluded.submitted_at,
         started_at = excluded.started_at, finished_at = excluded.finished_at,
@@ -90,7 +92,7 @@ pub const UPSERT_TASK: &str = "INSERT INTO tasks (id, name, kind, state, submitt
         error_traceback = excluded.error_traceback,
         recipe_encoding = coalesce(excluded.recipe_encoding, tasks.recipe_encoding),
         recipe = coalesce(excluded.recipe, tasks.recipe),
-        origin = excluded.origin
+        origin = excluded.origin, worker = excluded.worker
     WHERE tasks.state IN ('pending', 'running')
         AND (excluded.attempt,
              CASE excluded.state WHEN 'pending' THEN 0 WHEN 'running' THEN 1 ELSE 2 END,

@@ -545,7 +545,8 @@ fn a_version_1_file_is_migrated_with_its_rows() {
         conn.execute(
             &format!(
                 "INSERT INTO tasks ({}) VALUES ({})",
-                row::TASK_COLUMNS,
+                // Version 1's columns: the worker came in version 4.
+                row::TASK_COLUMNS.replace(", worker", ""),
                 ["?"; 17].join(",")
             ),
             rusqlite::params![
@@ -576,7 +577,7 @@ fn a_version_1_file_is_migrated_with_its_rows() {
         VERSION as i64
     );
     let old = journal.get(3).unwrap().unwrap();
-    assert_eq!((&*old.name, old.polls), ("old", 9));
+    assert_eq!((&*old.name, old.polls, old.worker), ("old", 9, None));
     assert_eq!(old.result.unwrap().bytes, b"6");
     assert_eq!(journal.next_id(), 4);
     journal.remember_key("k".into(), 3, unix_now()).unwrap();
