@@ -113,7 +113,7 @@ impl Runner {
         recreate=None, handoff=false, _recover_elsewhere=false
     ))]
     #[pyo3(
-        text_signature = "(max_workers=None, *, poll=None, max_poll_rate=100000.0, keep_alive=10.0, retain_finished=100000, retain_seconds=3600.0, run_pending_at_exit=False, journal=None, durability='normal', journal_batch=0.002, journal_retention=604800.0, recreate=None, handoff=False)"
+        text_signature = "(max_workers=None, *, poll=None, max_poll_rate=100000.0, keep_alive=10.0, retain_finished=100000, retain_seconds=3600.0, run_pending_at_exit=False, journal=None, durability='normal', journal_batch=0.002, journal_retention=604800.0, recreate=None, handoff=False, _recover_elsewhere=False)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(

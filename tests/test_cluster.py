@@ -204,7 +204,8 @@ def test_ten_thousand_polling_tasks_on_two_workers_take_a_handful_of_threads(das
         assert {runner.status(h.id)["worker"] for h in handles} == live_workers(runner.cluster)
         # The benchmark holds it to 3 s; here, a bound a loaded machine keeps.
         assert makespan < 8, f"10,000 polling tasks of 2 s took {makespan:.2f} s"
-        assert 1 <= most_threads <= 4, f"a worker held {most_threads} pool threads"
+        # A handful: the pool may add a few under a loaded machine, never one per task.
+        assert 1 <= most_threads <= 8, f"a worker held {most_threads} pool threads"
 
 
 def test_each_worker_reports_its_tasks_and_threads(on_local, local_client):
