@@ -43,3 +43,24 @@ class Boom:
 
     def get_output(self) -> Any:
         return None
+
+
+class Unreadable:
+    """A result that pickles on the worker and cannot be unpickled elsewhere."""
+
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise RuntimeError("only readable on the worker")
+
+
+class GivesUnreadable:
+    """A blocking task whose result the client cannot unpickle."""
+
+    def run(self) -> Any:
+        return Unreadable()
+
+    def get_output(self) -> Any:
+        return None

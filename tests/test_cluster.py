@@ -361,3 +361,15 @@ def test_shutdown_twice_at_once_closes_the_cluster_runner_once(local_client):
     runner.shutdown(wait=True)
     assert handle.result(timeout=0) == 1
     assert runner.closed and local_client.status == "running"
+
+
+def test_a_result_the_client_cannot_unpickle_fails_its_task_alone(on_local):
+    from cluster_tasks import GivesUnreadable
+
+    bad = on_local.submit(GivesUnreadable())
+    good = [on_local.submit(Sleep(i, 0.01)) for i in range(5)]
+    on_local.wait([bad, *good], timeout=20)
+    assert [h.result() for h in good] == list(range(5))
+    error = bad.status()["error"]
+    assert bad.state == "failed" and "cannot be unpickled here" in error["message"]
+    assert "only readable on the worker" in error["message"]

@@ -154,28 +154,32 @@ class Agent:
 
     def _updates(self, events: list[tuple[int, str]]) -> dict[str, tuple[list, list]]:
         updates: dict[str, tuple[list, list]] = {}
-        for local, state in events:
-            with self._lock:
+        ended: list[int] = []
+        with self._lock:
+            for local, state in events:
+                if state == "pending":
+                    continue
                 owner = self._owners.get(local)
-            if owner is None or state == "pending":
-                continue
-            token, cid, attempt, kind = owner
-            starts, ends = updates.setdefault(token, ([], []))
-            if state == "running":
-                kind = kind or self._kind(local)  # classified on the client as a rule
-                starts.append([cid, attempt, kind, self.address])
-                with self._lock:
-                    self._running.get(token, set()).add(local)
-            else:
-                ends.append(self._end(local, cid, attempt, state))
-                with self._lock:
+                if owner is None:
+                    continue
+                token, cid, attempt, kind = owner
+                starts, ends = updates.setdefault(token, ([], []))
+                running = self._running.setdefault(token, set())
+                if state == "running":
+                    kind = kind or self._kind(local)  # classified on the client as a rule
+                    starts.append([cid, attempt, kind, self.address])
+                    running.add(local)
+                else:
+                    ends.append(self._end(local, cid, attempt, state))
                     del self._owners[local]
                     self._local.pop((token, cid), None)
-                    self._running.get(token, set()).discard(local)
-                try:
-                    self.runner.forget(local)
-                except (KeyError, ValueError):
-                    pass
+                    running.discard(local)
+                    ended.append(local)
+        for local in ended:
+            try:
+                self.runner.forget(local)
+            except (KeyError, ValueError):
+                pass
         return updates
 
     def _kind(self, local: int) -> Optional[str]:
@@ -188,13 +192,15 @@ class Agent:
         status = self.runner.status(local)
         result = error = None
         if state == "succeeded":
-            try:
-                result = wire.pack_value(status["result"])
-            except Exception as exc:
-                state = "failed"
-                error = wire.pack_error(
-                    TypeError(f"the task's result cannot be pickled: {exc}"), trace=""
-                )
+            result = status["result"]
+            if type(result) not in wire.PLAIN:
+                try:
+                    result = wire.Packed(wire.pack_value(result))
+                except Exception as exc:
+                    state, result = "failed", None
+                    error = wire.pack_error(
+                        TypeError(f"the task's result cannot be pickled: {exc}"), trace=""
+                    )
         elif state == "failed":
             exc = self.runner.handle(local).exception(timeout=0)
             error = wire.pack_error(exc, trace=status["error"]["traceback"])

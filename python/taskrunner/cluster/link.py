@@ -239,7 +239,14 @@ class ClusterLink:
                 remote = tasks.get(cid)
                 if remote is None or remote.attempt != attempt:
                     continue
-                value = wire.unpack(result) if result is not None else None
+                value = result
+                if isinstance(result, wire.Packed):
+                    try:
+                        value = wire.unpack(result)
+                    except Exception as exc:
+                        state, value = "failed", None
+                        unreadable = f"the task's result cannot be unpickled here: {exc}"
+                        error = wire.pack_error(wire.RemoteTaskError(unreadable), trace="")
                 if error is not None:
                     error = wire.unpack_error(error, remote.worker or "?")
                 ends.append((cid, kind, state, value, error))

@@ -17,11 +17,21 @@ from cloudpickle.cloudpickle import _PICKLE_BY_VALUE_MODULES as _BY_VALUE
 # A submission: [id, attempt, task bytes, kind or None, name,
 # poll policy as (min_interval, max_interval, ratio) or None].
 # A start: [id, attempt, kind or None, worker address].
-# An end: [id, attempt, kind or None, state, result bytes or None, error or None],
+# An end: [id, attempt, kind or None, state, result (PLAIN, Packed) or None, error or None],
 # the error [type, message, traceback, exception bytes or None].
 Submission = list
 Start = list
 End = list
+
+
+# Results of these types travel as they are, inside their batch's pickle:
+# any Python can read them back.
+PLAIN = frozenset({int, float, str, bool, type(None)})
+
+
+class Packed(bytes):
+    """A result pickled on its own, so that one the client cannot unpickle
+    fails its task alone, not the whole batch."""
 
 
 class RemoteTaskError(RuntimeError):
