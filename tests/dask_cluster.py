@@ -11,10 +11,13 @@ from pathlib import Path
 
 import distributed
 
+import taskrunner
+
 TESTS = Path(__file__).resolve().parent
-PYTHON = TESTS.parent / "python"
-# The workers import taskrunner and the tasks' module from here.
-WORKER_PATH = os.pathsep.join([str(PYTHON), str(TESTS), os.environ.get("PYTHONPATH", "")])
+# The workers import the taskrunner these tests import (the checkout's, or an
+# installed wheel's) and the tasks' module from here.
+TASKRUNNER_HOME = Path(taskrunner.__file__).resolve().parent.parent
+WORKER_PATH = os.pathsep.join([str(TASKRUNNER_HOME), str(TESTS), os.environ.get("PYTHONPATH", "")])
 
 
 def free_port() -> int:

@@ -35,7 +35,9 @@ def dask_processes():
 
 @pytest.fixture(scope="module")
 def local_client():
-    os.environ["PYTHONPATH"] = WORKER_PATH  # the worker processes inherit it
+    # The worker processes inherit it; later tests' processes do not.
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = WORKER_PATH
     cluster = distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
@@ -47,6 +49,10 @@ def local_client():
     yield client
     client.close()
     cluster.close()
+    if before is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = before
 
 
 @pytest.fixture
