@@ -26,7 +26,7 @@ PLUGIN_NAME = "taskrunner"
 # The reporter sends a change at once after a quiet spell, and under load at
 # most one batch per interval: well under the 100 ms in which the client
 # should see a task start.
-REPORT_INTERVAL = 0.02
+REPORT_INTERVAL = 0.01
 # Events a reporter may fall behind by; ample, as it only copies them out.
 EVENT_CAPACITY = 1 << 20
 # How often each client runner hears how this worker is, with or without news.

@@ -30,8 +30,11 @@ log = logging.getLogger("taskrunner.cluster")
 
 # How often the dispatcher asks the scheduler which workers are alive.
 MEMBERSHIP_INTERVAL = 0.25
-# How long the dispatcher lets a burst of submits gather into one batch.
+# How long the dispatcher lets submits gather into one batch: a lone submit
+# waits GATHER; while a burst keeps coming, up to GATHER_MOST, so that a
+# burst makes few large Dask tasks (each costs the scheduler a graph update).
 GATHER = 0.001
+GATHER_MOST = 0.005
 
 
 class Remote:
@@ -200,7 +203,7 @@ class ClusterLink:
                 if self._stopping:
                     return
             if self._outbox:
-                time.sleep(GATHER)
+                self._gather()
             with self._cond:
                 inbox, self._inbox = self._inbox, []
                 cancels, self._cancels = self._cancels, []
@@ -216,6 +219,16 @@ class ClusterLink:
             except Exception:
                 if not self._stopping:
                     log.exception("taskrunner: the cluster dispatcher hit an error")
+
+    def _gather(self) -> None:
+        until = time.monotonic() + GATHER_MOST
+        seen = len(self._outbox)
+        while True:
+            time.sleep(GATHER)
+            now = len(self._outbox)
+            if now == seen or time.monotonic() >= until:
+                return
+            seen = now
 
     def _apply(self, inbox: list[bytes]) -> None:
         # Only this thread changes an unfinished task's attempt, and a dict
