@@ -467,6 +467,10 @@ def test_submit_raises_when_no_thread_can_start(executor_class):
         executor.shutdown()
         """,
     )
+    if "cannot allocate memory for thread-local data" in result.stderr:
+        # Where the cap falls on glibc's own allocation for the new thread,
+        # glibc aborts the process before pthread_create can return an error.
+        pytest.skip("glibc aborted the thread's start itself (its thread-local data)")
     assert result.returncode == 0, result.stderr
     assert "submit raised RuntimeError:" in result.stdout
     assert "later call: 8" in result.stdout
