@@ -64,3 +64,7 @@ class GivesUnreadable:
 
     def get_output(self) -> Any:
         return None
+
+
+class Echo(Sleep):
+    """Sleep under a name of its own, for the tests of how tasks travel."""

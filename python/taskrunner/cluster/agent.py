@@ -74,13 +74,14 @@ class Agent:
         )
         self._reporter.start()
 
-    def accept(self, token: str, submissions: list) -> None:
+    def accept(self, token: str, batch: dict) -> None:
         """Starts a batch of tasks from one client runner."""
         failed: list = []
-        for cid, attempt, data, kind, name, poll in submissions:
+        groups = wire.unpack_tasks(batch["groups"])
+        for cid, attempt, data, kind, name, poll in batch["submissions"]:
             key = (token, cid)
             try:
-                task = wire.unpack(data)
+                task = wire.task_of(data, groups)
             except Exception as exc:
                 failed.append([cid, attempt, kind, "failed", None, wire.pack_error(exc)])
                 continue
@@ -236,9 +237,9 @@ def agent() -> Agent:
     return get_worker().plugins[PLUGIN_NAME].agent
 
 
-def accept(token: str, submissions: bytes) -> None:
+def accept(token: str, batch: bytes) -> None:
     """A Dask task: hands a batch of submissions (pickled) to this worker's agent."""
-    agent().accept(token, wire.unpack(submissions))
+    agent().accept(token, wire.unpack(batch))
 
 
 def cancel(token: str, cids: list) -> None:

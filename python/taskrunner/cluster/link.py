@@ -42,7 +42,7 @@ class Remote:
 
     __slots__ = ("attempt", "data", "kind", "name", "poll", "worker")
 
-    def __init__(self, data: bytes, kind: Optional[str], name: str, poll: Any, attempt: int = 1):
+    def __init__(self, data: Any, kind: Optional[str], name: str, poll: Any, attempt: int = 1):
         self.attempt, self.data, self.kind, self.name = attempt, data, kind, name
         self.poll = poll  # (min_interval, max_interval, ratio) or None
         self.worker: Optional[str] = None  # where it was sent, once it is
@@ -279,9 +279,11 @@ class ClusterLink:
             return
         batches = self._place(outbox)
         for worker, batch in batches.items():
+            submissions, groups = wire.pack_tasks(batch)
+            packed = wire.pack_value({"submissions": submissions, "groups": groups})
             # As one bytes object, which Dask passes on without looking inside.
             future = self.client.submit(
-                agent.accept, self.token, wire.pack_value(batch), workers=[worker], pure=False
+                agent.accept, self.token, packed, workers=[worker], pure=False
             )
             distributed.fire_and_forget(future)
 
