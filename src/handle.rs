@@ -6,7 +6,7 @@ use pyo3::types::{PyDict, PyString};
 use std::sync::Arc;
 
 use crate::engine::{run_callbacks, Engine};
-use crate::record::{Record, State};
+use crate::record::{Kind, Record, State};
 use crate::status::status_dict;
 use crate::wait::wait_record;
 
@@ -70,6 +70,12 @@ impl TaskHandle {
     #[getter]
     fn state(&self) -> &'static str {
         self.record.state().as_str()
+    }
+
+    /// "blocking", "polling", or None until known (the status dict's `kind`).
+    #[getter]
+    fn kind(&self) -> Option<&'static str> {
+        self.record.kind().map(Kind::as_str)
     }
 
     fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

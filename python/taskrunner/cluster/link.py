@@ -78,7 +78,8 @@ class ClusterLink:
         self.client, self._owned = _connect(cluster)
         self.address: str = self.client.scheduler.address
         self.token = uuid.uuid4().hex
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # the condition's: cheaper to take on its own
+        self._cond = threading.Condition(self._lock)
         self._outbox: list[list] = []  # submissions not yet placed
         self._cancels: list[tuple[int, str]] = []  # (id, worker)
         self._inbox: list[bytes] = []  # update batches from workers, pickled
@@ -148,12 +149,12 @@ class ClusterLink:
         return handle
 
     def _send_later(self, handle: TaskHandle, remote: Remote) -> None:
-        with self._cond:
+        with self._lock:
             # A repeated idempotency key gives the task its key first made.
             if handle.id in self._tasks or handle.done():
                 return
             if remote.kind is None:
-                remote.kind = handle.status()["kind"]
+                remote.kind = handle.kind
             self._tasks[handle.id] = remote
             self._outbox.append(remote.submission(handle.id))
             if len(self._outbox) == 1:  # the dispatcher sleeps only on an empty one
@@ -288,18 +289,25 @@ class ClusterLink:
             distributed.fire_and_forget(future)
 
     def _place(self, outbox: list[list]) -> dict[str, list]:
-        # Least loaded first, by the tasks each worker holds for this runner.
-        with self._cond:
-            load = self._load
+        # The least loaded workers first (by the tasks each holds for this
+        # runner), each up to an even share of all.
+        with self._lock:
+            load, tasks = self._load, self._tasks
+            # One that ended (cancelled, timed out) before it was sent never is.
+            outbox = [submission for submission in outbox if submission[0] in tasks]
+            workers = sorted(self._workers, key=load.__getitem__)
+            share = -(-(sum(load[w] for w in workers) + len(outbox)) // len(workers))
             batches: dict[str, list] = {}
-            for submission in outbox:
-                remote = self._tasks.get(submission[0])
-                if remote is None:
-                    continue  # ended (cancelled, timed out) before it was sent
-                worker = min(self._workers, key=lambda w: load[w])
-                load[worker] += 1
-                remote.worker = worker
-                batches.setdefault(worker, []).append(submission)
+            start = 0
+            for worker in workers:
+                batch = outbox[start : start + max(0, share - load[worker])]
+                if not batch:
+                    continue
+                start += len(batch)
+                for submission in batch:
+                    tasks[submission[0]].worker = worker
+                load[worker] += len(batch)
+                batches[worker] = batch
         return batches
 
     def _send_cancels(self, cancels: list[tuple[int, str]]) -> None:
