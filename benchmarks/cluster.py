@@ -41,8 +41,9 @@ implementations get the same tasks):
 Figures per run: **submit us/task** (the submit loop / tasks), **makespan**
 (first submit to the last result in hand), **excess** (makespan less the
 longest wait), **tasks/s** (tasks / makespan), **client CPU** (this process,
-every thread) and **cluster CPU** (scheduler and workers, from /proc). The
-report gives medians, taskrunner's advantage over plain Dask, and the
+every thread), **cluster CPU** (scheduler and workers, from /proc) and, for
+taskrunner, **seen running p95** (the 95th percentile of started_at less
+submitted_at: how soon the client hears that a task runs). The report gives medians, taskrunner's advantage over plain Dask, and the
 targets with PASS / MISS.
 
 Options:
@@ -248,7 +249,8 @@ class RunFailed(Exception):
 
 
 def with_taskrunner(address: str, tasks: list[Any], kind: Optional[str], timeout: float) -> tuple:
-    """(t0, submits done, t1, results)."""
+    """(t0, submits done, t1, results, seconds from each submit to the client
+    seeing the task run: its status's started_at less submitted_at)."""
     runner = TaskRunner(cluster=address)
     handles: list[Any] = []
     try:
@@ -259,7 +261,9 @@ def with_taskrunner(address: str, tasks: list[Any], kind: Optional[str], timeout
         t1 = time.perf_counter()
         if not_done:
             raise RunFailed(f"{len(not_done)} of {len(tasks)} tasks not done after {timeout:.0f} s")
-        return t0, t_sub, t1, [h.result(timeout=0) for h in handles]
+        statuses = [h.status() for h in handles]
+        lags = [s["started_at"] - s["submitted_at"] for s in statuses if s["started_at"]]
+        return t0, t_sub, t1, [s["result"] for s in statuses], lags
     finally:
         for h in handles:
             if not h.done():
@@ -268,7 +272,7 @@ def with_taskrunner(address: str, tasks: list[Any], kind: Optional[str], timeout
 
 
 def with_dask(address: str, tasks: list[Any], kind: Optional[str], timeout: float) -> tuple:
-    """(t0, submits done, t1, results)."""
+    """(t0, submits done, t1, results, None: plain Dask does not say when a task started)."""
     client = distributed.Client(address)
     futures: list[Any] = []
     try:
@@ -281,7 +285,7 @@ def with_dask(address: str, tasks: list[Any], kind: Optional[str], timeout: floa
             raise RunFailed(f"tasks not done after {timeout:.0f} s") from exc
         results = client.gather(futures)
         t1 = time.perf_counter()
-        return t0, t_sub, t1, results
+        return t0, t_sub, t1, results, None
     finally:
         if futures:
             client.cancel(futures)
@@ -303,7 +307,7 @@ def measure(cluster: DaskCluster, case: Case, impl: str) -> dict[str, Any]:
         timeout = 60 + 3 * sum(w + DASK_POLL_S for w in waits) / cluster.slots + 0.01 * n
     cpu0, cluster0 = time.process_time(), cluster.cpu_s()
     try:
-        t0, t_sub, t1, results = RUNNERS[impl](cluster.address, tasks, case.kind, timeout)
+        t0, t_sub, t1, results, lags = RUNNERS[impl](cluster.address, tasks, case.kind, timeout)
     except Exception as exc:
         return {"n": n, "error": f"{type(exc).__name__}: {exc}"}
     cpu, cluster_cpu = time.process_time() - cpu0, cluster.cpu_s() - cluster0
@@ -322,6 +326,7 @@ def measure(cluster: DaskCluster, case: Case, impl: str) -> dict[str, Any]:
         "tasks_per_s": n / makespan,
         "client_cpu_s": cpu,
         "cluster_cpu_s": cluster_cpu,
+        "start_p95_ms": 1e3 * percentile(lags, 0.95) if lags else None,
     }
     if impl == "dask" and n < len(case.scenario.plan()[1]) and ideal:
         # Each polling loop holds a thread for its wait: the tasks run in
@@ -345,7 +350,13 @@ FIGURES = [
     ("tasks_per_s", "tasks/s", "{:,.0f}"),
     ("client_cpu_s", "client CPU s", "{:.3f}"),
     ("cluster_cpu_s", "cluster CPU s", "{:.3f}"),
+    ("start_p95_ms", "seen running p95 ms", "{:.1f}"),
 ]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, Optional[float]]:
@@ -403,6 +414,10 @@ def target_rows(med: dict[str, dict[str, dict]]) -> tuple[list[list[str]], list[
         ok = None if excess is None else excess <= 60.0
         note = f"makespan {fmt(tr.get('makespan_s'), '{:.3f}')} s"
         check("mixed100", "makespan <= ideal + 60 ms", excess, ok, fmt(excess, "{:+.1f} ms"), note)
+        lag = tr.get("start_p95_ms")
+        ok = None if lag is None else lag <= 100.0
+        note = "submit to the client seeing it run (started_at - submitted_at), 95th percentile"
+        check("mixed100", "running seen <= 100 ms", lag, ok, fmt(lag, "{:.1f} ms"), note)
     if "poll10k" in med:
         tr, dk = med["poll10k"].get("taskrunner", {}), med["poll10k"].get("dask", {})
         adv = advantage(tr.get("makespan_s"), dk.get("extrapolated_s"), True)
