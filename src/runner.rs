@@ -289,8 +289,9 @@ impl Runner {
     }
 
     /// Tasks that ended on cluster workers: `(id, kind, state, result,
-    /// error)` each, the error a tuple `(type, message, traceback,
-    /// exception)` for a failed one. A task already final stays as it is.
+    /// error, polls)` each, the error a tuple `(type, message, traceback,
+    /// exception)` for a failed one, polls the worker's count. A task
+    /// already final stays as it is.
     #[allow(clippy::type_complexity)]
     fn _finished_elsewhere(
         &self,
@@ -301,12 +302,19 @@ impl Runner {
             String,
             Py<PyAny>,
             Option<(String, String, String, Py<PyAny>)>,
+            u64,
         )>,
     ) -> PyResult<()> {
-        for (id, kind, state, result, error) in finished {
+        for (id, kind, state, result, error, polls) in finished {
             let Some(record) = self.engine.record(py, id)? else {
                 continue;
             };
+            {
+                let mut p = record.progress.lock();
+                if !p.state.is_final() {
+                    p.polls = polls;
+                }
+            }
             if let Some(kind) = parse_kind(kind.as_deref())? {
                 self.engine.classified(&record, kind);
             }

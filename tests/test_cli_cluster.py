@@ -4,6 +4,7 @@ scheduler out of reach, and the demo's worker column."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -132,3 +133,20 @@ def test_the_demo_shows_each_tasks_worker_without_its_scheme():
     assert "worker" in lines[3]
     assert "127.0.0.1:40211" in lines[4] and "tcp://" not in lines[4]
     assert "worker" not in cli.render(statuses, 1.0, 120, 10)[3]
+
+
+@pytest.mark.slow
+def test_the_demo_on_a_local_cluster_runs_its_tasks_on_the_workers():
+    from dask_cluster import WORKER_PATH
+
+    done = subprocess.run(
+        [sys.executable, "-m", "taskrunner", "demo", "--cluster", "local", "--tasks", "8"]
+        + ["--wait", "0.2"],
+        env={**os.environ, "PYTHONPATH": WORKER_PATH},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "all 8 tasks done" in done.stdout and "8 succeeded" in done.stdout
+    assert re.search(r"ran on [2-4] workers: 127\.0\.0\.1:\d+ \(\d+ tasks\)", done.stdout)

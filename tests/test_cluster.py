@@ -75,6 +75,8 @@ def test_the_mixed_fake_tasks_run_on_the_workers_with_their_results(on_local, lo
     assert {s["worker"] for s in statuses} == workers, "both workers take tasks"
     assert {s["kind"] for s in statuses} == {"blocking", "polling"}
     assert all(s["attempt"] == 1 and s["state"] == "succeeded" for s in statuses)
+    assert all(s["polls"] > 0 for s in statuses if s["kind"] == "polling"), "the worker's polls"
+    assert all(s["polls"] == 0 for s in statuses if s["kind"] == "blocking")
 
 
 def test_a_task_is_pending_then_running_on_its_worker_soon_after_submit(on_local):

@@ -184,7 +184,7 @@ class Runner:
     def _finished_elsewhere(
         self,
         finished: list[
-            tuple[int, Optional[str], str, Any, Optional[tuple[str, str, str, BaseException]]]
+            tuple[int, Optional[str], str, Any, Optional[tuple[str, str, str, BaseException]], int]
         ],
     ) -> None: ...
     def _requeue(self, ids: list[int]) -> list[tuple[int, int]]: ...

@@ -83,18 +83,18 @@ class Agent:
             try:
                 task = wire.task_of(data, groups)
             except Exception as exc:
-                failed.append([cid, attempt, kind, "failed", None, wire.pack_error(exc)])
+                failed.append([cid, attempt, kind, "failed", None, wire.pack_error(exc), 0])
                 continue
             with self._lock:
                 if key in self._early_cancels:
                     self._early_cancels.discard(key)
-                    failed.append([cid, attempt, kind, "cancelled", None, None])
+                    failed.append([cid, attempt, kind, "cancelled", None, None, 0])
                     continue
                 try:
                     policy = None if poll is None else PollPolicy(*poll)
                     handle = self.runner.submit(task, kind=kind, name=name, poll=policy)
                 except Exception as exc:
-                    failed.append([cid, attempt, kind, "failed", None, wire.pack_error(exc)])
+                    failed.append([cid, attempt, kind, "failed", None, wire.pack_error(exc), 0])
                     continue
                 self._owners[handle.id] = (token, cid, attempt, kind)
                 self._local[key] = handle.id
@@ -205,7 +205,7 @@ class Agent:
         elif state == "failed":
             exc = self.runner.handle(local).exception(timeout=0)
             error = wire.pack_error(exc, trace=status["error"]["traceback"])
-        return [cid, attempt, status["kind"], state, result, error]
+        return [cid, attempt, status["kind"], state, result, error, status["polls"]]
 
     def _send(self, updates: dict[str, tuple[list, list]]) -> None:
         # Every batch says how this worker is: a client's workers panel and

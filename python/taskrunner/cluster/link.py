@@ -168,7 +168,7 @@ class ClusterLink:
                 data = wire.pack_task(task)
             except TypeError as exc:
                 error = ("TypeError", str(exc), str(exc), exc)
-                self.runner._finished_elsewhere([(handle.id, None, "failed", None, error)])
+                self.runner._finished_elsewhere([(handle.id, None, "failed", None, error, 0)])
                 continue
             remote = Remote(data, None, handle.name, None, attempt=handle.status()["attempt"])
             self._send_later(handle, remote)
@@ -249,7 +249,7 @@ class ClusterLink:
             if starts:
                 self.runner._started_elsewhere(starts)
             ends = []
-            for cid, attempt, kind, state, result, error in batch["ends"]:
+            for cid, attempt, kind, state, result, error, polls in batch["ends"]:
                 remote = tasks.get(cid)
                 if remote is None or remote.attempt != attempt:
                     continue
@@ -263,7 +263,7 @@ class ClusterLink:
                         error = wire.pack_error(wire.RemoteTaskError(unreadable), trace="")
                 if error is not None:
                     error = wire.unpack_error(error, remote.worker or "?")
-                ends.append((cid, kind, state, value, error))
+                ends.append((cid, kind, state, value, error, polls))
             if ends:
                 self.runner._finished_elsewhere(ends)
 
@@ -374,7 +374,7 @@ class ClusterLink:
             f"{lost_for:.3g} s (cluster_grace {self.grace:g} s)"
         )
         ends = [
-            (cid, None, "failed", None, ("TaskLost", message, message, TaskLost(message)))
+            (cid, None, "failed", None, ("TaskLost", message, message, TaskLost(message)), 0)
             for cid in ids
         ]
         self.runner._finished_elsewhere(ends)
@@ -445,7 +445,7 @@ class ClusterLink:
                 f"on each of its {attempts} attempts"
             )
             exc = TaskLost(message)
-            ends.append((cid, None, "failed", None, ("TaskLost", message, message, exc)))
+            ends.append((cid, None, "failed", None, ("TaskLost", message, message, exc), 0))
         if ends:
             self.runner._finished_elsewhere(ends)
         if again or given_up:

@@ -21,7 +21,8 @@ from cloudpickle.cloudpickle import _PICKLE_BY_VALUE_MODULES as _BY_VALUE
 # (min_interval, max_interval, ratio) or None]. A batch: {"submissions": [...],
 # "groups": [pickled list of plain tasks of one class, ...]}.
 # A start: [id, attempt, kind or None, worker address].
-# An end: [id, attempt, kind or None, state, result (PLAIN, Packed) or None, error or None],
+# An end: [id, attempt, kind or None, state, result (PLAIN, Packed) or None, error or None,
+# polls],
 # the error [type, message, traceback, exception bytes or None].
 Submission = list
 Start = list
