@@ -14,7 +14,7 @@ from conftest import Blocking, Polling, wait_for
 
 def test_fake_tasks_are_classified_by_isinstance_before_they_run(runner):
     polling = runner.submit(FakeTaskPolling(1, wait=5))
-    assert polling.status()["kind"] == "polling"
+    assert polling.status()["kind"] == polling.kind == "polling"
     gate = threading.Event()
 
     class SlowBlocking(FakeTaskBlocking):
@@ -73,10 +73,10 @@ def test_kind_is_none_until_known(runner):
 
     h = runner.submit(Unknown())
     assert wait_for(h.running)
-    assert h.status()["kind"] is None
+    assert h.status()["kind"] is None and h.kind is None
     release.set()
     assert h.result(timeout=10) == 1
-    assert h.status()["kind"] == "blocking"
+    assert h.status()["kind"] == h.kind == "blocking"
 
 
 def test_the_ambiguity_a_none_output_blocking_task_needs_kind(runner):
