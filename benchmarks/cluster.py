@@ -43,8 +43,9 @@ Figures per run: **submit us/task** (the submit loop / tasks), **makespan**
 longest wait), **tasks/s** (tasks / makespan), **client CPU** (this process,
 every thread), **cluster CPU** (scheduler and workers, from /proc) and, for
 taskrunner, **seen running p95** (the 95th percentile of started_at less
-submitted_at: how soon the client hears that a task runs). The report gives medians, taskrunner's advantage over plain Dask, and the
-targets with PASS / MISS.
+submitted_at: how soon the client hears that a task runs). The report
+gives medians, taskrunner's advantage over plain Dask, and the targets with
+PASS / MISS.
 
 Options:
     --only mixed100,poll10k     run only these scenarios (mixed100, poll10k, instant, sleep0)
