@@ -26,6 +26,8 @@ from taskrunner import TaskRunner  # noqa: E402
 from taskrunner.cluster.link import live_workers  # noqa: E402
 from taskrunner.faketasks import gen_task  # noqa: E402
 
+from conftest import wait_for  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def dask_processes():
@@ -219,7 +221,7 @@ def test_ten_thousand_polling_tasks_on_two_workers_take_a_handful_of_threads(das
 
 def test_each_worker_reports_its_tasks_and_threads(on_local, local_client):
     handles = [on_local.submit(Sleep(i, 1.0)) for i in range(6)]
-    assert wait_until(lambda: sum(w["running"] for w in on_local.workers()) == 6)
+    assert wait_for(lambda: sum(w["running"] for w in on_local.workers()) == 6)
     workers = on_local.workers()
     assert {w["address"] for w in workers} == live_workers(local_client)
     for worker in workers:
@@ -228,7 +230,7 @@ def test_each_worker_reports_its_tasks_and_threads(on_local, local_client):
         assert worker["threads"] >= worker["busy"] >= 3
         assert 0 <= worker["heartbeat"] < 2
     on_local.wait(handles, timeout=10)
-    assert wait_until(lambda: all(w["tasks"] == w["running"] == 0 for w in on_local.workers()))
+    assert wait_for(lambda: all(w["tasks"] == w["running"] == 0 for w in on_local.workers()))
     assert TaskRunner().workers() == [], "a runner without a cluster has none"
 
 
@@ -238,10 +240,10 @@ def test_a_stopped_scheduler_fails_the_unfinished_tasks_after_the_grace():
     try:
         runner = TaskRunner(cluster=cluster.address, cluster_grace=1.0)
         handles = [runner.submit(Later(i, 60)) for i in range(10)]
-        assert wait_until(lambda: all(h.state == "running" for h in handles))
+        assert wait_for(lambda: all(h.state == "running" for h in handles))
         cluster.scheduler.kill()
         cluster.scheduler.wait()
-        assert wait_until(lambda: refused(runner), timeout=10)
+        assert wait_for(lambda: refused(runner), timeout=10)
         assert "out of reach" in str(refused(runner))
         done, not_done = runner.wait(handles, timeout=15)
         assert not not_done, "no task hangs"
@@ -282,7 +284,7 @@ def test_journaled_tasks_of_a_killed_client_run_again_on_the_cluster(dask_proces
         client.wait()
         with TaskRunner(cluster=dask_processes.address, journal=db) as runner:
             ids = range(1, 6)
-            assert wait_until(lambda: all(runner.status(i)["state"] == "running" for i in ids))
+            assert wait_for(lambda: all(runner.status(i)["state"] == "running" for i in ids))
             statuses = [runner.status(i) for i in ids]
             assert all(s["attempt"] == 2 and s["worker"] for s in statuses)
             for i in ids:
@@ -341,15 +343,6 @@ def refused(runner: TaskRunner):
     return None
 
 
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def on_workers(runner: TaskRunner, handles: list) -> int:
     running = [runner.status(h.id) for h in handles if h.state == "running"]
     return len({s["worker"] for s in running}) if len(running) == len(handles) else 0
@@ -357,7 +350,7 @@ def on_workers(runner: TaskRunner, handles: list) -> int:
 
 def test_a_worker_without_tasks_reports_itself(local_client):
     with TaskRunner(cluster=local_client) as runner:
-        assert wait_until(lambda: all(w["heartbeat"] is not None for w in runner.workers()))
+        assert wait_for(lambda: all(w["heartbeat"] is not None for w in runner.workers()))
         assert {w["address"] for w in runner.workers()} == live_workers(local_client)
         # Idle pool threads leave after keep_alive: a worker may have none now.
         assert all(w["tasks"] == 0 and w["threads"] >= 0 for w in runner.workers())
