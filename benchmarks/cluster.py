@@ -56,7 +56,6 @@ Options:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import signal
@@ -73,7 +72,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import distributed  # noqa: E402
-from run import cpu_busy_s, fmt, machine, median, table  # noqa: E402
+from reporting import competing_cpu, cpu_busy_s, fmt, machine, median, table, write_json  # noqa: E402
 from scenarios import FULL, QUICK, Scenario  # noqa: E402
 
 import taskrunner  # noqa: E402
@@ -168,6 +167,7 @@ def proc_cpu_s(pid: int) -> float:
         return 0.0
 
 
+# Not tests/dask_cluster.py's: that needs pytest, and its workers run 1 thread with tests/ on path.
 class DaskCluster:
     """A ``dask scheduler`` and ``dask worker`` processes on loopback ports."""
 
@@ -565,31 +565,25 @@ def main() -> int:
     total = time.perf_counter() - started
     # CPU the rest of the machine used meanwhile: the noise this run competed with.
     others = max(0.0, cpu_busy_s() - busy0 - (time.process_time() - own0) - cluster_cpu)
-    cores = os.cpu_count() or 1
     print(
         f"\n# {len(only)} scenario(s) x {len(IMPLS)} implementations in {total:.0f} s; "
-        f"other processes used {others:.0f} CPU s meanwhile "
-        f"({100 * others / (total * cores):.0f}% of the machine)"
+        + competing_cpu(total, others)
     )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "machine": info,
-                    "quick": quick,
-                    "repeat": repeat,
-                    "cluster": {"workers": WORKERS, "threads_per_worker": THREADS_PER_WORKER},
-                    "dask_poll_s": DASK_POLL_S,
-                    "scenarios": {s: all_cases[s].description for s in only},
-                    "results": results,
-                    "ratios": ratios,
-                    "targets": checks,
-                    "total_s": total,
-                    "other_processes_cpu_s": others,
-                },
-                f,
-                indent=1,
-            )
+        write_json(
+            args.json,
+            info=info,
+            quick=quick,
+            repeat=repeat,
+            cluster={"workers": WORKERS, "threads_per_worker": THREADS_PER_WORKER},
+            dask_poll_s=DASK_POLL_S,
+            scenarios={s: all_cases[s].description for s in only},
+            results=results,
+            ratios=ratios,
+            targets=checks,
+            total_s=total,
+            others_cpu_s=others,
+        )
     if failures:
         print(f"{failures} run(s) failed", file=sys.stderr)
         return 1

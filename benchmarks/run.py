@@ -37,9 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +48,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from peers import ALL, PEERS, TASKRUNNERS  # noqa: E402
+from reporting import competing_cpu, cpu_busy_s, fmt, machine, median, table, write_json  # noqa: E402
 from scenarios import ORDER, Relative, SameRun, scenarios, targets  # noqa: E402
 
 # key, header, format, lower is better
@@ -104,80 +103,6 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def git(*args: str) -> str:
-    try:
-        done = subprocess.run(
-            ["git", "-C", os.path.dirname(HERE), *args],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return done.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def filesystem(path: str) -> str:
-    """The type of the filesystem holding `path` (from /proc/mounts), or "?"."""
-    path = os.path.realpath(path)
-    best, kind = "", "?"
-    try:
-        with open("/proc/mounts") as f:
-            for line in f:
-                fields = line.split()
-                mount = fields[1]
-                inside = path == mount or path.startswith(mount.rstrip("/") + "/")
-                if inside and len(mount) > len(best):
-                    best, kind = mount, fields[2]
-    except (OSError, IndexError):
-        pass
-    return kind
-
-
-def machine() -> dict[str, Any]:
-    model = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        import taskrunner
-
-        tr_version = taskrunner.__version__
-    except Exception:
-        tr_version = "?"
-    head = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--", "src", "python", "Cargo.toml")
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "system": f"{platform.system()} {platform.release()}",
-        "taskrunner": tr_version,
-        "commit": (head + (" (modified)" if dirty else "")) if head else "?",
-        # Journals and Huey's queue go to a fresh directory here ($TMPDIR):
-        # on tmpfs a commit never reaches a disk.
-        "journal_dir": tempfile.gettempdir(),
-        "journal_fs": filesystem(tempfile.gettempdir()),
-    }
-
-
-def cpu_busy_s() -> float:
-    """Busy CPU seconds of the whole machine so far (all cores), from /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0.0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
 def own_cpu_s() -> float:
     """CPU seconds of this script and the children it has waited for."""
     me, kids = (
@@ -229,28 +154,6 @@ def run_child(config: dict[str, Any], timeout: float) -> dict[str, Any]:
     if stderr.strip():
         result["stderr"] = stderr.strip()[-2000:]
     return result
-
-
-def median(values: list[Optional[float]]) -> Optional[float]:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
-
-
-def fmt(value: Optional[float], pattern: str) -> str:
-    return "-" if value is None else pattern.format(value)
-
-
-def table(headers: list[str], rows: list[list[str]], left: int = 2) -> str:
-    """Plain text table; the first `left` columns left-aligned, the rest right-aligned."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i < left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
 def figures_of(reps: list[dict[str, Any]]) -> dict[str, Optional[float]]:
@@ -699,29 +602,23 @@ def main() -> int:
     total = time.perf_counter() - started
     # CPU that other processes used meanwhile: the noise this run competed with.
     others = max(0.0, (cpu_busy_s() - busy0) - (own_cpu_s() - own0))
-    cores = os.cpu_count() or 1
     print(
         f"\n# {len(only)} scenario(s) x {len(runs)} implementation(s) in {total:.0f} s; "
-        f"other processes used {others:.0f} CPU s meanwhile "
-        f"({100 * others / (total * cores):.0f}% of the machine)"
+        + competing_cpu(total, others)
     )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "machine": info,
-                    "quick": quick,
-                    "repeat": args.repeat,
-                    "scenarios": {s: scens[s].description for s in only},
-                    "results": results,
-                    "ratios": ratios,
-                    "targets": checks,
-                    "total_s": total,
-                    "other_processes_cpu_s": others,
-                },
-                f,
-                indent=1,
-            )
+        write_json(
+            args.json,
+            info=info,
+            quick=quick,
+            repeat=args.repeat,
+            scenarios={s: scens[s].description for s in only},
+            results=results,
+            ratios=ratios,
+            targets=checks,
+            total_s=total,
+            others_cpu_s=others,
+        )
     if failures:
         print(f"{failures} measurement(s) failed", file=sys.stderr)
         return 1

@@ -10,6 +10,9 @@ import pytest
 
 import taskrunner
 
+# The cluster tests' shared fixtures: a real Dask cluster and a server in front of it.
+pytest_plugins = ["dask_cluster"]
+
 
 @pytest.fixture
 def runner():

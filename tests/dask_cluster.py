@@ -1,5 +1,11 @@
 """Real Dask clusters on 127.0.0.1 for the tests: a `dask scheduler` and `dask worker`
-processes, with taskrunner and the tests' task modules importable on the workers."""
+processes, with taskrunner and the tests' task modules importable on the workers, and
+``serve --cluster`` in front of one.
+
+Also a pytest plugin (``pytest_plugins`` in conftest.py): the module-scoped fixtures
+``dask_processes`` and ``server`` over it, for the modules that ask for them; a module's
+own ``server`` fixture wins over this one.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import distributed
+import pytest
+from conftest_web import ServerProcess
 
 import taskrunner
 
@@ -30,6 +37,8 @@ class DaskProcesses:
     """A `dask scheduler` and `dask worker` processes on loopback ports."""
 
     def __init__(self, workers: int = 2) -> None:
+        import distributed  # here, so that the plugin loads without the [dask] extra
+
         self.env = {**os.environ, "PYTHONPATH": WORKER_PATH}
         self.address = f"tcp://127.0.0.1:{free_port()}"
         port = self.address.rsplit(":", 1)[1]
@@ -73,3 +82,27 @@ class DaskProcesses:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def serve_command(cluster: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "taskrunner", "serve", "--port", "0", "--cluster", cluster, *args]
+
+
+def start_server(cluster: str, *args: str, **env: str) -> ServerProcess:
+    """``serve --cluster`` with taskrunner and the tests' modules on its path (and so on
+    its workers', for a local cluster)."""
+    return ServerProcess(serve_command(cluster, *args), PYTHONPATH=WORKER_PATH, **env)
+
+
+@pytest.fixture(scope="module")
+def dask_processes():
+    cluster = DaskProcesses()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def server(dask_processes):
+    process = start_server(dask_processes.address, "--db", ":memory:")
+    yield process
+    process.stop()

@@ -30,13 +30,6 @@ from conftest import wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def dask_processes():
-    cluster = DaskProcesses()
-    yield cluster
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
 def local_client():
     # The worker processes inherit it; later tests' processes do not.
     before = os.environ.get("PYTHONPATH")

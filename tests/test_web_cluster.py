@@ -3,50 +3,25 @@ Dask scheduler and two workers on 127.0.0.1, every answer held to the OpenAPI do
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
 import pytest
 import requests
-from conftest_web import OpenAPIChecker, ServerProcess, assert_problem
+from conftest_web import OpenAPIChecker, assert_problem
 
 # A hang fails its test rather than the run.
 pytestmark = pytest.mark.timeout(120)
 
 distributed = pytest.importorskip("distributed", reason="the cluster tests need the [dask] extra")
 
-from dask_cluster import WORKER_PATH, DaskProcesses  # noqa: E402
+from dask_cluster import DaskProcesses, start_server  # noqa: E402
 
 from taskrunner import ClusterUnreachable, TaskRunner  # noqa: E402
 from taskrunner.cluster.link import live_workers  # noqa: E402
 from taskrunner.web import create_app  # noqa: E402
 
 PATIENCE = 30.0  # seconds to wait for tasks on the cluster
-
-
-def serve_command(cluster: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "taskrunner", "serve", "--port", "0", "--cluster", cluster, *args]
-
-
-def start_server(cluster: str, *args: str, **env: str) -> ServerProcess:
-    """``serve --cluster`` with taskrunner and the tests' modules on its path (and so on
-    its workers', for a local cluster)."""
-    return ServerProcess(serve_command(cluster, *args), PYTHONPATH=WORKER_PATH, **env)
-
-
-@pytest.fixture(scope="module")
-def dask_processes():
-    cluster = DaskProcesses()
-    yield cluster
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
-def server(dask_processes):
-    process = start_server(dask_processes.address, "--db", ":memory:")
-    yield process
-    process.stop()
 
 
 @pytest.fixture(scope="module")

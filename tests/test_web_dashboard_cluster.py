@@ -13,28 +13,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 distributed = pytest.importorskip("distributed", reason="the cluster tests need the [dask] extra")
 
-from dask_cluster import DaskProcesses  # noqa: E402
-from test_web_cluster import start_server  # noqa: E402
-
 from taskrunner.cluster.link import live_workers  # noqa: E402
 
 browser = dashboard.browser
 wait_until = dashboard.wait_until
 
 
-@pytest.fixture(scope="module")
-def dask_processes():
-    dashboard._require_browser()  # before the cluster starts for nothing
-    cluster = DaskProcesses()
-    yield cluster
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
-def server(dask_processes):
-    process = start_server(dask_processes.address, "--db", ":memory:")
-    yield process
-    process.stop()
+@pytest.fixture(scope="module", autouse=True)
+def browser_before_cluster():
+    # Autouse fixtures set up first in their scope: without a browser, the shared
+    # dask_processes (tests/dask_cluster.py) starts no cluster for nothing.
+    dashboard._require_browser()
 
 
 def open_page(driver, url: str) -> None:
