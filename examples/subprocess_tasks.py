@@ -7,6 +7,7 @@ here are short Python one-liners, so the example needs nothing else.
 
 import sys
 import time
+from typing import Any
 
 import taskrunner
 from taskrunner.tasks import SubprocessTask
@@ -14,7 +15,7 @@ from taskrunner.tasks import SubprocessTask
 PYTHON = sys.executable
 
 
-def python(code: str, **options) -> SubprocessTask:
+def python(code: str, **options: Any) -> SubprocessTask:
     return SubprocessTask([PYTHON, "-c", code], **options)
 
 

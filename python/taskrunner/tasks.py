@@ -148,8 +148,8 @@ class SubprocessTask:
     the program gets SIGTERM, and SIGKILL ``terminate_grace`` seconds later if
     it is still alive. Only the program is signalled, not programs it started.
 
-    The task runs once. It pickles as what to run (for ``durable=True`` or a
-    cluster), never as a running process: the copy starts afresh.
+    The task runs once. It pickles as what to run (for ``durable=True``),
+    never as a running process: the copy starts afresh.
 
     Args:
         args: the program and its arguments: a non-empty list or tuple of
