@@ -217,7 +217,7 @@ class SubprocessTask:
 
     @property
     def returncode(self) -> Optional[int]:
-        """Its exit status once it has exited (minus the signal that ended it), else None."""
+        """Its exit status once it has exited (``-N`` if signal N ended it), else None."""
         process = self._process
         return None if process is None else process.poll()
 
@@ -230,7 +230,7 @@ class SubprocessTask:
         """
         with self._lock:
             if self._process is not None or self._cancelled:
-                raise RuntimeError("a SubprocessTask runs once")
+                raise RuntimeError("a SubprocessTask runs once, and not after cancel()")
             with contextlib.ExitStack() as on_failure:
                 stdout = on_failure.enter_context(tempfile.TemporaryFile())
                 stderr = on_failure.enter_context(tempfile.TemporaryFile())
