@@ -7,7 +7,7 @@ import os
 import sys
 from concurrent.futures import CancelledError
 
-from taskrunner import _core
+from taskrunner import _core, tasks
 from taskrunner._core import (
     JournalError,
     JournalView,
@@ -39,6 +39,9 @@ FINAL_STATES = frozenset(STATES[2:])
 
 register_kind(FakeTaskBlocking, "blocking")
 register_kind(FakeTaskPolling, "polling")
+register_kind(tasks.SubprocessTask, "polling")
+register_kind(tasks.FutureTask, "polling")
+register_kind(tasks.CallableTask, "blocking")
 
 
 def _stop_runners_at_exit() -> None:
@@ -81,6 +84,8 @@ def _stop_runners_at_exit() -> None:
         os._exit(130)
 
 
+# atexit runs last in, first out: this runs before the hook taskrunner.tasks
+# registered at its import, which finishes off what the runners' cancels began.
 atexit.register(_stop_runners_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_core._after_fork_in_child)
@@ -111,4 +116,5 @@ __all__ = [
     "TaskTimeoutError",
     "is_task_polling",
     "register_kind",
+    "tasks",
 ]

@@ -103,19 +103,27 @@ def start(
     return Running(future)
 
 
-async def _drive(coroutine: Coroutine[Any, Any, Any], task: Any) -> Any:
-    returned = await coroutine
-    output = task.get_output()
-    if asyncio.iscoroutine(output):
-        output = await output
-    return returned if output is None else output
+async def _drive(
+    coroutine: Coroutine[Any, Any, Any], task: Any
+) -> tuple[Optional[BaseException], Any]:
+    """``(None, output)``, or ``(exception, None)``: returned, not raised, since
+    the future of ``run_coroutine_threadsafe`` would turn a raised
+    ``concurrent.futures.CancelledError`` into an ``asyncio`` one."""
+    try:
+        returned = await coroutine
+        output = task.get_output()
+        if asyncio.iscoroutine(output):
+            output = await output
+    except Exception as error:
+        return error, None
+    return None, returned if output is None else output
 
 
 def _finished(finish: Callable[[Optional[BaseException], Any], None], future: Future[Any]) -> None:
     if future.cancelled():
         return  # the task ended first (cancelled, timed out): nothing to tell
     error = future.exception()
-    finish(error, None if error is not None else future.result())
+    finish(*((error, None) if error is not None else future.result()))
 
 
 def resolve(coroutine: Coroutine[Any, Any, Any]) -> Any:
