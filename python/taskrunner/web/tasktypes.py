@@ -223,7 +223,8 @@ def declarations(registry: Any) -> list[TaskType]:
         for entry in registry:
             if not isinstance(entry, TaskType):
                 raise TypeError(
-                    f"a list of task types holds {type(entry).__name__} {entry!r}, not a TaskType"
+                    f"a list of task types holds {entry!r}, which is not a TaskType "
+                    "(a list names none of its factories: declare TaskType(name, factory))"
                 )
         return list(registry)
     raise TypeError(
