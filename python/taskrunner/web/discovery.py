@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from importlib import metadata
 from typing import Any
 
@@ -81,7 +82,7 @@ def _entry_point_loader(entry_point: metadata.EntryPoint) -> tuple[str, Callable
 
 def _sources(specs: Sequence[str], entry_points: bool) -> list[tuple[str, Callable[[], Any]]]:
     sources: list[tuple[str, Callable[[], Any]]] = [
-        (spec, lambda spec=spec: load_attribute(spec)) for spec in specs
+        (spec, partial(load_attribute, spec)) for spec in specs
     ]
     if entry_points:
         sources += [_entry_point_loader(ep) for ep in metadata.entry_points(group=GROUP)]
