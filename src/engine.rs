@@ -709,6 +709,7 @@ impl Engine {
     pub fn complete(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>, outcome: Outcome) {
         let Some(Finished {
             to,
+            was_running,
             callbacks,
             task,
         }) = record.finish(outcome, &self.store.counts)
@@ -725,6 +726,11 @@ impl Engine {
             journal.finished(py, record);
         }
         self.events.publish(record, to);
+        if was_running && matches!(to, State::Cancelled | State::TimedOut) {
+            if let Some(task) = &task.0 {
+                stop_work(py, record, task.bind(py));
+            }
+        }
         drop(task);
         run_callbacks(py, callbacks);
         self.expire();
@@ -966,6 +972,19 @@ impl Polled for Engine {
 }
 
 /// What a worker got from a task.
+/// Tells a task that ended while it ran (cancelled, timed out) to stop its
+/// work, by its optional `cancel()`: a subprocess to terminate, a remote job
+/// to call off. What it raises is logged.
+fn stop_work(py: Python<'_>, record: &Record, task: &Bound<'_, PyAny>) {
+    let Ok(cancel) = task.getattr(names().cancel.bind(py)) else {
+        return;
+    };
+    if let Err(err) = cancel.call0() {
+        let message = format!("cancel() of task {} raised", record.id);
+        log_exception(py, &message, err);
+    }
+}
+
 enum Ran<'py> {
     Output(Bound<'py, PyAny>),
     /// `run()` is a coroutine function: this is its coroutine, not started.

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 pub struct Names {
     pub run: Py<PyString>,
     pub get_output: Py<PyString>,
+    pub cancel: Py<PyString>,
     pub traceback: Py<PyString>,
     pub format_exception: Py<PyString>,
     pub logging: Py<PyString>,
@@ -38,6 +39,7 @@ fn make(py: Python<'_>) -> Names {
     Names {
         run: name("run"),
         get_output: name("get_output"),
+        cancel: name("cancel"),
         traceback: name("traceback"),
         format_exception: name("format_exception"),
         logging: name("logging"),

@@ -433,6 +433,8 @@ impl Record {
 /// what must be released or called while attached to Python.
 pub struct Finished {
     pub to: State,
+    /// The task had started: its work may still be going on somewhere.
+    pub was_running: bool,
     pub callbacks: Vec<(Py<PyAny>, Py<PyAny>)>,
     /// The task object and its bound method, to release while attached.
     pub task: (Option<Py<PyAny>>, Option<Py<PyAny>>),
@@ -468,6 +470,7 @@ impl Record {
         }
         Some(Finished {
             to,
+            was_running: from == State::Running,
             callbacks: std::mem::take(&mut p.callbacks),
             task: (p.task.take(), p.get_output.take()),
         })

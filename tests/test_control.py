@@ -151,6 +151,55 @@ def test_cancel_running_blocking_task_returns_false(runner):
     assert h.cancel() is False  # finished: too late
 
 
+class Stoppable(Polling):
+    """A polling task that counts the calls of its cancel()."""
+
+    def __init__(self, raises: bool = False) -> None:
+        super().__init__(1, wait=60)
+        self.cancels = 0
+        self.raises = raises
+
+    def cancel(self) -> None:
+        self.cancels += 1
+        if self.raises:
+            raise RuntimeError("cannot stop")
+
+
+def test_cancel_of_a_running_task_calls_its_cancel_method_once(runner):
+    task = Stoppable()
+    h = runner.submit(task, kind="polling", poll=EAGER)
+    assert wait_for(lambda: task.polls >= 1)
+    assert h.cancel() and h.cancel()
+    assert task.cancels == 1
+
+
+def test_a_timed_out_task_is_told_to_stop(runner):
+    task = Stoppable()
+    h = runner.submit(task, kind="polling", timeout=0.05)
+    assert wait_for(lambda: h.done())
+    assert h.state == "timed_out" and task.cancels == 1
+
+
+def test_a_pending_task_is_not_told_to_stop(one_worker):
+    gate = Gate()
+    one_worker.submit(gate)
+    assert gate.entered.wait(10)
+    task = Stoppable()
+    h = one_worker.submit(task, kind="blocking")
+    assert h.cancel()
+    gate.release.set()
+    assert task.cancels == 0  # it never started: there is nothing to stop
+
+
+def test_a_cancel_method_that_raises_is_logged(runner, caplog):
+    task = Stoppable(raises=True)
+    h = runner.submit(task, kind="polling", poll=EAGER)
+    assert wait_for(lambda: task.polls >= 1)
+    assert h.cancel() and h.state == "cancelled"
+    assert task.cancels == 1
+    assert f"cancel() of task {h.id} raised" in caplog.text
+
+
 def test_cancel_twice_is_true_both_times(runner):
     h = runner.submit(FakeTaskPolling(1, wait=60))
     assert h.cancel() and h.cancel()
