@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -314,3 +315,64 @@ def test_after_a_crash_the_page_shows_the_history_and_each_rerun_with_its_attemp
         requests.delete(f"{second.url}/api/tasks/{rerun}", timeout=10)
     finally:
         second.stop()
+
+
+OWN_TYPES = """
+from taskrunner.web import TaskType
+
+
+class Area:
+    def __init__(self, input):
+        self.input = input
+
+    def run(self):
+        return self.input["width"] * self.input["height"]
+
+    def get_output(self):
+        return None
+
+
+SIDES = {
+    "type": "object",
+    "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}},
+    "required": ["width"],
+    "examples": [{"width": 3, "height": 4}],
+}
+TASK_TYPES = [TaskType("area", Area, schema=SIDES, description="The area of a rectangle")]
+"""
+
+
+def test_the_form_shows_a_types_description_and_the_input_its_schema_expects(browser, tmp_path):
+    from selenium.webdriver.support.ui import Select
+
+    (tmp_path / "rectangles.py").write_text(OWN_TYPES)
+    command = [sys.executable, "-m", "taskrunner", "serve", "--port", "0", "--threads", "4"]
+    types = ["--types", "rectangles:TASK_TYPES", "--types", "taskrunner.web:FAKE_TASK_TYPES"]
+    server = ServerProcess(command + types, cwd=str(tmp_path))
+    try:
+        browser.get(server.url + "/")
+        wait_until(browser, lambda d: d.find_elements("css selector", "#task-type option"), "")
+        box = browser.find_element("id", "task-input")
+        hint = browser.find_element("id", "task-input-schema")
+        assert browser.find_element("id", "task-type").get_attribute("value") == "area"
+        assert browser.find_element("id", "task-type-description").text == (
+            "The area of a rectangle"
+        )
+        assert box.get_attribute("placeholder") == '{"width":3,"height":4}'
+        assert box.get_attribute("value") == ""
+        assert hint.text == "Expects an object: width (integer, required), height (integer)"
+        # A type without a schema: the page's default input, and no hint.
+        Select(browser.find_element("id", "task-type")).select_by_value("fake_blocking")
+        assert box.get_attribute("value") == "21" and not hint.is_displayed()
+        # The wait box is disabled for a type without one: fill_form would clear it.
+        Select(browser.find_element("id", "task-type")).select_by_value("area")
+        box.send_keys('{"width": 5, "height": 6}')
+        browser.find_element("id", "submit-button").click()
+        id = submitted_id(browser)
+        wait_until(browser, lambda d: row_state(d, id) == "succeeded", f"task {id} failed")
+        assert row(browser, id).find_element("css selector", ".outcome").text == "30"
+        # What the user typed stays when the type changes.
+        Select(browser.find_element("id", "task-type")).select_by_value("fake_blocking")
+        assert box.get_attribute("value") == '{"width": 5, "height": 6}'
+    finally:
+        server.stop()

@@ -196,7 +196,12 @@ def test_run_server_serves_an_app_of_your_own():
     try:
         types = requests.get(f"{process.url}/api/task-types", timeout=10).json()["task_types"]
         assert types == [
-            {"name": "square", "description": "Squares its input.", "takes_wait": False}
+            {
+                "name": "square",
+                "description": "Squares its input.",
+                "input_schema": None,
+                "takes_wait": False,
+            }
         ]
         body = {"type": "square", "input": 12}
         task = requests.post(f"{process.url}/api/tasks", json=body, timeout=10).json()

@@ -28,6 +28,7 @@ examples:
   %(prog)s demo --tasks 50 --wait 2
   %(prog)s demo --cluster local
   %(prog)s serve --port 8000
+  %(prog)s serve --types imaging.tasks:TASK_TYPES
   %(prog)s serve --cluster tcp://scheduler:8786 --db tasks.db
   %(prog)s tasks --db taskrunner.db --state failed"""
 SERVE_DESCRIPTION = """\
@@ -38,6 +39,11 @@ unfinished ones run again. A stop waits for running blocking tasks and leaves
 pending and polling ones to the next start (without a journal, it cancels
 them); a second Ctrl-C quits at once.
 
+Clients submit tasks of the types --types names (each MODULE:ATTRIBUTE, a
+registry of task types; repeatable) and of those installed packages offer in
+the taskrunner.task_types entry-point group (unless --no-entry-points); with
+neither, of the built-in fake types.
+
 With --cluster (or TASKRUNNER_CLUSTER), the tasks run on a Dask cluster
 instead of in this process; it needs the dask extra, and the task types'
 modules importable on every worker (the built-in fake tasks ship in
@@ -47,7 +53,7 @@ CLUSTER_HELP = (
     "for worker processes on this machine (needs the dask extra)"
 )
 # Importable names of the packages the web and dask extras install (pyproject.toml).
-WEB_MODULES = ("flask", "waitress", "prometheus_client")
+WEB_MODULES = ("flask", "waitress", "prometheus_client", "jsonschema")
 DASK_MODULES = ("dask", "distributed")
 # How long a stop waits quietly for running blocking tasks before saying so.
 QUIET_WAIT = 1.0
@@ -474,6 +480,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS|local",
         help=CLUSTER_HELP + "; default $TASKRUNNER_CLUSTER, else this process",
     )
+    serve_args.add_argument(
+        "--types",
+        action="append",
+        metavar="MODULE:ATTRIBUTE",
+        help="serve the task types of this registry (a mapping of names to factories or "
+        "TaskType, or a list of TaskType), imported from the current directory or the "
+        "path; repeatable; default $TASKRUNNER_TYPES",
+    )
+    serve_args.add_argument(
+        "--no-entry-points",
+        dest="entry_points",
+        action="store_false",
+        default=None,
+        help="do not serve the task types of installed packages (the taskrunner.task_types "
+        "entry points)",
+    )
     tasks_args = commands.add_parser(
         "tasks",
         help="list the tasks in a journal, or show one (read-only)",
@@ -606,4 +628,6 @@ def main(argv: Optional[list[str]] = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return serve(args.host, args.port, args.threads, args.db, args.cluster)
+    return serve(
+        args.host, args.port, args.threads, args.db, args.cluster, args.types, args.entry_points
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry
@@ -12,13 +12,14 @@ from prometheus_client import CollectorRegistry
 from taskrunner import TaskRunner
 from taskrunner.web.api import api
 from taskrunner.web.dashboard import dashboard
+from taskrunner.web.discovery import configured_task_types
 from taskrunner.web.encoding import JSONProvider
 from taskrunner.web.metrics import instrument
 from taskrunner.web.operations import operations
 from taskrunner.web.problems import contain_base_exceptions, register_problem_handlers
 from taskrunner.web.settings import Settings
 from taskrunner.web.state import EXTENSION_KEY, WebState
-from taskrunner.web.tasktypes import TaskFactory, TaskTypes, default_task_types
+from taskrunner.web.tasktypes import TaskTypeRegistry, TaskTypes
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -39,7 +40,7 @@ def _log_access(response: Response) -> Response:
 
 def create_app(
     runner: Optional[TaskRunner] = None,
-    task_types: Optional[Mapping[str, TaskFactory]] = None,
+    task_types: Union[TaskTypeRegistry, TaskTypes, None] = None,
     config: Optional[Mapping[str, Any]] = None,
 ) -> Flask:
     """A Flask app serving the HTTP API and the dashboard over a ``TaskRunner``.
@@ -54,10 +55,13 @@ def create_app(
             ``app.extensions["taskrunner"].close()`` shuts down. Its tasks
             left unfinished by the last process run again, re-created by
             their task types.
-        task_types: the task types clients may submit, by name:
+        task_types: the task types clients may submit: factories by name,
             ``factory(input)`` or ``factory(input, wait=...)`` returning a
-            task object. Default: the fake tasks ``fake``, ``fake_blocking``
-            and ``fake_polling``.
+            task object; or ``taskrunner.web.TaskType`` declarations (by
+            name, or in a list), which add an input schema. By default those
+            of ``TASKRUNNER_TYPES`` and of installed packages' entry points
+            (``TASKRUNNER_ENTRY_POINTS``); when there are none, the fake
+            tasks ``fake``, ``fake_blocking`` and ``fake_polling``.
         config: Flask config; ``TASKRUNNER_*`` keys are the settings of
             ``taskrunner.web.settings.Settings`` (each falls back on the
             environment variable of the same name). ``MAX_CONTENT_LENGTH``
@@ -67,7 +71,8 @@ def create_app(
         The app; its state (runner, settings) is ``app.extensions["taskrunner"]``.
 
     Raises:
-        ValueError: for a bad setting or task type name.
+        ValueError: for a bad setting, task type name or input schema, or
+            task types that cannot be loaded (one line saying where).
         TypeError: for a task type whose factory is not callable.
         taskrunner.JournalError: when the app's own runner cannot open its
             journal (in use by another process, not a journal, unwritable).
@@ -78,7 +83,10 @@ def create_app(
     app.json = JSONProvider(app)
 
     settings = Settings.load(app.config)
-    types = TaskTypes(default_task_types() if task_types is None else task_types)
+    if task_types is None:
+        types = configured_task_types(settings)
+    else:
+        types = task_types if isinstance(task_types, TaskTypes) else TaskTypes(task_types)
     owns_runner = runner is None
     if runner is None:
         runner = TaskRunner(**settings.runner_options(), recreate=types.recreate)

@@ -174,7 +174,11 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {
             "type": {"type": "string", "minLength": 1, "description": "a task type's name"},
-            "input": {"description": "any JSON value, handed to the task type's factory"},
+            "input": {
+                "description": "a JSON value, handed to the task type's factory once it "
+                "matches the type's input_schema (GET /api/task-types); a mismatch is a 400 "
+                "invalid-params naming each failing place (input, input/width, ...)"
+            },
             "wait": _nullable({"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS}),
             "timeout": _nullable(
                 {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_SECONDS}
@@ -190,12 +194,21 @@ SCHEMAS: dict[str, Any] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["name", "description", "takes_wait"],
+                    "required": ["name", "description", "input_schema", "takes_wait"],
                     "additionalProperties": False,
                     "properties": {
                         "name": {"type": "string"},
                         "description": {"type": "string"},
-                        "takes_wait": {"type": "boolean"},
+                        "input_schema": {
+                            "type": ["object", "boolean", "null"],
+                            "description": "the JSON Schema a submission's input must match "
+                            "(draft 2020-12 unless its $schema names another); null when "
+                            "the type takes any JSON",
+                        },
+                        "takes_wait": {
+                            "type": "boolean",
+                            "description": "a submission may give this type a wait",
+                        },
                     },
                 },
             }

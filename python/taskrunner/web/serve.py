@@ -23,6 +23,7 @@ from flask import Flask
 from taskrunner import JournalError, TaskRunner
 from taskrunner.cli import cluster_failed, dask_missing, finish_running, quit_now
 from taskrunner.web.app import create_app
+from taskrunner.web.discovery import Found, find_task_types, task_types_from
 from taskrunner.web.settings import ENV_PREFIX, Settings
 from taskrunner.web.state import EXTENSION_KEY, WebState
 
@@ -147,6 +148,10 @@ def settings_help(width: int = 79) -> str:
             default = f"./{DEFAULT_DB} under serve; --db overrides"
         elif field.name == "cluster":
             default = "unset: this process; --cluster overrides"
+        elif field.name == "types":
+            default = "unset; --types overrides"
+        elif field.name == "entry_points":
+            default = "true; --no-entry-points turns it off"
         lines += textwrap.wrap(
             f"{docs.get(field.name, '')} (default: {default})",
             width=width,
@@ -162,6 +167,8 @@ def main(
     threads: int = 16,
     db: Optional[str] = None,
     cluster: Optional[str] = None,
+    types: Optional[list[str]] = None,
+    entry_points: Optional[bool] = None,
 ) -> int:
     """``python -m taskrunner serve``: the default app, served until SIGTERM or Ctrl-C.
 
@@ -175,11 +182,16 @@ def main(
             ``TASKRUNNER_DB``, else ``taskrunner.db`` in the current directory.
         cluster: the Dask scheduler's address, or ``local``, to run the
             tasks on; None takes ``TASKRUNNER_CLUSTER``, else this process.
+        types: ``module:ATTRIBUTE`` names of task type registries; None
+            takes ``TASKRUNNER_TYPES``.
+        entry_points: serve the task types of the ``taskrunner.task_types``
+            entry points too; None takes ``TASKRUNNER_ENTRY_POINTS``, else true.
 
     Returns:
         The exit code: 0 after a graceful stop, 1 when the journal cannot be
         opened, the cluster's scheduler cannot be reached or the port is
-        taken, 2 for bad arguments or without Dask for a cluster.
+        taken, 2 for bad arguments, task types that cannot be loaded, or
+        without Dask for a cluster.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if threads < 2:
@@ -194,6 +206,10 @@ def main(
         config["TASKRUNNER_DB"] = DEFAULT_DB
     if cluster is not None:
         config["TASKRUNNER_CLUSTER"] = cluster
+    if types is not None:
+        config["TASKRUNNER_TYPES"] = " ".join(types)
+    if entry_points is not None:
+        config["TASKRUNNER_ENTRY_POINTS"] = entry_points
     try:
         # Read here too: a cluster is checked for, and announced, before the wait to reach it.
         settings = Settings.load(config)
@@ -202,11 +218,19 @@ def main(
         return 2
     if settings.cluster and dask_missing("taskrunner serve"):
         return 2
+    try:
+        # Loaded here, not by create_app: a failure is the types', never the cluster's.
+        found = find_task_types(settings.type_sources, settings.entry_points)
+        task_types = task_types_from(found)
+    except ValueError as error:
+        print(f"taskrunner serve: cannot load the task types: {error}", file=sys.stderr)
+        return 2
+    _announce_task_types(found, task_types.names())
     # Dask's own news (each worker registered, each connection made) would drown the log.
     logging.getLogger("distributed").setLevel(logging.WARNING)
     _announce_cluster(settings.cluster)
     try:
-        app = create_app(config=config)
+        app = create_app(task_types=task_types, config=config)
     except JournalError as error:  # in use, not a journal, unwritable...
         print(f"taskrunner serve: cannot open the journal: {error}", file=sys.stderr)
         return 1
@@ -222,6 +246,18 @@ def main(
     _announce_journal(runner)
     _announce_workers(runner)
     return run_server(app, host, port, threads)
+
+
+def _announce_task_types(found: list[Found], names: list[str]) -> None:
+    if not found:
+        print(
+            f"taskrunner: task types: the fake tasks ({', '.join(names)}); "
+            "--types MODULE:ATTRIBUTE serves your own",
+            flush=True,
+        )
+    for each in found:
+        served = ", ".join(task_type.name for task_type in each.task_types) or "none"
+        print(f"taskrunner: task types from {each.source}: {served}", flush=True)
 
 
 def _announce_cluster(cluster: Optional[str]) -> None:

@@ -47,6 +47,14 @@ class Settings:
             this process. Needs the ``[dask]`` extra, and the task types
             importable on the workers. A runner given to ``create_app``
             keeps its own.
+        types: where the app's task types come from: ``module:ATTRIBUTE``
+            names, separated by commas or whitespace, each a registry (a
+            mapping of names to factories or ``TaskType``, or a list of
+            ``TaskType``). Unset or empty, and with no entry point offering
+            types, the fake tasks. Task types given to ``create_app`` are
+            served as given.
+        entry_points: load the task types that installed packages offer in
+            the ``taskrunner.task_types`` entry-point group (true or false).
     """
 
     token: Optional[str] = None
@@ -59,6 +67,8 @@ class Settings:
     db: Optional[str] = None
     commit_timeout: float = 5.0
     cluster: Optional[str] = None
+    types: Optional[str] = None
+    entry_points: bool = True
 
     @classmethod
     def load(cls, config: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> Settings:
@@ -106,13 +116,29 @@ class Settings:
         return options
 
     @property
+    def type_sources(self) -> list[str]:
+        """The ``module:ATTRIBUTE`` names of ``types``, in order."""
+        return (self.types or "").replace(",", " ").split()
+
+    @property
     def journal(self) -> Optional[str]:
         """The journal's path; None for none (``db`` unset, empty or ``:memory:``)."""
         return None if self.db in (None, "", MEMORY) else self.db
 
 
+# How a switch may be spelled in the environment.
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off", "")
+
+
 def _convert(key: str, raw: Any, default: Any) -> Any:
-    if default is None:  # the token, the journal, the cluster: an empty string means none
+    if isinstance(default, bool):
+        if isinstance(raw, bool):
+            return raw
+        if str(raw).strip().lower() in TRUE + FALSE:
+            return str(raw).strip().lower() in TRUE
+        raise ValueError(f"{key} must be true or false (or 1 or 0), got {raw!r}")
+    if default is None:  # the token, the journal, the cluster, the types: "" means none
         return str(raw) if raw else None
     try:
         return type(default)(raw)

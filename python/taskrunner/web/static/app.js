@@ -18,6 +18,8 @@ let states = []; // every task state, in order, as GET api/meta lists them
 let statesLoading = null; // the request for them, while one is out
 let lastCounts = null;
 let workersTimer = null;
+const taskTypes = new Map(); // name -> {name, description, input_schema, takes_wait}
+let inputEdited = false; // the user has typed in the input box
 
 const $ = (id) => document.getElementById(id);
 
@@ -588,21 +590,56 @@ async function loadTaskTypes() {
   const select = $("task-type");
   const { task_types: types } = await api("api/task-types");
   select.replaceChildren();
+  taskTypes.clear();
   for (const type of types) {
     const option = document.createElement("option");
     option.value = type.name;
     option.textContent = type.name;
-    option.dataset.description = type.description;
-    option.dataset.takesWait = String(type.takes_wait);
+    option.title = type.description;
     select.appendChild(option);
+    taskTypes.set(type.name, type);
   }
   describeType();
 }
 
+// The input a schema shows as an example: its first example, else its default.
+function sampleInput(schema) {
+  if (!schema || typeof schema !== "object") return undefined;
+  if (Array.isArray(schema.examples) && schema.examples.length) return schema.examples[0];
+  return schema.default;
+}
+
+function typeNames(schema) {
+  if (!schema || typeof schema !== "object" || schema.type === undefined) return "any";
+  return [].concat(schema.type).join(" or ");
+}
+
+// One line on what a schema expects: an object's properties, else its type.
+function schemaHint(schema) {
+  if (!schema || typeof schema !== "object") return "";
+  const properties = schema.properties && typeof schema.properties === "object" ? Object.entries(schema.properties) : [];
+  if (properties.length) {
+    const required = new Set(Array.isArray(schema.required) ? schema.required : []);
+    const fields = properties.map(([name, property]) => `${name} (${typeNames(property)}${required.has(name) ? ", required" : ""})`);
+    return `Expects an object: ${fields.join(", ")}`;
+  }
+  return schema.type === undefined ? "" : `Expects ${typeNames(schema)}`;
+}
+
 function describeType() {
-  const option = $("task-type").selectedOptions[0];
-  setText($("task-type-description"), option ? option.dataset.description : "");
-  $("task-wait").disabled = option ? option.dataset.takesWait !== "true" : false;
+  const type = taskTypes.get($("task-type").value);
+  const schema = type ? type.input_schema : null;
+  const input = $("task-input");
+  const sample = sampleInput(schema);
+  setText($("task-type-description"), type ? type.description : "");
+  const hint = schemaHint(schema);
+  setText($("task-input-schema"), hint);
+  $("task-input-schema").hidden = !hint;
+  input.placeholder = sample === undefined ? "" : JSON.stringify(sample);
+  // A box the user has not typed in follows the type: empty under a schema, so that
+  // its example shows; else the page's default.
+  if (!inputEdited) input.value = schema === null || schema === undefined ? input.defaultValue : "";
+  $("task-wait").disabled = type ? !type.takes_wait : false;
 }
 
 function setFilter(state) {
@@ -620,6 +657,9 @@ function setFilter(state) {
 function start() {
   $("submit-form").addEventListener("submit", submitTasks);
   $("task-type").addEventListener("change", describeType);
+  $("task-input").addEventListener("input", () => {
+    inputEdited = true;
+  });
   $("state-filter").addEventListener("change", (event) => setFilter(event.target.value));
   $("count-all").closest(".count").addEventListener("click", () => setFilter(""));
   $("token-form").addEventListener("submit", (event) => {
