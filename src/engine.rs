@@ -18,12 +18,15 @@ use crate::journal::{Encoding, Stored, TaskRow};
 use crate::journal::{Filter, Health};
 use crate::journaling::Journaling;
 use crate::keys::{Claim, Keys};
+use crate::limits::Limits;
 use crate::names::{is_coroutine, names};
 use crate::policy::{bucket_of, Demand, PollPolicy, NO_BUCKET};
 use crate::poller::{Action, Due, Polled, Poller};
 use crate::pool::{Jobs, Pool, StartFailed};
-use crate::record::{unix_now, Finished, Kind, Outcome, Record, State};
+use crate::record::{unix_now, Finished, Kind, Outcome, Plan, Record, State};
 use crate::store::{Retention, Store};
+
+mod schedule;
 
 /// How often a join wakes to let Ctrl-C through.
 const JOIN_STEP: Duration = Duration::from_millis(50);
@@ -46,6 +49,7 @@ pub struct Config {
     /// Tasks recovered from the journal wait for `take_recovered` (a cluster
     /// runs them) instead of running here.
     pub recover_elsewhere: bool,
+    pub limits: Limits<Record>,
 }
 
 /// The longest a submit waits for the worker it woke to take its task: long
@@ -72,6 +76,9 @@ pub struct Engine {
     recover_elsewhere: bool,
     /// Recovered tasks a cluster will run (see `take_recovered`).
     recovered: Mutex<Vec<Arc<Record>>>,
+    limits: Limits<Record>,
+    /// Shut down with its pending tasks cancelled: a failed task is not retried.
+    cancelling: AtomicBool,
 }
 
 /// What a caller asks for at submit.
@@ -88,6 +95,11 @@ pub struct Submission<'py> {
     /// The task runs on a cluster worker: recorded here, queued nowhere; its
     /// states come from `started_elsewhere`, `requeue` and `complete`.
     pub elsewhere: bool,
+    pub plan: Plan,
+    /// Unix time before which the task does not start.
+    pub not_before: Option<f64>,
+    /// The records of `plan.after`.
+    pub upstream: Vec<Arc<Record>>,
 }
 
 /// Which tasks a listing holds, and from where.
@@ -142,6 +154,8 @@ impl Engine {
             handoff: config.handoff,
             recover_elsewhere: config.recover_elsewhere,
             recovered: Mutex::new(Vec::new()),
+            limits: config.limits,
+            cancelling: AtomicBool::new(false),
             run_pending_at_exit: config.run_pending_at_exit,
             closed: AtomicBool::new(false),
             pid: AtomicU32::new(std::process::id()),
@@ -307,16 +321,23 @@ impl Engine {
     fn submit_new(
         self: &Arc<Self>,
         py: Python<'_>,
-        sub: Submission<'_>,
+        mut sub: Submission<'_>,
         key: Option<&str>,
     ) -> PyResult<Arc<Record>> {
         let (deadline, elsewhere) = (sub.deadline, sub.elsewhere);
+        let upstream = std::mem::take(&mut sub.upstream);
+        let held = sub.not_before.is_some() || sub.plan.limit.is_some() || !upstream.is_empty();
         let record = self.enter(py, sub, key)?;
         if elsewhere {
             self.expire_at(py, &record, deadline);
             return Ok(record);
         }
-        self.route(py, record, deadline)
+        if !held {
+            return self.route(py, record, deadline, self.handoff);
+        }
+        self.expire_at(py, &record, deadline);
+        self.hold(py, &record, &upstream)?;
+        Ok(record)
     }
 
     /// A task that runs elsewhere times out here: the cluster hears of it
@@ -391,9 +412,13 @@ impl Engine {
                 .unbind(),
         };
         let policy = sub.policy.unwrap_or(self.policy);
-        let record = self
-            .store
-            .insert(|id| Record::new(id, name, sub.task.unbind(), sub.kind, policy));
+        let (plan, not_before) = (sub.plan, sub.not_before);
+        let record = self.store.insert(|id| {
+            let mut record = Record::new(id, name, sub.task.unbind(), sub.kind, policy);
+            record.plan = plan;
+            record.progress.get_mut().not_before = not_before;
+            record
+        });
         if let Some(journal) = self.journal() {
             let name = record.name.bind(py);
             let name: Arc<str> = match name.to_str() {
@@ -497,25 +522,27 @@ impl Engine {
 
     /// Queues a new record: blocking (or unknown) tasks on the pool, polling
     /// ones on the poller; and its deadline, if any.
+    /// `handoff`: a submit that found every worker idle may wait for one to
+    /// take its task (see `Config::handoff`).
     fn route(
         self: &Arc<Self>,
         py: Python<'_>,
         record: Arc<Record>,
         deadline: Option<Instant>,
+        handoff: bool,
     ) -> PyResult<Arc<Record>> {
         let kind = record.kind();
-        let now = Instant::now();
         let mut timed: Vec<Due> = Vec::with_capacity(2);
         let mut pool_idle = false;
         if kind == Some(Kind::Polling) {
             timed.push(Due {
-                at: now,
+                at: crate::poller::at_once(),
                 record: record.clone(),
                 action: Action::Start,
             });
         } else {
-            match self.pool.push(self, record.clone()) {
-                Ok(idle) => pool_idle = idle && self.handoff,
+            match self.pool.push(self, record.clone(), record.plan.priority) {
+                Ok(idle) => pool_idle = idle && handoff,
                 // As with ThreadPoolExecutor, a thread that cannot start is the submitter's error.
                 Err(failed) => return Err(self.fail_orphans(py, failed)),
             }
@@ -581,7 +608,7 @@ impl Engine {
                 record.classified(Kind::Polling, &self.store.counts);
                 return self.begin_polling(py, record, Instant::now());
             }
-            Ok(Err(err)) => failure(py, err),
+            Ok(Err(err)) => return self.fail(py, record, err),
             Err(_) => internal_error(py, "running the task"),
         };
         self.complete(py, record, outcome);
@@ -680,15 +707,20 @@ impl Engine {
                         self.begin_coroutine(py, record, task, value)
                     }
                     Ok(_) => self.begin_polling(py, record, Instant::now()),
-                    Err(err) => self.complete(py, record, failure(py, err)),
+                    Err(err) => self.fail(py, record, err),
                 }
             }
+            Action::Release => self.release(py, record),
+            Action::Wake => self.wake_gate(py, record),
             Action::Poll { since } => {
                 let Some(get_output) = record.get_output_for_poll(py, &self.store.counts) else {
                     return;
                 };
                 match get_output.bind(py).call0().and_then(resolved) {
                     Ok(value) if value.is_none() => {
+                        if record.policy.errors > 0 {
+                            record.progress.lock().poll_errors = 0;
+                        }
                         let now = Instant::now();
                         let at = now + self.next_poll_interval(record, now - since);
                         again.push(Due {
@@ -698,7 +730,19 @@ impl Engine {
                         });
                     }
                     Ok(value) => self.complete(py, record, Outcome::Succeeded(value.unbind())),
-                    Err(err) => self.complete(py, record, failure(py, err)),
+                    Err(err) => {
+                        if self.poll_error_forgiven(py, record, &err) {
+                            let now = Instant::now();
+                            let at = now + self.next_poll_interval(record, now - since);
+                            again.push(Due {
+                                at,
+                                record: record.clone(),
+                                action: due.action,
+                            });
+                        } else {
+                            self.fail(py, record, err);
+                        }
+                    }
                 }
             }
         }
@@ -712,6 +756,8 @@ impl Engine {
             was_running,
             callbacks,
             task,
+            dependents,
+            slot,
         }) = record.finish(outcome, &self.store.counts)
         else {
             return;
@@ -732,6 +778,10 @@ impl Engine {
             }
         }
         drop(task);
+        if slot {
+            self.leave_gate(py, record);
+        }
+        self.upstream_ended(py, record, to, dependents);
         run_callbacks(py, callbacks);
         self.expire();
         if self.is_closed() && self.store.unfinished() == 0 {
@@ -762,6 +812,9 @@ impl Engine {
     /// are cancelled; with `cancel_polling`, running polling tasks are too.
     pub fn close(self: &Arc<Self>, py: Python<'_>, cancel_pending: bool, cancel_polling: bool) {
         self.closed.store(true, Ordering::Release);
+        if cancel_pending {
+            self.cancelling.store(true, Ordering::Release);
+        }
         self.pool.shutdown();
         if cancel_pending || cancel_polling {
             for record in self.store.all() {
@@ -857,7 +910,7 @@ impl Engine {
             if self.recover_elsewhere {
                 self.recovered.lock().push(record);
             } else {
-                self.route(py, record, None)?;
+                self.route(py, record, None, false)?;
             }
         }
         Ok(())

@@ -62,3 +62,14 @@ pub fn log_exception(py: Python<'_>, message: &str, err: PyErr) {
         err.print(py);
     }
 }
+
+/// Logs a warning on the `taskrunner` logger.
+pub fn log_warning(py: Python<'_>, message: &str) {
+    let names = names();
+    let logger = py
+        .import(names.logging.bind(py))
+        .and_then(|logging| logging.call_method1(names.get_logger.bind(py), ("taskrunner",)));
+    if let Ok(logger) = logger {
+        let _ = logger.call_method1("warning", (message,));
+    }
+}

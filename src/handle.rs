@@ -29,6 +29,9 @@ fn outcome(py: Python<'_>, record: &Record) -> PyResult<Py<PyAny>> {
         State::Failed => Err(PyErr::from_value(
             exception.expect("failed has error").into_bound(py),
         )),
+        State::Cancelled if exception.is_some() => Err(PyErr::from_value(
+            exception.expect("checked").into_bound(py),
+        )),
         State::Cancelled => {
             let cancelled = py.import("concurrent.futures")?.getattr("CancelledError")?;
             Err(PyErr::from_value(

@@ -385,6 +385,27 @@ impl Journaling {
         row.state = p.state.as_str();
         row.kind = p.kind.map(Kind::as_str);
         row.started_at = p.started_at;
+        row.attempt = record.attempt + p.reruns;
+        drop(p);
+        self.write(row);
+    }
+
+    /// A task whose run failed waits to run again: pending, at its next
+    /// attempt, with the error of the last one.
+    pub fn retrying(&self, record: &Record) {
+        let Some((mut row, _)) = self.live.lock().get(&record.id).cloned() else {
+            return;
+        };
+        let p = record.progress.lock();
+        row.state = p.state.as_str();
+        row.kind = p.kind.map(Kind::as_str);
+        row.polls = p.polls;
+        row.attempt = record.attempt + p.reruns;
+        row.error = p.error.as_ref().map(|e| ErrorRow {
+            type_name: e.type_name.clone(),
+            message: e.message.clone(),
+            traceback: Some(e.traceback.clone()),
+        });
         drop(p);
         self.write(row);
     }

@@ -10,11 +10,14 @@ mod handle;
 mod journal;
 mod journaling;
 mod keys;
+mod limits;
 mod names;
 mod policy;
 mod poller;
 mod pool;
+mod queue;
 mod record;
+mod retry;
 mod runner;
 mod status;
 mod store;
@@ -28,11 +31,15 @@ use pyo3::types::PyTuple;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     names::init(m.py());
     status::init(m.py());
+    // Made now, not by the first thread to need it (see `names.rs` on fork).
+    poller::at_once();
     m.add_class::<runner::Runner>()?;
     m.add_class::<handle::TaskHandle>()?;
     m.add_class::<wait::Completions>()?;
     m.add_class::<wait::EventStream>()?;
     m.add_class::<policy::PollPolicy>()?;
+    m.add_class::<retry::Retry>()?;
+    m.add_class::<limits::Rate>()?;
     m.add_class::<viewer::JournalView>()?;
     m.add("TaskLost", m.py().get_type::<journaling::TaskLost>())?;
     m.add(

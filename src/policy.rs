@@ -28,17 +28,25 @@ pub struct PollPolicy {
     pub max_interval: f64,
     #[pyo3(get)]
     pub ratio: f64,
+    /// `get_output()` calls in a row that may raise before the task fails:
+    /// each is logged and polled again, as if it had answered None.
+    #[pyo3(get)]
+    pub errors: u32,
 }
 
 #[pymethods]
 impl PollPolicy {
     #[new]
-    #[pyo3(signature = (min_interval=0.001, max_interval=1.0, ratio=0.03))]
-    fn py_new(min_interval: f64, max_interval: f64, ratio: f64) -> PyResult<Self> {
+    #[pyo3(signature = (min_interval=0.001, max_interval=1.0, ratio=0.03, *, errors=0))]
+    fn py_new(min_interval: f64, max_interval: f64, ratio: f64, errors: i64) -> PyResult<Self> {
+        let errors = u32::try_from(errors).map_err(|_| {
+            PyValueError::new_err(format!("errors must be 0 to {}, got {errors}", u32::MAX))
+        })?;
         let policy = PollPolicy {
             min_interval,
             max_interval,
             ratio,
+            errors,
         };
         policy.validate().map_err(PyValueError::new_err)?;
         Ok(policy)
@@ -46,8 +54,8 @@ impl PollPolicy {
 
     fn __repr__(&self) -> String {
         format!(
-            "PollPolicy(min_interval={}, max_interval={}, ratio={})",
-            self.min_interval, self.max_interval, self.ratio
+            "PollPolicy(min_interval={}, max_interval={}, ratio={}, errors={})",
+            self.min_interval, self.max_interval, self.ratio, self.errors
         )
     }
 
@@ -62,6 +70,7 @@ impl Default for PollPolicy {
             min_interval: 0.001,
             max_interval: 1.0,
             ratio: 0.03,
+            errors: 0,
         }
     }
 }
@@ -320,6 +329,7 @@ mod tests {
             min_interval: 2.0,
             max_interval: 1.0,
             ratio: 0.1,
+            errors: 0,
         };
         assert!(inverted.validate().unwrap_err().contains("must not exceed"));
         assert!(PollPolicy::default().validate().is_ok());

@@ -59,6 +59,17 @@ pub enum Action {
     Poll { since: Instant },
     /// End the task as timed out if it is not done.
     Expire,
+    /// A waiting task's start time came (a delay, a retry's back-off).
+    Release,
+    /// The task's rate limit may let more tasks through.
+    Wake,
+}
+
+/// When an entry due at once is due: before every timed entry, so that
+/// starts waiting together go in priority order (see `Entry`'s order).
+pub fn at_once() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 pub struct Due {
@@ -83,10 +94,19 @@ impl PartialOrd for Entry {
         Some(self.cmp(other))
     }
 }
+impl Entry {
+    /// Earliest first; at the same time, the higher priority, then the
+    /// older entry.
+    fn order(&self) -> (Instant, std::cmp::Reverse<i32>, u64) {
+        let priority = self.due.record.plan.priority;
+        (self.due.at, std::cmp::Reverse(priority), self.seq)
+    }
+}
+
 impl Ord for Entry {
-    /// Reversed, so that `BinaryHeap` (a max-heap) yields the earliest first.
+    /// Reversed, so that `BinaryHeap` (a max-heap) yields the first first.
     fn cmp(&self, other: &Self) -> CmpOrdering {
-        (other.due.at, other.seq).cmp(&(self.due.at, self.seq))
+        other.order().cmp(&self.order())
     }
 }
 

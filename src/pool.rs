@@ -19,13 +19,13 @@
 use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::fork::{forget_waiters, release_in_child};
 use crate::growth::{Change, Growth, Load};
+use crate::queue::PriorityQueue;
 
 const WORKER_STACK: usize = 8 << 20;
 
@@ -92,7 +92,7 @@ thread_local! {
 }
 
 struct PoolState<J> {
-    queue: VecDeque<J>,
+    queue: PriorityQueue<J>,
     threads: usize,
     /// Waiting on the condition variable.
     idle: usize,
@@ -183,7 +183,7 @@ impl<J: Send + 'static> Pool<J> {
     pub fn new(max_workers: usize, keep_alive: Duration, switch_interval: Duration) -> Self {
         Pool {
             state: Mutex::new(PoolState {
-                queue: VecDeque::new(),
+                queue: PriorityQueue::default(),
                 threads: 0,
                 idle: 0,
                 notified: 0,
@@ -214,13 +214,19 @@ impl<J: Send + 'static> Pool<J> {
         self.max_workers
     }
 
-    /// Queues a job for `owner` (whose pool this is). Wakes or starts a
+    /// Queues a job for `owner` (whose pool this is), behind the queued
+    /// jobs of its priority and above those of lower ones. Wakes or starts a
     /// worker if none serves the queue; otherwise leaves growth to the
     /// monitor. Returns true when no worker holds a job (see `wait_taken`).
-    pub fn push<O: Jobs<Job = J>>(&self, owner: &Arc<O>, job: J) -> Result<bool, StartFailed<J>> {
+    pub fn push<O: Jobs<Job = J>>(
+        &self,
+        owner: &Arc<O>,
+        job: J,
+        priority: i32,
+    ) -> Result<bool, StartFailed<J>> {
         let (idle, start_worker, start_monitor) = {
             let mut s = self.state.lock();
-            s.queue.push_back(job);
+            s.queue.push(job, priority);
             s.pushed += 1;
             let idle = s.busy == 0;
             let start_worker = s.unserved() && self.wake_one(&mut s);
@@ -277,13 +283,15 @@ impl<J: Send + 'static> Pool<J> {
     }
 
     /// Wakes an idle worker, or reserves a new one (returns true to start it).
+    /// Also after shutdown: a task queued then (a retry, a delayed start) is
+    /// still one the runner owes, and its worker leaves once the queue is empty.
     fn wake_one(&self, s: &mut PoolState<J>) -> bool {
         if s.idle > s.notified {
             s.notified += 1;
             s.searching += 1;
             self.work_ready.notify_one();
             false
-        } else if s.threads < self.max_workers && !s.shutdown {
+        } else if s.threads < self.max_workers {
             s.threads += 1;
             s.searching += 1;
             true
@@ -320,7 +328,7 @@ impl<J: Send + 'static> Pool<J> {
         s.searching -= 1;
         if s.threads == 0 {
             self.all_exited.notify_all();
-            return s.queue.drain(..).collect();
+            return s.queue.drain();
         }
         Vec::new()
     }
@@ -388,7 +396,7 @@ impl<J: Send + 'static> Pool<J> {
     fn next_job(&self, searching: &mut bool) -> Option<J> {
         let mut s = self.state.lock();
         loop {
-            if let Some(job) = s.queue.pop_front() {
+            if let Some(job) = s.queue.pop() {
                 if std::mem::take(searching) {
                     s.searching -= 1;
                 }
@@ -451,7 +459,7 @@ impl<J: Send + 'static> Pool<J> {
                     s.worker_left(&self.all_exited);
                     return Next::Retire;
                 }
-                let Some(next) = s.queue.pop_front() else {
+                let Some(next) = s.queue.pop() else {
                     s.busy -= 1;
                     s.searching += 1;
                     return Next::Search;
@@ -553,7 +561,7 @@ impl<J: Send + 'static> Pool<J> {
 
     /// Removes and returns every queued job.
     pub fn drain(&self) -> Vec<J> {
-        self.state.lock().queue.drain(..).collect()
+        self.state.lock().queue.drain()
     }
 
     /// Waits up to `timeout` for every worker to exit; true when none is left.
@@ -658,7 +666,7 @@ mod tests {
         let pool: Pool<u32> = Pool::new(1, Duration::from_secs(1), SWITCH_INTERVAL);
         let mut s = pool.state.lock();
         assert!(pool.wake_one(&mut s), "no idle worker: reserve one");
-        s.queue.push_back(1);
+        s.queue.push(1, 0);
         drop(s);
         assert_eq!(
             pool.start_failed(),
@@ -679,7 +687,7 @@ mod tests {
     fn a_worker_runs_jobs_in_fifo_order_and_leaves_after_keep_alive() {
         let (owner, rx) = recorder(1, Duration::from_millis(50));
         for job in 0..100 {
-            owner.pool.push(&owner, job).ok().unwrap();
+            owner.pool.push(&owner, job, 0).ok().unwrap();
         }
         let seen: Vec<u32> = (0..100)
             .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
@@ -705,16 +713,20 @@ mod tests {
     fn shutdown_lets_workers_drain_then_exit() {
         let (owner, rx) = recorder(2, Duration::from_secs(60));
         for job in 0..10 {
-            owner.pool.push(&owner, job).ok().unwrap();
+            owner.pool.push(&owner, job, 0).ok().unwrap();
         }
         owner.pool.shutdown();
         assert!(owner.pool.wait_exited(Duration::from_secs(10)));
         assert_eq!(rx.try_iter().count(), 10);
-        owner.pool.push(&owner, 11).ok().unwrap();
+        owner.pool.push(&owner, 11, 0).ok().unwrap();
         assert_eq!(
-            owner.pool.stats().threads,
-            0,
-            "no worker is started after shutdown"
+            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            11,
+            "a job queued after shutdown still runs"
+        );
+        assert!(
+            owner.pool.wait_exited(Duration::from_secs(10)),
+            "and its worker leaves"
         );
     }
 }

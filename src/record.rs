@@ -4,9 +4,12 @@ use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::limits::{Gate, Waiter};
 use crate::policy::{PollPolicy, NO_BUCKET};
+use crate::retry::Retry;
 
 /// A task's lifecycle. `Pending` and `Running` may change; the rest are final.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -149,6 +152,9 @@ pub enum Outcome {
     Succeeded(Py<PyAny>),
     Failed(ErrorInfo),
     Cancelled,
+    /// Cancelled for a reason the status tells: a task it waited for did
+    /// not succeed.
+    CancelledBecause(ErrorInfo),
     TimedOut,
 }
 
@@ -157,7 +163,7 @@ impl Outcome {
         match self {
             Outcome::Succeeded(_) => State::Succeeded,
             Outcome::Failed(_) => State::Failed,
-            Outcome::Cancelled => State::Cancelled,
+            Outcome::Cancelled | Outcome::CancelledBecause(_) => State::Cancelled,
             Outcome::TimedOut => State::TimedOut,
         }
     }
@@ -183,8 +189,45 @@ pub struct Progress {
     pub on_worker: bool,
     /// The cluster worker's address where the task runs or ran; None here.
     pub worker: Option<Py<PyString>>,
-    /// Runs started again after a cluster worker was lost with the task on it.
+    /// Runs started again: after a retry, or a lost cluster worker.
     pub reruns: u32,
+    /// Unix time before which a pending task does not start (a delay, or a
+    /// retry's back-off).
+    pub not_before: Option<f64>,
+    /// The task holds a slot of its concurrency limit.
+    pub slot: bool,
+    /// Tasks submitted `after` this one, waiting for it to end.
+    pub dependents: Vec<Arc<Record>>,
+    /// `get_output()` calls in a row that raised (see `PollPolicy::errors`).
+    pub poll_errors: u32,
+    /// What the task last said of its progress (its optional `progress()`).
+    pub report: Option<Report>,
+}
+
+/// A task's progress as the status dict shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Report {
+    /// In [0, 1].
+    pub fraction: Option<f64>,
+    pub message: Option<String>,
+}
+
+/// What a task waits for and how it is ordered: fixed at submit.
+#[derive(Default)]
+pub struct Plan {
+    /// Among pending tasks, a higher one starts first.
+    pub priority: i32,
+    pub limit: Option<Arc<Gate<Record>>>,
+    pub retry: Option<Py<Retry>>,
+    /// The tasks this one starts after.
+    pub after: Box<[u64]>,
+}
+
+impl Plan {
+    /// Nothing but the defaults: the task is routed at submit.
+    pub fn is_plain(&self) -> bool {
+        self.priority == 0 && self.limit.is_none() && self.retry.is_none() && self.after.is_empty()
+    }
 }
 
 /// What `Record::restored` makes a record of.
@@ -211,6 +254,10 @@ pub struct Record {
     /// new record with the next number.
     pub attempt: u32,
     pub policy: PollPolicy,
+    pub plan: Plan,
+    /// Tasks in `plan.after` not yet succeeded, plus one while the submit
+    /// that registers them is under way.
+    pub unmet: AtomicUsize,
     /// Where the poll budget counts this task (`policy::Demand`).
     pub poll_bucket: AtomicU8,
     /// The state, also readable without the lock (a done check takes no lock);
@@ -233,6 +280,8 @@ impl Record {
             submitted_at: unix_now(),
             attempt: 1,
             policy,
+            plan: Plan::default(),
+            unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
             state: AtomicU8::new(State::Pending as u8),
             progress: Mutex::new(Progress {
@@ -249,6 +298,11 @@ impl Record {
                 on_worker: false,
                 worker: None,
                 reruns: 0,
+                not_before: None,
+                slot: false,
+                dependents: Vec::new(),
+                poll_errors: 0,
+                report: None,
             }),
         }
     }
@@ -262,6 +316,8 @@ impl Record {
             submitted_at: r.submitted_at,
             attempt: r.attempt,
             policy: PollPolicy::default(),
+            plan: Plan::default(),
+            unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
             state: AtomicU8::new(r.state as u8),
             progress: Mutex::new(Progress {
@@ -278,6 +334,11 @@ impl Record {
                 on_worker: false,
                 worker: r.worker,
                 reruns: 0,
+                not_before: None,
+                slot: false,
+                dependents: Vec::new(),
+                poll_errors: 0,
+                report: None,
             }),
         }
     }
@@ -352,6 +413,42 @@ impl Record {
         p.worker = None;
         p.reruns += 1;
         Some(self.attempt + p.reruns)
+    }
+
+    /// A task whose run failed waits to run again (with the next attempt)
+    /// until `not_before`, keeping its error. Returns the attempt it is now
+    /// on and whether it gave back a limit slot, or None when it is already
+    /// final.
+    pub fn retry_later(
+        &self,
+        error: ErrorInfo,
+        not_before: f64,
+        counts: &Counts,
+    ) -> Option<(u32, bool)> {
+        let attempt = self.requeue(counts)?;
+        let mut p = self.progress.lock();
+        p.error = Some(error);
+        p.not_before = Some(not_before);
+        p.get_output = None;
+        p.poll_errors = 0;
+        Some((attempt, std::mem::take(&mut p.slot)))
+    }
+
+    /// Registers `dependent` to hear when this task ends. Returns the final
+    /// state instead when it has ended already.
+    pub fn add_dependent(&self, dependent: &Arc<Record>) -> Option<State> {
+        let mut p = self.progress.lock();
+        if p.state.is_final() {
+            return Some(p.state);
+        }
+        p.dependents.push(dependent.clone());
+        None
+    }
+
+    /// One of the tasks this one waits for succeeded (or, with the extra
+    /// count a submit holds, the submit is done): true when none is left.
+    pub fn dependency_met(&self) -> bool {
+        self.unmet.fetch_sub(1, Ordering::AcqRel) == 1
     }
 
     /// The task object, until the task is final.
@@ -429,6 +526,25 @@ impl Record {
     }
 }
 
+impl Waiter for Record {
+    fn priority(&self) -> i32 {
+        self.plan.priority
+    }
+
+    fn is_final(&self) -> bool {
+        self.state().is_final()
+    }
+
+    fn take_slot(&self) -> bool {
+        let mut p = self.progress.lock();
+        if p.state.is_final() {
+            return false;
+        }
+        p.slot = true;
+        true
+    }
+}
+
 /// What a final transition hands back to the engine: the state left, and
 /// what must be released or called while attached to Python.
 pub struct Finished {
@@ -438,6 +554,10 @@ pub struct Finished {
     pub callbacks: Vec<(Py<PyAny>, Py<PyAny>)>,
     /// The task object and its bound method, to release while attached.
     pub task: (Option<Py<PyAny>>, Option<Py<PyAny>>),
+    /// Tasks that waited for this one.
+    pub dependents: Vec<Arc<Record>>,
+    /// The task gave back a slot of its concurrency limit.
+    pub slot: bool,
 }
 
 impl Record {
@@ -465,14 +585,17 @@ impl Record {
         p.finished_at = Some(unix_now());
         match outcome {
             Outcome::Succeeded(value) => p.result = Some(value),
-            Outcome::Failed(error) => p.error = Some(error),
+            Outcome::Failed(error) | Outcome::CancelledBecause(error) => p.error = Some(error),
             Outcome::Cancelled | Outcome::TimedOut => {}
         }
+        p.not_before = None;
         Some(Finished {
             to,
             was_running: from == State::Running,
             callbacks: std::mem::take(&mut p.callbacks),
             task: (p.task.take(), p.get_output.take()),
+            dependents: std::mem::take(&mut p.dependents),
+            slot: std::mem::take(&mut p.slot),
         })
     }
 }

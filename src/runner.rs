@@ -17,8 +17,10 @@ use crate::handle::TaskHandle;
 use crate::journal::{Durability, Filter};
 use crate::journaling::Journaling;
 use crate::keys::MAX_KEY_BYTES;
+use crate::limits::{Limits, Rule};
 use crate::policy::PollPolicy;
-use crate::record::{ErrorInfo, Kind, Outcome, Record, State};
+use crate::record::{unix_now, ErrorInfo, Kind, Outcome, Plan, Record, State};
+use crate::retry::Retry;
 use crate::status::{stats_dict, status_dict};
 use crate::store::Retention;
 use crate::wait::{deadline_of, seconds, wait_for, Completions, EventStream, WaitFor};
@@ -38,6 +40,34 @@ fn parse_kind(kind: Option<&str>) -> PyResult<Option<Kind>> {
         })
     })
     .transpose()
+}
+
+/// The most a start time may lie ahead: a year.
+const MAX_DELAY_SECONDS: f64 = 365.0 * 86_400.0;
+
+/// The Unix time before which a task does not start: `delay` seconds from
+/// now, or `not_before`; None for at once.
+fn start_time(delay: Option<f64>, not_before: Option<f64>) -> PyResult<Option<f64>> {
+    let now = unix_now();
+    let at = match (delay, not_before) {
+        (Some(_), Some(_)) => {
+            return Err(PyValueError::new_err("give delay or not_before, not both"))
+        }
+        (Some(d), None) if d.is_finite() && (0.0..=MAX_DELAY_SECONDS).contains(&d) => now + d,
+        (Some(d), None) => {
+            return Err(PyValueError::new_err(format!(
+                "delay must be 0 to {MAX_DELAY_SECONDS} seconds, got {d}"
+            )))
+        }
+        (None, Some(t)) if t.is_finite() && t <= now + MAX_DELAY_SECONDS => t,
+        (None, Some(t)) => {
+            return Err(PyValueError::new_err(format!(
+                "not_before must be a Unix time at most a year ahead, got {t}"
+            )))
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok((at > now).then_some(at))
 }
 
 pub fn parse_state(state: &str) -> PyResult<State> {
@@ -91,6 +121,69 @@ impl Runner {
         }
     }
 
+    /// What a submit's scheduling options ask for: its plan, and the
+    /// records of the tasks it comes after.
+    fn plan(
+        &self,
+        py: Python<'_>,
+        retries: Option<Bound<'_, PyAny>>,
+        priority: i32,
+        after: Option<Bound<'_, PyAny>>,
+        limit: Option<&str>,
+    ) -> PyResult<(Plan, Vec<Arc<Record>>)> {
+        let retry = match retries {
+            None => None,
+            Some(r) if r.is_instance_of::<Retry>() => Some(r.cast_into::<Retry>()?.unbind()),
+            Some(r)
+                if r.is_instance_of::<PyInt>() && !r.is_instance_of::<pyo3::types::PyBool>() =>
+            {
+                Some(Py::new(py, Retry::times(py, r.extract()?)?)?)
+            }
+            Some(r) => {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "retries takes an int or a taskrunner.Retry, got {}",
+                    r.get_type().name()?
+                )))
+            }
+        };
+        let mut upstream = Vec::new();
+        for item in after.iter().flat_map(|a| a.try_iter()).flatten() {
+            let item = item?;
+            let record = match item.cast::<TaskHandle>() {
+                Ok(handle) => {
+                    let handle = handle.get();
+                    if !Arc::ptr_eq(&handle.engine, &self.engine) {
+                        return Err(PyValueError::new_err(format!(
+                            "after: task {} belongs to another runner",
+                            handle.record.id
+                        )));
+                    }
+                    handle.record.clone()
+                }
+                Err(_) => self.record_of(&item)?,
+            };
+            if !upstream.iter().any(|r: &Arc<Record>| r.id == record.id) {
+                upstream.push(record);
+            }
+        }
+        if let Some(after) = &after {
+            if upstream.is_empty() && after.try_iter().is_err() {
+                return Err(pyo3::exceptions::PyTypeError::new_err(
+                    "after takes a list of task ids or handles",
+                ));
+            }
+        }
+        let plan = Plan {
+            priority,
+            limit: limit
+                .map(|label| self.engine.limits().gate(label))
+                .transpose()?,
+            retry,
+            after: upstream.iter().map(|r| r.id).collect(),
+        };
+        Ok((plan, upstream))
+    }
+
     /// The state of an id as Python gives it, without taking its record.
     fn state_of(&self, id: &Bound<'_, PyAny>) -> PyResult<State> {
         match id.extract::<u64>() {
@@ -110,10 +203,10 @@ impl Runner {
         max_workers=None, *, poll=None, max_poll_rate=100_000.0, keep_alive=10.0,
         retain_finished=Some(100_000), retain_seconds=Some(3600.0), run_pending_at_exit=false,
         journal=None, durability="normal", journal_batch=0.002, journal_retention=604_800.0,
-        recreate=None, handoff=false, _recover_elsewhere=false
+        recreate=None, handoff=false, limits=None, _recover_elsewhere=false
     ))]
     #[pyo3(
-        text_signature = "(max_workers=None, *, poll=None, max_poll_rate=100000.0, keep_alive=10.0, retain_finished=100000, retain_seconds=3600.0, run_pending_at_exit=False, journal=None, durability='normal', journal_batch=0.002, journal_retention=604800.0, recreate=None, handoff=False, _recover_elsewhere=False)"
+        text_signature = "(max_workers=None, *, poll=None, max_poll_rate=100000.0, keep_alive=10.0, retain_finished=100000, retain_seconds=3600.0, run_pending_at_exit=False, journal=None, durability='normal', journal_batch=0.002, journal_retention=604800.0, recreate=None, handoff=False, limits=None, _recover_elsewhere=False)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -131,6 +224,7 @@ impl Runner {
         journal_retention: f64,
         recreate: Option<Py<PyAny>>,
         handoff: bool,
+        limits: Option<Bound<'_, PyDict>>,
         _recover_elsewhere: bool,
     ) -> PyResult<Self> {
         let retention = Retention {
@@ -163,6 +257,16 @@ impl Runner {
                 "max_poll_rate must be > 0 (use float('inf') for no budget), got {max_poll_rate}"
             )));
         }
+        let gates: Limits<Record> = Limits::default();
+        for (label, value) in limits.iter().flat_map(|l| l.iter()) {
+            let label: String = label.extract().map_err(|_| {
+                PyValueError::new_err(format!(
+                    "a limit's label is a str, got {}",
+                    label.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+                ))
+            })?;
+            drop(gates.set(&label, Rule::from_py(&label, &value)?));
+        }
         let journal = match journal {
             None => None,
             Some(path) => {
@@ -181,6 +285,7 @@ impl Runner {
             journal,
             handoff,
             recover_elsewhere: _recover_elsewhere,
+            limits: gates,
         };
         let engine = Engine::new(config);
         engine.warm_up(py);
@@ -191,6 +296,7 @@ impl Runner {
     /// Starts a task without waiting for it; returns its handle.
     #[pyo3(signature = (
         task, *, kind=None, timeout=None, name=None, poll=None, durable=false, recipe=None, key=None,
+        retries=None, delay=None, not_before=None, priority=0, after=None, limit=None,
         _elsewhere=false
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -205,6 +311,12 @@ impl Runner {
         durable: bool,
         recipe: Option<Bound<'_, PyAny>>,
         key: Option<String>,
+        retries: Option<Bound<'_, PyAny>>,
+        delay: Option<f64>,
+        not_before: Option<f64>,
+        priority: i32,
+        after: Option<Bound<'_, PyAny>>,
+        limit: Option<&str>,
         _elsewhere: bool,
     ) -> PyResult<TaskHandle> {
         let kind = classify(&task, parse_kind(kind)?)?;
@@ -229,6 +341,15 @@ impl Runner {
                 )));
             }
         }
+        let not_before = start_time(delay, not_before)?;
+        let (plan, upstream) = self.plan(py, retries, priority, after, limit)?;
+        if _elsewhere && (not_before.is_some() || !plan.is_plain() || !upstream.is_empty()) {
+            return Err(PyValueError::new_err(
+                "retries, delay, not_before, priority, after and limit do not work on a cluster yet",
+            ));
+        }
+        // A timeout counts from the start time, if there is one.
+        let timeout = timeout.map(|t| t + not_before.map_or(0.0, |at| (at - unix_now()).max(0.0)));
         let deadline = match timeout {
             Some(t) if t > 0.0 => deadline_of(Some(t))?,
             Some(t) => {
@@ -247,6 +368,9 @@ impl Runner {
             recipe,
             key,
             elsewhere: _elsewhere,
+            plan,
+            not_before,
+            upstream,
         };
         let record = self.engine.submit(py, submission)?;
         Ok(TaskHandle {
@@ -354,6 +478,33 @@ impl Runner {
             }
         }
         Ok(requeued)
+    }
+
+    /// Sets the limit of tasks submitted with `limit=label`: an int (at most
+    /// that many run at once; 0 holds them all) or a `Rate`. A new label
+    /// is declared; tasks the new limit allows start at once.
+    fn set_limit(&self, py: Python<'_>, label: &str, limit: &Bound<'_, PyAny>) -> PyResult<()> {
+        let rule = Rule::from_py(label, limit)?;
+        self.engine.set_limit(py, label, rule);
+        Ok(())
+    }
+
+    /// Every limit by label: `{"limit": int or Rate, "running": int,
+    /// "waiting": int}` ("running": tasks holding a slot, for an int limit).
+    fn limits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let all = PyDict::new(py);
+        for gate in self.engine.limits().all() {
+            let (rule, holding, waiting) = gate.figures();
+            let d = PyDict::new(py);
+            match rule {
+                Rule::Concurrent(n) => d.set_item("limit", n)?,
+                Rule::Rate(rate) => d.set_item("limit", rate)?,
+            }
+            d.set_item("running", holding)?;
+            d.set_item("waiting", waiting)?;
+            all.set_item(&*gate.label, d)?;
+        }
+        Ok(all)
     }
 
     /// The handle of a task by id.

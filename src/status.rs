@@ -3,7 +3,7 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyString};
+use pyo3::types::{PyBool, PyDict, PyList, PyString};
 use std::sync::OnceLock;
 
 use crate::engine::Stats;
@@ -12,7 +12,7 @@ use crate::record::{unix_now, Kind, Record, State};
 
 /// Every key of the status dict, in the order the dict has them: the one
 /// list that the Python package, the HTTP API and the dashboard read.
-pub const STATUS_KEYS: [&str; 14] = [
+pub const STATUS_KEYS: [&str; 19] = [
     "id",
     "name",
     "kind",
@@ -27,6 +27,11 @@ pub const STATUS_KEYS: [&str; 14] = [
     "polls",
     "attempt",
     "worker",
+    "progress",
+    "priority",
+    "not_before",
+    "after",
+    "limit",
 ];
 
 /// The status dict's keys, states and kinds as Python strings, made at
@@ -74,6 +79,8 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
         (p.state, p.kind, p.started_at, p.finished_at, p.polls);
     let attempt = record.attempt + p.reruns;
     let worker = p.worker.as_ref().map(|w| w.clone_ref(py));
+    let not_before = p.not_before;
+    let report = p.report.clone();
     let result = p.result.as_ref().map(|r| r.clone_ref(py));
     let error = p
         .error
@@ -111,6 +118,22 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
         polls.into_pyobject(py)?.into_any(),
         attempt.into_pyobject(py)?.into_any(),
         worker.into_pyobject(py)?.into_any(),
+        match report {
+            None => py.None().into_bound(py),
+            Some(report) => {
+                let r = PyDict::new(py);
+                r.set_item(intern!(py, "fraction"), report.fraction)?;
+                r.set_item(intern!(py, "message"), report.message)?;
+                r.into_any()
+            }
+        },
+        record.plan.priority.into_pyobject(py)?.into_any(),
+        not_before.into_pyobject(py)?.into_any(),
+        PyList::new(py, record.plan.after.iter())?.into_any(),
+        match &record.plan.limit {
+            Some(gate) => PyString::new(py, &gate.label).into_any(),
+            None => py.None().into_bound(py),
+        },
     ];
     let d = names.template.bind(py).copy()?;
     for (key, value) in names.keys.iter().zip(values) {

@@ -117,6 +117,16 @@ def test_an_unpicklable_task_is_refused_at_submit_saying_why(on_local):
     assert on_local.counts()["pending"] == 0
 
 
+def test_scheduling_options_are_refused_on_a_cluster_saying_so(on_local):
+    with pytest.raises(ValueError, match="delay, retries: not on a cluster yet"):
+        on_local.submit(Sleep(1, 0), retries=2, delay=1, priority=0, after=[])
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        on_local.submit(Sleep(1, 0), colour="red")
+    assert on_local.counts()["pending"] == 0
+    # The defaults are what a local submit takes too.
+    assert on_local.submit(Sleep(5, 0), priority=0, retries=None).result(timeout=30) == 5
+
+
 def test_timeouts_and_cancels_of_remote_tasks(on_local):
     timed = on_local.submit(Sleep(1, 3.0), timeout=0.3)
     polling = on_local.submit(Later(1, 30.0))

@@ -1,7 +1,7 @@
 """Type stubs for taskrunner's Rust core (kept true to the module by a stubtest run)."""
 
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future
 from typing import Any, Optional, Union, final
 
@@ -21,6 +21,8 @@ __all__ = [
     "JournalError",
     "JournalView",
     "PollPolicy",
+    "Rate",
+    "Retry",
     "Runner",
     "TaskHandle",
     "TaskLost",
@@ -64,7 +66,12 @@ class JournalView:
 @final
 class PollPolicy:
     def __new__(
-        cls, min_interval: float = 0.001, max_interval: float = 1.0, ratio: float = 0.03
+        cls,
+        min_interval: float = 0.001,
+        max_interval: float = 1.0,
+        ratio: float = 0.03,
+        *,
+        errors: int = 0,
     ) -> PollPolicy: ...
     @property
     def min_interval(self) -> float: ...
@@ -72,6 +79,38 @@ class PollPolicy:
     def max_interval(self) -> float: ...
     @property
     def ratio(self) -> float: ...
+    @property
+    def errors(self) -> int: ...
+
+@final
+class Retry:
+    def __new__(
+        cls,
+        attempts: int,
+        *,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        jitter: bool = True,
+        on: Union[type[BaseException], tuple[type[BaseException], ...], None] = None,
+    ) -> Retry: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def backoff(self) -> float: ...
+    @property
+    def max_backoff(self) -> float: ...
+    @property
+    def jitter(self) -> bool: ...
+    @property
+    def on(self) -> tuple[type[BaseException], ...]: ...
+
+@final
+class Rate:
+    def __new__(cls, count: int, per: float = 1.0) -> Rate: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def per(self) -> float: ...
 
 @final
 class TaskHandle:
@@ -126,6 +165,7 @@ class Runner:
         journal_retention: float = 604800.0,
         recreate: Optional[Callable[[Any], Any]] = None,
         handoff: bool = False,
+        limits: Optional[dict[str, Union[int, Rate]]] = None,
         _recover_elsewhere: bool = False,
     ) -> Runner: ...
     def submit(
@@ -139,8 +179,16 @@ class Runner:
         durable: bool = False,
         recipe: Any = None,
         key: Optional[str] = None,
+        retries: Union[int, Retry, None] = None,
+        delay: Optional[float] = None,
+        not_before: Optional[float] = None,
+        priority: int = 0,
+        after: Optional[Iterable[Union[int, TaskHandle]]] = None,
+        limit: Optional[str] = None,
         _elsewhere: bool = False,
     ) -> TaskHandle: ...
+    def set_limit(self, label: str, limit: Union[int, Rate]) -> None: ...
+    def limits(self) -> dict[str, dict[str, Any]]: ...
     def handle(self, id: int) -> TaskHandle: ...
     def done(self, id: int) -> bool: ...
     def unfinished(self, id: int) -> bool: ...

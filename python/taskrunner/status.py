@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, TypedDict
 
-__all__ = ["ErrorInfo", "RunnerStats", "TaskStatus"]
+__all__ = ["ErrorInfo", "Progress", "RunnerStats", "TaskStatus"]
 
 State = Literal["pending", "running", "succeeded", "failed", "cancelled", "timed_out"]
 Kind = Literal["blocking", "polling"]
@@ -21,6 +21,13 @@ class ErrorInfo(TypedDict):
     type: str
     message: str
     traceback: str
+
+
+class Progress(TypedDict):
+    """How far along a task is, from its optional ``progress()``."""
+
+    fraction: Optional[float]
+    message: Optional[str]
 
 
 class TaskStatus(TypedDict):
@@ -40,6 +47,11 @@ class TaskStatus(TypedDict):
     polls: int
     attempt: int
     worker: Optional[str]
+    progress: Optional[Progress]
+    priority: int
+    not_before: Optional[float]
+    after: list[int]
+    limit: Optional[str]
 
 
 class RunnerStats(TypedDict):

@@ -91,7 +91,7 @@ class Agent:
                     failed.append([cid, attempt, kind, "cancelled", None, None, 0])
                     continue
                 try:
-                    policy = None if poll is None else PollPolicy(*poll)
+                    policy = None if poll is None else PollPolicy(*poll[:3], errors=poll[3])
                     handle = self.runner.submit(task, kind=kind, name=name, poll=policy)
                 except Exception as exc:
                     failed.append([cid, attempt, kind, "failed", None, wire.pack_error(exc), 0])

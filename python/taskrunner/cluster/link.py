@@ -37,6 +37,10 @@ GATHER = 0.001
 GATHER_MOST = 0.005
 
 
+# Options of a local submit that a cluster does not take yet.
+SCHEDULING_OPTIONS = frozenset({"retries", "delay", "not_before", "priority", "after", "limit"})
+
+
 class Remote:
     """What the link keeps of an unfinished task: enough to send it again."""
 
@@ -44,7 +48,7 @@ class Remote:
 
     def __init__(self, data: Any, kind: Optional[str], name: str, poll: Any, attempt: int = 1):
         self.attempt, self.data, self.kind, self.name = attempt, data, kind, name
-        self.poll = poll  # (min_interval, max_interval, ratio) or None
+        self.poll = poll  # (min_interval, max_interval, ratio, errors) or None
         self.worker: Optional[str] = None  # where it was sent, once it is
 
     def submission(self, cid: int) -> list:
@@ -119,13 +123,22 @@ class ClusterLink:
         durable: bool = False,
         recipe: Any = None,
         key: Optional[str] = None,
+        **scheduling: Any,
     ) -> TaskHandle:
         """Records a task and queues it for a worker; see ``TaskRunner.submit``.
 
         Raises:
             TypeError: when the task cannot be pickled.
+            ValueError: for a scheduling option (retries, delay, ...): not
+                on a cluster yet.
             ClusterUnreachable: while the scheduler is out of reach.
         """
+        asked = sorted(k for k, v in scheduling.items() if v)
+        unknown = set(scheduling) - SCHEDULING_OPTIONS
+        if unknown:
+            raise TypeError(f"submit() got an unexpected keyword argument {min(unknown)!r}")
+        if asked:
+            raise ValueError(f"{', '.join(asked)}: not on a cluster yet (see the scheduling docs)")
         if self._lost_since is not None or self.client.status != "running":
             raise ClusterUnreachable(
                 f"the cluster's scheduler at {self.address} is out of reach "
@@ -144,7 +157,11 @@ class ClusterLink:
             key=key,
             _elsewhere=True,
         )
-        policy = None if poll is None else (poll.min_interval, poll.max_interval, poll.ratio)
+        policy = (
+            None
+            if poll is None
+            else (poll.min_interval, poll.max_interval, poll.ratio, poll.errors)
+        )
         self._send_later(handle, Remote(data, kind, handle.name, policy))
         return handle
 

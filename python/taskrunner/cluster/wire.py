@@ -18,7 +18,7 @@ from cloudpickle.cloudpickle import _PICKLE_BY_VALUE_MODULES as _BY_VALUE
 
 # A submission: [id, attempt, task (Packed bytes, or (group, index) in the
 # batch's groups of plain tasks), kind or None, name, poll policy as
-# (min_interval, max_interval, ratio) or None]. A batch: {"submissions": [...],
+# (min_interval, max_interval, ratio, errors) or None]. A batch: {"submissions": [...],
 # "groups": [pickled list of plain tasks of one class, ...]}.
 # A start: [id, attempt, kind or None, worker address].
 # An end: [id, attempt, kind or None, state, result (PLAIN, Packed) or None, error or None,

@@ -69,7 +69,8 @@ TASK_PROPERTIES: dict[str, Any] = {
         "type": "integer",
         "minimum": 1,
         "description": "1 for a task's first run; counts up when it runs again "
-        "(after a crash, for a durable task; after its cluster worker was lost)",
+        "(a retry; after a crash, for a durable task; after its cluster worker was "
+        "lost). Once final, the number of attempts made",
     },
     "worker": _nullable(
         {
@@ -77,6 +78,26 @@ TASK_PROPERTIES: dict[str, Any] = {
             "description": "the cluster worker's address where the task runs or ran; "
             "null for a task run in the runner's own process",
         }
+    ),
+    "progress": _nullable(_ref("Progress")),
+    "priority": {
+        "type": "integer",
+        "description": "among pending tasks, a higher priority starts first (0 by default)",
+    },
+    "not_before": _nullable(
+        {
+            "type": "number",
+            "description": "Unix seconds before which the pending task does not start: "
+            "its delay, or the back-off before its next attempt; null otherwise",
+        }
+    ),
+    "after": {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 1},
+        "description": "ids of the tasks this one starts after (all must succeed)",
+    },
+    "limit": _nullable(
+        {"type": "string", "description": "the label of the limit the task runs under"}
     ),
 }
 
@@ -154,6 +175,17 @@ SCHEMAS: dict[str, Any] = {
             "type": {"type": "string"},
             "message": {"type": "string"},
             "traceback": {"type": "string"},
+        },
+    },
+    "Progress": {
+        "type": "object",
+        "required": ["fraction", "message"],
+        "description": "what the task's progress() last said",
+        "properties": {
+            "fraction": {
+                "oneOf": [{"type": "number", "minimum": 0, "maximum": 1}, {"type": "null"}]
+            },
+            "message": {"type": ["string", "null"]},
         },
     },
     "TaskList": {
