@@ -29,6 +29,7 @@ examples:
   %(prog)s demo --cluster local
   %(prog)s serve --port 8000
   %(prog)s serve --types imaging.tasks:TASK_TYPES
+  %(prog)s serve --allow-command /usr/bin/convert
   %(prog)s serve --cluster tcp://scheduler:8786 --db tasks.db
   %(prog)s tasks --db taskrunner.db --state failed"""
 SERVE_DESCRIPTION = """\
@@ -43,6 +44,11 @@ Clients submit tasks of the types --types names (each MODULE:ATTRIBUTE, a
 registry of task types; repeatable) and of those installed packages offer in
 the taskrunner.task_types entry-point group (unless --no-entry-points); with
 neither, of the built-in fake types.
+
+With --allow-command PROGRAM (repeatable), clients may also run those
+programs, and only those, as the task type command: without a shell, but
+with any arguments they choose. Allow only programs safe to hand to clients
+(see the HTTP API's documentation).
 
 With --cluster (or TASKRUNNER_CLUSTER), the tasks run on a Dask cluster
 instead of in this process; it needs the dask extra, and the task types'
@@ -496,6 +502,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not serve the task types of installed packages (the taskrunner.task_types "
         "entry points)",
     )
+    serve_args.add_argument(
+        "--allow-command",
+        dest="allow_commands",
+        action="append",
+        metavar="PROGRAM",
+        help="serve the task type command, which runs this program (an absolute path, or a "
+        "name looked up on PATH now) without a shell, with the arguments clients send; "
+        "repeatable; default $TASKRUNNER_ALLOW_COMMANDS, else no command type",
+    )
     tasks_args = commands.add_parser(
         "tasks",
         help="list the tasks in a journal, or show one (read-only)",
@@ -629,5 +644,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         )
         return 2
     return serve(
-        args.host, args.port, args.threads, args.db, args.cluster, args.types, args.entry_points
+        args.host,
+        args.port,
+        args.threads,
+        args.db,
+        args.cluster,
+        args.types,
+        args.entry_points,
+        args.allow_commands,
     )

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from taskrunner import KINDS, STATES, STATUS_KEYS
 from taskrunner.web import events
 from taskrunner.web.auth import guard
+from taskrunner.web.commands import serves_commands
 from taskrunner.web.encoding import task_json
 from taskrunner.web.openapi import openapi_document
 from taskrunner.web.problems import (
@@ -289,6 +290,8 @@ def openapi() -> Response:
     """The OpenAPI 3.1 document of this server."""
     state = current_state()
     document = openapi_document(
-        auth=state.settings.token is not None, task_types=state.task_types.names()
+        auth=state.settings.token is not None,
+        task_types=state.task_types.names(),
+        commands=serves_commands(state.task_types),
     )
     return jsonify(document)

@@ -12,6 +12,9 @@ A registry is what ``create_app(task_types=...)`` takes: factories or
 ``TaskType`` declarations by name, or a list of declarations. A failure is a
 ``ValueError`` of one line naming the source and what is wrong with it: a
 server refuses to start rather than serve some of its types.
+
+The ``command`` type (``taskrunner.web.commands``) is served beside them when
+the server's owner allows programs.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from functools import partial
 from importlib import metadata
 from typing import Any
 
+from taskrunner.web.commands import COMMAND, command_task_type
 from taskrunner.web.settings import Settings
 from taskrunner.web.tasktypes import TaskType, TaskTypes, declarations, default_task_types
 
@@ -123,17 +127,35 @@ def find_task_types(specs: Sequence[str], entry_points: bool = True) -> list[Fou
     return found
 
 
-def task_types_from(found: list[Found]) -> TaskTypes:
-    """The registry of what was found; the fake tasks when no source was found."""
+def task_types_from(found: list[Found], commands: Sequence[str] = ()) -> TaskTypes:
+    """The registry of what was found (the fake tasks when no source was found),
+    and the ``command`` type when ``commands`` names programs to allow.
+
+    Raises:
+        ValueError: one line, for an entry of ``commands`` that is no
+            executable file, or a type called ``command`` found beside it.
+    """
     if not found:
-        return TaskTypes(default_task_types())
-    return TaskTypes([task_type for each in found for task_type in each.task_types])
+        task_types = declarations(default_task_types())
+    else:
+        task_types = [task_type for each in found for task_type in each.task_types]
+    if commands:
+        for each in found:
+            if any(task_type.name == COMMAND for task_type in each.task_types):
+                raise ValueError(
+                    f"task type {COMMAND!r} is declared by {each.source} and by the allowed "
+                    "commands (TASKRUNNER_ALLOW_COMMANDS, --allow-command)"
+                )
+        task_types.append(command_task_type(commands))
+    return TaskTypes(task_types)
 
 
 def configured_task_types(settings: Settings) -> TaskTypes:
-    """The task types ``TASKRUNNER_TYPES`` and ``TASKRUNNER_ENTRY_POINTS`` call for.
+    """The task types ``TASKRUNNER_TYPES``, ``TASKRUNNER_ENTRY_POINTS`` and
+    ``TASKRUNNER_ALLOW_COMMANDS`` call for.
 
     Raises:
-        ValueError: as ``find_task_types``.
+        ValueError: as ``find_task_types`` and ``task_types_from``.
     """
-    return task_types_from(find_task_types(settings.type_sources, settings.entry_points))
+    found = find_task_types(settings.type_sources, settings.entry_points)
+    return task_types_from(found, settings.allow_commands)

@@ -342,6 +342,10 @@ SCHEMAS: dict[str, Any] = {
                 "minimum": 1,
                 "description": "the task accepted but not recorded, on a not-recorded 503",
             },
+            "program": {
+                "type": "string",
+                "description": "the program as the client named it, on a command-not-allowed 403",
+            },
         },
     },
 }
@@ -620,15 +624,22 @@ def _schemas(task_types: Optional[Sequence[str]]) -> dict[str, Any]:
 
 
 def openapi_document(
-    auth: bool = False, task_types: Optional[Sequence[str]] = None
+    auth: bool = False, task_types: Optional[Sequence[str]] = None, commands: bool = False
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of a server.
 
     Args:
         auth: the server requires a bearer token.
         task_types: the names of its task types (any string when None).
+        commands: it serves the ``command`` task type, which refuses programs
+            not on its allow-list with a 403.
     """
     paths = _paths()
+    if commands:
+        paths["/api/tasks"]["post"]["responses"]["403"] = _problem(
+            "the program of a command task is not on the server's allow-list "
+            "(command-not-allowed): nothing was submitted"
+        )
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {

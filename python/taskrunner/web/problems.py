@@ -30,6 +30,7 @@ SHUTTING_DOWN = "/problems/shutting-down"
 JOURNAL_DEGRADED = "/problems/journal-degraded"
 NOT_RECORDED = "/problems/not-recorded"
 CLUSTER_UNREACHABLE = "/problems/cluster-unreachable"
+COMMAND_NOT_ALLOWED = "/problems/command-not-allowed"
 
 TITLES = {
     INVALID_BODY: "The request body is not a usable JSON object",
@@ -43,6 +44,7 @@ TITLES = {
     JOURNAL_DEGRADED: "The journal cannot record tasks",
     NOT_RECORDED: "The task was not recorded in time",
     CLUSTER_UNREACHABLE: "The cluster's scheduler is out of reach",
+    COMMAND_NOT_ALLOWED: "The program is not on the server's allow-list",
 }
 
 logger = logging.getLogger("taskrunner.web")

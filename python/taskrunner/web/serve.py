@@ -23,9 +23,11 @@ from flask import Flask
 from taskrunner import JournalError, TaskRunner
 from taskrunner.cli import cluster_failed, dask_missing, finish_running, quit_now
 from taskrunner.web.app import create_app
+from taskrunner.web.commands import COMMAND, serves_commands
 from taskrunner.web.discovery import Found, find_task_types, task_types_from
 from taskrunner.web.settings import ENV_PREFIX, Settings
 from taskrunner.web.state import EXTENSION_KEY, WebState
+from taskrunner.web.tasktypes import TaskTypes
 
 logger = logging.getLogger("taskrunner.web")
 
@@ -152,6 +154,8 @@ def settings_help(width: int = 79) -> str:
             default = "unset; --types overrides"
         elif field.name == "entry_points":
             default = "true; --no-entry-points turns it off"
+        elif field.name == "allow_commands":
+            default = "unset: no command type; --allow-command overrides"
         lines += textwrap.wrap(
             f"{docs.get(field.name, '')} (default: {default})",
             width=width,
@@ -169,6 +173,7 @@ def main(
     cluster: Optional[str] = None,
     types: Optional[list[str]] = None,
     entry_points: Optional[bool] = None,
+    allow_commands: Optional[list[str]] = None,
 ) -> int:
     """``python -m taskrunner serve``: the default app, served until SIGTERM or Ctrl-C.
 
@@ -186,12 +191,16 @@ def main(
             takes ``TASKRUNNER_TYPES``.
         entry_points: serve the task types of the ``taskrunner.task_types``
             entry points too; None takes ``TASKRUNNER_ENTRY_POINTS``, else true.
+        allow_commands: the programs the ``command`` task type may run
+            (absolute paths, or names looked up on PATH); None takes
+            ``TASKRUNNER_ALLOW_COMMANDS``, else none (no ``command`` type).
 
     Returns:
         The exit code: 0 after a graceful stop, 1 when the journal cannot be
         opened, the cluster's scheduler cannot be reached or the port is
-        taken, 2 for bad arguments, task types that cannot be loaded, or
-        without Dask for a cluster.
+        taken, 2 for bad arguments, task types that cannot be loaded, a
+        program to allow that is no executable file, or without Dask for a
+        cluster.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if threads < 2:
@@ -210,6 +219,8 @@ def main(
         config["TASKRUNNER_TYPES"] = " ".join(types)
     if entry_points is not None:
         config["TASKRUNNER_ENTRY_POINTS"] = entry_points
+    if allow_commands is not None:
+        config["TASKRUNNER_ALLOW_COMMANDS"] = tuple(allow_commands)
     try:
         # Read here too: a cluster is checked for, and announced, before the wait to reach it.
         settings = Settings.load(config)
@@ -221,11 +232,15 @@ def main(
     try:
         # Loaded here, not by create_app: a failure is the types', never the cluster's.
         found = find_task_types(settings.type_sources, settings.entry_points)
-        task_types = task_types_from(found)
     except ValueError as error:
         print(f"taskrunner serve: cannot load the task types: {error}", file=sys.stderr)
         return 2
-    _announce_task_types(found, task_types.names())
+    try:
+        task_types = task_types_from(found, settings.allow_commands)
+    except ValueError as error:
+        print(f"taskrunner serve: {error}", file=sys.stderr)
+        return 2
+    _announce_task_types(found, task_types)
     # Dask's own news (each worker registered, each connection made) would drown the log.
     logging.getLogger("distributed").setLevel(logging.WARNING)
     _announce_cluster(settings.cluster)
@@ -248,16 +263,20 @@ def main(
     return run_server(app, host, port, threads)
 
 
-def _announce_task_types(found: list[Found], names: list[str]) -> None:
+def _announce_task_types(found: list[Found], task_types: TaskTypes) -> None:
+    commands = serves_commands(task_types)
     if not found:
+        fakes = [name for name in task_types.names() if not (commands and name == COMMAND)]
         print(
-            f"taskrunner: task types: the fake tasks ({', '.join(names)}); "
+            f"taskrunner: task types: the fake tasks ({', '.join(fakes)}); "
             "--types MODULE:ATTRIBUTE serves your own",
             flush=True,
         )
     for each in found:
         served = ", ".join(task_type.name for task_type in each.task_types) or "none"
         print(f"taskrunner: task types from {each.source}: {served}", flush=True)
+    if commands:
+        print(f"taskrunner: task type {COMMAND}: {task_types.get(COMMAND).description}", flush=True)
 
 
 def _announce_cluster(cluster: Optional[str]) -> None:

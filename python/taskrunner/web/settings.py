@@ -55,6 +55,12 @@ class Settings:
             served as given.
         entry_points: load the task types that installed packages offer in
             the ``taskrunner.task_types`` entry-point group (true or false).
+        allow_commands: the programs clients may run as the ``command`` task
+            type, without a shell, beside the other types: absolute paths or
+            names looked up on PATH at start, separated by the path separator
+            (``:``, as in PATH); in the app's config, a list too. Unset or
+            empty, no ``command`` type. Its arguments reach the program
+            unfiltered: allow only programs safe to hand to clients.
     """
 
     token: Optional[str] = None
@@ -69,6 +75,7 @@ class Settings:
     cluster: Optional[str] = None
     types: Optional[str] = None
     entry_points: bool = True
+    allow_commands: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, config: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> Settings:
@@ -132,6 +139,12 @@ FALSE = ("0", "false", "no", "off", "")
 
 
 def _convert(key: str, raw: Any, default: Any) -> Any:
+    if isinstance(default, tuple):  # the programs: paths, so split as PATH is
+        if isinstance(raw, str):
+            return tuple(name for name in raw.split(os.pathsep) if name)
+        if isinstance(raw, (list, tuple)) and all(isinstance(name, str) for name in raw):
+            return tuple(name for name in raw if name)
+        raise ValueError(f"{key} must be a string or a list of strings, got {raw!r}")
     if isinstance(default, bool):
         if isinstance(raw, bool):
             return raw
