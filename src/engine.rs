@@ -23,9 +23,11 @@ use crate::names::{is_coroutine, names};
 use crate::policy::{bucket_of, Demand, PollPolicy, NO_BUCKET};
 use crate::poller::{Action, Due, Polled, Poller};
 use crate::pool::{Jobs, Pool, StartFailed};
+use crate::progress;
 use crate::record::{unix_now, Finished, Kind, Outcome, Plan, Record, State};
 use crate::store::{Retention, Store};
 
+mod reports;
 mod schedule;
 
 /// How often a join wakes to let Ctrl-C through.
@@ -77,6 +79,8 @@ pub struct Engine {
     /// Recovered tasks a cluster will run (see `take_recovered`).
     recovered: Mutex<Vec<Arc<Record>>>,
     limits: Limits<Record>,
+    /// Running blocking tasks whose progress the poller reads.
+    watched: Mutex<Vec<Arc<Record>>>,
     /// Shut down with its pending tasks cancelled: a failed task is not retried.
     cancelling: AtomicBool,
 }
@@ -155,6 +159,7 @@ impl Engine {
             recover_elsewhere: config.recover_elsewhere,
             recovered: Mutex::new(Vec::new()),
             limits: config.limits,
+            watched: Mutex::new(Vec::new()),
             cancelling: AtomicBool::new(false),
             run_pending_at_exit: config.run_pending_at_exit,
             closed: AtomicBool::new(false),
@@ -592,6 +597,9 @@ impl Engine {
             // It ended (timed out) between its claim and now.
             return record.leave_worker(&self.store.counts);
         };
+        if progress::has_progress(task.bind(py)) {
+            self.watch_progress(record);
+        }
         let ran = catch_unwind(AssertUnwindSafe(|| run_and_collect(py, task.bind(py))));
         record.leave_worker(&self.store.counts);
         let outcome = match ran {
@@ -721,6 +729,7 @@ impl Engine {
                         if record.policy.errors > 0 {
                             record.progress.lock().poll_errors = 0;
                         }
+                        self.poll_progress(py, record);
                         let now = Instant::now();
                         let at = now + self.next_poll_interval(record, now - since);
                         again.push(Due {
@@ -729,7 +738,10 @@ impl Engine {
                             action: due.action,
                         });
                     }
-                    Ok(value) => self.complete(py, record, Outcome::Succeeded(value.unbind())),
+                    Ok(value) => {
+                        self.poll_progress(py, record);
+                        self.complete(py, record, Outcome::Succeeded(value.unbind()))
+                    }
                     Err(err) => {
                         if self.poll_error_forgiven(py, record, &err) {
                             let now = Instant::now();
@@ -1016,11 +1028,18 @@ impl Polled for Engine {
     }
 
     /// Forgets the records that reached their age; due again at the next one's.
-    fn chore(self: &Arc<Self>, _py: Python<'_>) -> Option<Instant> {
+    /// And reads the progress of the running blocking tasks that report it.
+    fn chore(self: &Arc<Self>, py: Python<'_>) -> Option<Instant> {
         self.expire();
-        self.store
+        let forget = self
+            .store
             .next_age_limit()
-            .and_then(Self::age_limit_instant)
+            .and_then(Self::age_limit_instant);
+        let read = self.read_watched_progress(py);
+        match (forget, read) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod names;
 mod policy;
 mod poller;
 mod pool;
+mod progress;
 mod queue;
 mod record;
 mod retry;

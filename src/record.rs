@@ -202,6 +202,8 @@ pub struct Progress {
     pub poll_errors: u32,
     /// What the task last said of its progress (its optional `progress()`).
     pub report: Option<Report>,
+    /// Its `progress()` raised once already (and was logged).
+    pub report_failed: bool,
 }
 
 /// A task's progress as the status dict shows it.
@@ -303,6 +305,7 @@ impl Record {
                 dependents: Vec::new(),
                 poll_errors: 0,
                 report: None,
+                report_failed: false,
             }),
         }
     }
@@ -339,6 +342,7 @@ impl Record {
                 dependents: Vec::new(),
                 poll_errors: 0,
                 report: None,
+                report_failed: false,
             }),
         }
     }
