@@ -15,7 +15,9 @@ use crate::record::Report;
 
 /// Classes by address, each with whether it has a callable `progress`.
 /// Each entry holds its class, so that an address is never reused by another.
-static HAS_PROGRESS: RwLock<Option<HashMap<usize, (Py<PyType>, bool)>>> = RwLock::new(None);
+type ByClass = HashMap<usize, (Py<PyType>, bool)>;
+
+static HAS_PROGRESS: RwLock<Option<ByClass>> = RwLock::new(None);
 
 /// True when `task`'s class has a callable `progress`.
 pub fn has_progress(task: &Bound<'_, PyAny>) -> bool {
