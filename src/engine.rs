@@ -430,7 +430,8 @@ impl Engine {
                 Ok(text) => text.into(),
                 Err(_) => name.to_string_lossy().into(),
             };
-            journal.submitted(&record, name, sub.recipe, key);
+            let schedule = crate::journaling::schedule_of(py, &record)?;
+            journal.submitted(&record, name, sub.recipe, key, schedule);
         }
         self.events.publish(&record, State::Pending);
         Ok(record)
@@ -886,6 +887,7 @@ impl Engine {
         let mut rows: Vec<&TaskRow> = journal.unfinished().iter().collect();
         // Newest first: the store grows its table downwards one id at a time.
         rows.sort_by_key(|row| std::cmp::Reverse(row.id));
+        let mut held = Vec::new();
         for row in rows {
             let Some(recipe) = &row.recipe else {
                 journal.lost(row, "");
@@ -912,20 +914,75 @@ impl Engine {
                     continue;
                 }
             };
+            let plan = match self.plan_of(py, &row.schedule) {
+                Ok(plan) => plan,
+                Err(err) => {
+                    journal.lost(row, &format!(", and what it waits for is gone: {err}"));
+                    continue;
+                }
+            };
             let name = PyString::new(py, &row.name).unbind();
             let mut record = Record::new(row.id, name, task.unbind(), kind, self.policy);
             record.submitted_at = row.submitted_at;
             record.attempt = row.attempt + 1;
+            record.plan = plan;
+            let p = record.progress.get_mut();
+            p.not_before = row.schedule.not_before;
+            // A task waiting for a retry keeps its last error.
+            p.error = row
+                .error
+                .as_ref()
+                .map(|e| crate::journaling::error_of(py, e));
             let record = self.store.insert_recovered(record);
             journal.resubmitted(&record, row);
             self.events.publish(&record, State::Pending);
             if self.recover_elsewhere {
                 self.recovered.lock().push(record);
-            } else {
+            } else if record.plan.is_plain() && row.schedule.not_before.is_none() {
                 self.route(py, record, None, false)?;
+            } else {
+                held.push(record);
             }
         }
+        // Held once all are back, so that a task finds the ones it comes after.
+        for record in held {
+            let mut upstream = Vec::new();
+            for id in record.plan.after.iter() {
+                match self.record(py, *id)? {
+                    Some(up) => upstream.push(up),
+                    // Retention forgets only finished rows, long after they finished.
+                    None => crate::errors::log_warning(
+                        py,
+                        &format!(
+                            "task {} came after task {id}, which the journal no longer holds: taken as done",
+                            record.id
+                        ),
+                    ),
+                }
+            }
+            self.hold(py, &record, &upstream)?;
+        }
         Ok(())
+    }
+
+    /// A plan as the journal kept it: its limit found again by label, its
+    /// retry policy's exception classes imported again.
+    fn plan_of(&self, py: Python<'_>, schedule: &crate::journal::Schedule) -> PyResult<Plan> {
+        let limit = match &schedule.limit {
+            Some(label) => Some(self.limits.gate(label)?),
+            None => None,
+        };
+        let retry = match &schedule.retry {
+            Some(text) => Some(Py::new(py, crate::retry::Retry::from_text(py, text)?)?),
+            None => None,
+        };
+        Ok(Plan {
+            priority: schedule.priority,
+            limit_label: schedule.limit.clone(),
+            limit,
+            retry,
+            after: crate::journaling::after_ids(schedule.after.as_deref()),
+        })
     }
 
     /// The process exits: the cancellations it makes are not written for

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use crate::journal::{
     Encoding, ErrorRow, Filter, Health, Journal, JournalError as StoreError, KeyRow, Options, Page,
-    Stored, TaskRow,
+    Schedule, Stored, TaskRow,
 };
-use crate::record::{ErrorInfo, Kind, Record, Recorded, State};
+use crate::record::{ErrorInfo, Kind, Plan, Record, Recorded, State};
 
 pyo3::create_exception!(
     taskrunner,
@@ -154,19 +154,7 @@ impl Codec {
             Some(value) => Some(self.decode(py, value)?.unbind()),
             None => None,
         };
-        let error = row.error.as_ref().map(|e| {
-            let exception = if e.type_name == "TaskLost" {
-                TaskLost::new_err(e.message.clone())
-            } else {
-                PyRuntimeError::new_err(format!("{}: {}", e.type_name, e.message))
-            };
-            ErrorInfo {
-                type_name: e.type_name.clone(),
-                message: e.message.clone(),
-                traceback: e.traceback.clone().unwrap_or_default(),
-                exception: exception.into_value(py).into_any(),
-            }
-        });
+        let error = row.error.as_ref().map(|e| error_of(py, e));
         Ok(Record::restored(Recorded {
             id: row.id,
             name: PyString::new(py, &row.name).unbind(),
@@ -180,8 +168,53 @@ impl Codec {
             result,
             error,
             worker: row.worker.as_deref().map(|w| PyString::new(py, w).unbind()),
+            plan: Plan {
+                priority: row.schedule.priority,
+                limit_label: row.schedule.limit.clone(),
+                after: after_ids(row.schedule.after.as_deref()),
+                ..Plan::default()
+            },
+            not_before: row.schedule.not_before.filter(|_| !row.is_final()),
         }))
     }
+}
+
+/// An error as a row keeps it. The exception itself is gone: one of its
+/// type's name and message stands for it.
+pub fn error_of(py: Python<'_>, e: &ErrorRow) -> ErrorInfo {
+    let exception = if e.type_name == "TaskLost" {
+        TaskLost::new_err(e.message.clone())
+    } else {
+        PyRuntimeError::new_err(format!("{}: {}", e.type_name, e.message))
+    };
+    ErrorInfo {
+        type_name: e.type_name.clone(),
+        message: e.message.clone(),
+        traceback: e.traceback.clone().unwrap_or_default(),
+        exception: exception.into_value(py).into_any(),
+    }
+}
+
+/// The ids of a row's `after_ids` ("1,2,3"); none for a text not of that form.
+pub fn after_ids(text: Option<&str>) -> Box<[u64]> {
+    text.map(|t| t.split(',').filter_map(|id| id.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// What a task waits for, as its rows keep it.
+pub fn schedule_of(py: Python<'_>, record: &Record) -> PyResult<Schedule> {
+    let plan = &record.plan;
+    let join = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    Ok(Schedule {
+        priority: plan.priority,
+        not_before: record.progress.lock().not_before,
+        limit: plan.limit_label.clone(),
+        after: (!plan.after.is_empty()).then(|| Arc::from(join(&plan.after))),
+        retry: match &plan.retry {
+            Some(retry) => Some(Arc::from(retry.get().to_text(py)?)),
+            None => None,
+        },
+    })
 }
 
 fn stored(encoding: Encoding, bytes: Vec<u8>) -> Stored {
@@ -308,9 +341,11 @@ impl Journaling {
         name: Arc<str>,
         recipe: Option<Stored>,
         key: Option<&str>,
+        schedule: Schedule,
     ) {
         let mut row = TaskRow::pending(record.id, name, record.submitted_at, ORIGIN);
         row.attempt = record.attempt;
+        row.schedule = schedule;
         row.kind = record.kind().map(Kind::as_str);
         self.live
             .lock()
@@ -368,6 +403,7 @@ impl Journaling {
         row.origin = last.origin.clone();
         row.attempt = record.attempt;
         row.kind = last.kind;
+        row.schedule = last.schedule.clone();
         self.live.lock().insert(record.id, (row.clone(), true));
         self.write(row);
     }
@@ -386,6 +422,7 @@ impl Journaling {
         row.kind = p.kind.map(Kind::as_str);
         row.started_at = p.started_at;
         row.attempt = record.attempt + p.reruns;
+        row.schedule.not_before = None;
         drop(p);
         self.write(row);
     }
@@ -401,6 +438,7 @@ impl Journaling {
         row.kind = p.kind.map(Kind::as_str);
         row.polls = p.polls;
         row.attempt = record.attempt + p.reruns;
+        row.schedule.not_before = p.not_before;
         row.error = p.error.as_ref().map(|e| ErrorRow {
             type_name: e.type_name.clone(),
             message: e.message.clone(),

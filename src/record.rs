@@ -220,6 +220,9 @@ pub struct Plan {
     /// Among pending tasks, a higher one starts first.
     pub priority: i32,
     pub limit: Option<Arc<Gate<Record>>>,
+    /// The limit's label (also for a record read back from the journal,
+    /// which has no gate).
+    pub limit_label: Option<Arc<str>>,
     pub retry: Option<Py<Retry>>,
     /// The tasks this one starts after.
     pub after: Box<[u64]>,
@@ -246,6 +249,8 @@ pub struct Recorded {
     pub result: Option<Py<PyAny>>,
     pub error: Option<ErrorInfo>,
     pub worker: Option<Py<PyString>>,
+    pub plan: Plan,
+    pub not_before: Option<f64>,
 }
 
 pub struct Record {
@@ -319,7 +324,7 @@ impl Record {
             submitted_at: r.submitted_at,
             attempt: r.attempt,
             policy: PollPolicy::default(),
-            plan: Plan::default(),
+            plan: r.plan,
             unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
             state: AtomicU8::new(r.state as u8),
@@ -337,7 +342,7 @@ impl Record {
                 on_worker: false,
                 worker: r.worker,
                 reruns: 0,
-                not_before: None,
+                not_before: r.not_before,
                 slot: false,
                 dependents: Vec::new(),
                 poll_errors: 0,
@@ -588,7 +593,10 @@ impl Record {
         }
         p.finished_at = Some(unix_now());
         match outcome {
-            Outcome::Succeeded(value) => p.result = Some(value),
+            Outcome::Succeeded(value) => {
+                p.result = Some(value);
+                p.error = None; // an earlier attempt's, kept while a retry waited
+            }
             Outcome::Failed(error) | Outcome::CancelledBecause(error) => p.error = Some(error),
             Outcome::Cancelled | Outcome::TimedOut => {}
         }

@@ -131,6 +131,53 @@ impl Retry {
     }
 }
 
+impl Retry {
+    /// The policy as the journal keeps it: `attempts backoff max_backoff
+    /// jitter on`, `on` as `module:qualname` of each class, comma-separated.
+    pub fn to_text(&self, py: Python<'_>) -> PyResult<String> {
+        let mut on = Vec::new();
+        for cls in self.on.bind(py).iter() {
+            let module: String = cls.getattr("__module__")?.extract()?;
+            let qualname: String = cls.getattr("__qualname__")?.extract()?;
+            on.push(format!("{module}:{qualname}"));
+        }
+        Ok(format!(
+            "{} {} {} {} {}",
+            self.attempts,
+            self.backoff,
+            self.max_backoff,
+            u8::from(self.jitter),
+            on.join(",")
+        ))
+    }
+
+    /// The policy `to_text` wrote, its exception classes imported again.
+    pub fn from_text(py: Python<'_>, text: &str) -> PyResult<Retry> {
+        let bad = || PyValueError::new_err(format!("not a retry policy: {text:?}"));
+        let parts: Vec<&str> = text.split(' ').collect();
+        let [attempts, backoff, max_backoff, jitter, on] = parts[..] else {
+            return Err(bad());
+        };
+        let mut classes = Vec::new();
+        for name in on.split(',').filter(|n| !n.is_empty()) {
+            let (module, qualname) = name.split_once(':').ok_or_else(bad)?;
+            let mut cls = py.import(module)?.into_any();
+            for part in qualname.split('.') {
+                cls = cls.getattr(part)?;
+            }
+            classes.push(cls);
+        }
+        Retry::py_new(
+            py,
+            attempts.parse().map_err(|_| bad())?,
+            backoff.parse().map_err(|_| bad())?,
+            max_backoff.parse().map_err(|_| bad())?,
+            jitter == "1",
+            Some(PyTuple::new(py, classes)?.into_any()),
+        )
+    }
+}
+
 /// A number in [0, 1): splitmix64 over a counter seeded by the clock. Jitter
 /// needs spread, not secrecy.
 fn unit_random() -> f64 {

@@ -173,11 +173,13 @@ impl Runner {
                 ));
             }
         }
+        let gate = limit
+            .map(|label| self.engine.limits().gate(label))
+            .transpose()?;
         let plan = Plan {
             priority,
-            limit: limit
-                .map(|label| self.engine.limits().gate(label))
-                .transpose()?,
+            limit_label: gate.as_ref().map(|g| g.label.clone()),
+            limit: gate,
             retry,
             after: upstream.iter().map(|r| r.id).collect(),
         };

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import CancelledError
+from pathlib import Path
 
 import pytest
 
@@ -103,7 +107,7 @@ def test_a_failing_task_runs_again_on_the_same_object_until_it_succeeds(runner):
     assert h.result(timeout=10) == 3
     status = h.status()
     assert task.runs == 3 and status["attempt"] == 3
-    assert status["error"] is None or status["state"] == "succeeded"
+    assert status["state"] == "succeeded" and status["error"] is None
 
 
 def test_the_final_failure_carries_the_last_error_and_the_attempts_made(runner):
@@ -519,3 +523,78 @@ def test_everything_at_once(runner):
     status = h.status()
     assert status["attempt"] == 2 and status["priority"] == 3 and status["after"] == [first.id]
     assert status["started_at"] >= first.status()["finished_at"]
+
+
+# After a crash
+
+KILLED = """
+import sys, time
+sys.path.insert(0, sys.argv[2])
+import taskrunner
+from conftest import Blocking
+from test_scheduling import Flaky
+
+runner = taskrunner.TaskRunner(journal=sys.argv[1], limits={"one": 1})
+delayed = runner.submit(Blocking(5), durable=True, delay=2.0, priority=4)
+slow = taskrunner.Retry(3, backoff=30, jitter=False, on=(OSError,))
+retrying = runner.submit(Flaky(1), durable=True, retries=slow)
+while runner.status(retrying.id)["attempt"] < 2:
+    time.sleep(0.01)
+upstream = runner.submit(Blocking(6), durable=True, delay=60)
+downstream = runner.submit(Blocking(7), durable=True, after=[upstream], limit="one")
+runner.flush(timeout=10)
+print(delayed.id, retrying.id, upstream.id, downstream.id, flush=True)
+time.sleep(3600)
+"""
+
+
+def test_delayed_retrying_and_waiting_tasks_survive_a_kill(tmp_path):
+    db = str(tmp_path / "tasks.db")
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED, db, str(Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    delayed, retrying, upstream, downstream = (int(i) for i in line.split())
+    with taskrunner.TaskRunner(journal=db, limits={"one": 1}) as runner:
+        status = runner.status(delayed)
+        assert status["state"] == "pending" and status["priority"] == 4
+        assert runner.result(delayed, timeout=20) == 5
+        assert runner.status(delayed)["started_at"] >= status["not_before"]
+        status = runner.status(retrying)
+        assert status["state"] == "pending" and status["not_before"] > time.time() + 20
+        assert status["error"]["message"] == "blip 1"
+        assert runner.status(upstream)["not_before"] > time.time() + 50
+        status = runner.status(downstream)
+        assert status["after"] == [upstream] and status["limit"] == "one"
+        assert runner.limits()["one"]["waiting"] == 0  # still waiting for its upstream
+        runner.cancel(upstream)
+        assert runner.status(downstream)["state"] == "cancelled"
+        assert f"waited for task {upstream}" in runner.status(downstream)["error"]["message"]
+        runner.cancel(retrying)
+
+
+def test_a_task_whose_limit_is_no_longer_declared_is_lost_saying_so(tmp_path):
+    db = str(tmp_path / "tasks.db")
+    script = KILLED.replace("runner.flush", "print(downstream.id, flush=True)\nrunner.flush", 1)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, db, str(Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        downstream = int(process.stdout.readline())
+        process.stdout.readline()
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    with taskrunner.TaskRunner(journal=db) as runner:
+        status = runner.status(downstream)
+        assert status["state"] == "failed" and status["error"]["type"] == "TaskLost"
+        assert "no limit named 'one'" in status["error"]["message"]
+        runner.shutdown(wait=False, cancel_pending=True)

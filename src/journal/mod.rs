@@ -26,7 +26,7 @@ mod tests;
 
 pub use error::JournalError;
 pub use query::{Filter, Page, Reader};
-pub use row::{AuditRow, Encoding, ErrorRow, KeyRow, Stored, TaskRow, STATES};
+pub use row::{AuditRow, Encoding, ErrorRow, KeyRow, Schedule, Stored, TaskRow, STATES};
 pub use schema::VERSION;
 
 use crossbeam_channel::Sender;

@@ -102,6 +102,21 @@ pub struct TaskRow {
     pub origin: Cow<'static, str>,
     /// The cluster worker it runs or ran on; None in the process itself.
     pub worker: Option<Arc<str>>,
+    pub schedule: Schedule,
+}
+
+/// What a task waits for, as the journal keeps it: enough to hold it again
+/// after a restart.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Schedule {
+    pub priority: i32,
+    /// Unix time before which a pending task does not start.
+    pub not_before: Option<f64>,
+    pub limit: Option<Arc<str>>,
+    /// The ids it starts after, as "1,2,3".
+    pub after: Option<Arc<str>>,
+    /// Its retry policy, as `Retry::to_text` writes it.
+    pub retry: Option<Arc<str>>,
 }
 
 impl TaskRow {
@@ -122,6 +137,7 @@ impl TaskRow {
             recipe: None,
             origin: Cow::Borrowed(origin),
             worker: None,
+            schedule: Schedule::default(),
         }
     }
 
@@ -153,7 +169,7 @@ fn stage(state: &str) -> u8 {
 /// The `tasks` columns in the order that `bind` and `from_row` use.
 pub const TASK_COLUMNS: &str = "id, name, kind, state, submitted_at, started_at, finished_at, \
      polls, attempt, result_encoding, result, error_type, error_message, error_traceback, \
-     recipe_encoding, recipe, origin, worker";
+     recipe_encoding, recipe, origin, worker, priority, not_before, limit_label, after_ids, retry";
 
 /// Ids and counts are u64 in Rust and i64 in SQLite; `Journal::write` refuses
 /// ids above i64::MAX, and a poll count that large cannot happen.
@@ -166,7 +182,7 @@ fn to_u64(n: i64) -> u64 {
 }
 
 impl TaskRow {
-    /// Runs `statement` (whose 18 parameters are [`TASK_COLUMNS`]) for this row.
+    /// Runs `statement` (whose 23 parameters are [`TASK_COLUMNS`]) for this row.
     pub fn execute(&self, statement: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<()> {
         let (result_encoding, result) = split(&self.result);
         let (recipe_encoding, recipe) = split(&self.recipe);
@@ -190,6 +206,11 @@ impl TaskRow {
             recipe,
             self.origin.as_ref(),
             self.worker.as_deref(),
+            self.schedule.priority,
+            self.schedule.not_before,
+            self.schedule.limit.as_deref(),
+            self.schedule.after.as_deref(),
+            self.schedule.retry.as_deref(),
         ])?;
         Ok(())
     }
@@ -227,6 +248,13 @@ impl TaskRow {
             recipe: stored(row.get(14)?, row.get(15)?),
             origin: Cow::Owned(row.get(16)?),
             worker: row.get::<_, Option<String>>(17)?.map(Arc::from),
+            schedule: Schedule {
+                priority: row.get(18)?,
+                not_before: row.get(19)?,
+                limit: row.get::<_, Option<String>>(20)?.map(Arc::from),
+                after: row.get::<_, Option<String>>(21)?.map(Arc::from),
+                retry: row.get::<_, Option<String>>(22)?.map(Arc::from),
+            },
         })
     }
 }

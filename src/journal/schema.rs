@@ -14,7 +14,7 @@ pub const APPLICATION_ID: i32 = 0x5452_4a4e;
 
 /// Migration `i` takes a file from version `i` to `i + 1`. Append only: a
 /// released entry never changes, since files in the field were made by it.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     // v1: tasks, and meta for the id high-water mark.
     "CREATE TABLE tasks (
         id INTEGER PRIMARY KEY,
@@ -70,6 +70,12 @@ const MIGRATIONS: [&str; 4] = [
     "DROP INDEX IF EXISTS tasks_by_finished;",
     // v4: the cluster worker a task ran on.
     "ALTER TABLE tasks ADD COLUMN worker TEXT;",
+    // v5: what a task waits for (see `Schedule` in row.rs).
+    "ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN not_before REAL;
+    ALTER TABLE tasks ADD COLUMN limit_label TEXT;
+    ALTER TABLE tasks ADD COLUMN after_ids TEXT;
+    ALTER TABLE tasks ADD COLUMN retry TEXT;",
 ];
 
 pub const VERSION: u32 = MIGRATIONS.len() as u32;
@@ -81,8 +87,10 @@ pub const VERSION: u32 = MIGRATIONS.len() as u32;
 /// A write without a recipe keeps the stored one: it is sent once, at submit.
 pub const UPSERT_TASK: &str = "INSERT INTO tasks (id, name, kind, state, submitted_at,
         started_at, finished_at, polls, attempt, result_encoding, result, error_type,
-        error_message, error_traceback, recipe_encoding, recipe, origin, worker)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+        error_message, error_traceback, recipe_encoding, recipe, origin, worker, priority,
+        not_before, limit_label, after_ids, retry)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+        ?19, ?20, ?21, ?22, ?23)
     ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
         state = excluded.state, submitted_at = excluded.submitted_at,
         started_at = excluded.started_at, finished_at = excluded.finished_at,
@@ -92,7 +100,10 @@ pub const UPSERT_TASK: &str = "INSERT INTO tasks (id, name, kind, state, submitt
         error_traceback = excluded.error_traceback,
         recipe_encoding = coalesce(excluded.recipe_encoding, tasks.recipe_encoding),
         recipe = coalesce(excluded.recipe, tasks.recipe),
-        origin = excluded.origin, worker = excluded.worker
+        origin = excluded.origin, worker = excluded.worker,
+        priority = excluded.priority, not_before = excluded.not_before,
+        limit_label = excluded.limit_label, after_ids = excluded.after_ids,
+        retry = excluded.retry
     WHERE tasks.state IN ('pending', 'running')
         AND (excluded.attempt,
              CASE excluded.state WHEN 'pending' THEN 0 WHEN 'running' THEN 1 ELSE 2 END,
