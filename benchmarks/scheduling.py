@@ -36,7 +36,7 @@ not gated.
 
 Options:
     --only overhead,scenario    run only these parts
-    --repeat N                  overhead pairs per kind of task (default 21; --quick 3)
+    --repeat N                  overhead pairs per kind of task (default 41; --quick 3)
     --runs N                    scenario runs per implementation and kind (default 5; --quick 1)
     --json out.json             write every raw and median figure as JSON
 """
@@ -572,7 +572,7 @@ def main() -> int:
         if part not in PARTS:
             parser.error(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
     n = 2_000 if quick else 10_000
-    repeat = args.repeat or (3 if quick else 21)
+    repeat = args.repeat or (3 if quick else 41)
     runs = args.runs or (1 if quick else 5)
     plan = Plan.draw(n)
     # Huey logs every task error with its traceback; sent nowhere, as taskrunner's
