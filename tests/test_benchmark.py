@@ -1,5 +1,5 @@
 """The benchmark's own pieces: scenarios, task classes, targets, the status,
-journal, Huey and HTTP passes."""
+journal, Huey and HTTP passes, and the scheduling benchmark."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import measure  # noqa: E402
 import peers  # noqa: E402
 import run  # noqa: E402
 import scenarios  # noqa: E402
+import scheduling  # noqa: E402
 
 WEB = all(importlib.util.find_spec(m) for m in peers.WEB_MODULES)
 
@@ -323,3 +324,55 @@ def test_quick_run_of_the_new_scenarios_reports_their_targets(tmp_path):
     assert ("status1k", "handle.done() <= 150 ns") in targets
     assert ("sleep0_100k", "<= 8 threads") in targets
     assert "# status checks" in done.stdout
+
+
+def test_the_scheduling_plan_is_seeded_and_fails_one_in_a_hundred():
+    plan = scheduling.Plan.draw(10_000)
+    assert plan == scheduling.Plan.draw(10_000)
+    assert len(plan.failing) == 100
+    assert set(plan.priority) == set(scheduling.LEVELS)
+    assert 0.15 < sum(plan.limited) / plan.n < 0.25
+
+
+def test_a_scheduled_task_fails_its_first_run_only_and_counts_in_its_gauge():
+    gauge = scheduling.Gauge()
+    task = scheduling.ScheduledTask(21, sleeps=True, fails=True, gauge=gauge)
+    with pytest.raises(scheduling.InjectedFailure):
+        task.run()
+    assert task.run() == 42 and task.runs == 2
+    assert (gauge.now, gauge.peak) == (0, 1)
+
+
+def test_the_scheduling_checks_catch_a_wrong_attempt_and_an_exceeded_limit():
+    plan = scheduling.Plan.draw(200)
+    failing = min(plan.failing)
+    outputs = [2 * i for i in range(200)]
+    attempts = [2 if i in plan.failing else 1 for i in range(200)]
+    assert scheduling.problems(plan, outputs, attempts, scheduling.THROTTLE) == []
+    attempts[failing] = 1
+    found = scheduling.problems(plan, outputs, attempts, scheduling.THROTTLE + 1)
+    assert len(found) == 2 and "attempt" in found[0] and "ran at once" in found[1]
+
+
+@pytest.mark.slow
+def test_quick_run_of_the_scheduling_benchmark_checks_both(tmp_path):
+    out = tmp_path / "out.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "scheduling.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    overhead = report["results"]["overhead"]
+    assert {c["kind"] for c in report["targets"]} == set(scheduling.KINDS)
+    assert all(overhead[k]["extra_submit_us"] is not None for k in scheduling.KINDS)
+    impls = {"taskrunner", "huey_memory"} if importlib.util.find_spec("huey") else {"taskrunner"}
+    for kind in scheduling.KINDS:
+        by = report["results"]["scenario"][kind]
+        assert set(by) == impls
+        for entry in by.values():
+            assert all("error" not in r for r in entry["runs"])
+            assert entry["median"]["retried"] == 20 and entry["median"]["db_peak"] <= 2
+    assert "# wall time" in done.stdout or "huey_memory" not in impls
