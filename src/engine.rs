@@ -341,7 +341,11 @@ impl Engine {
             return self.route(py, record, deadline, self.handoff);
         }
         self.expire_at(py, &record, deadline);
-        self.hold(py, &record, &upstream)?;
+        if upstream.is_empty() && record.progress.lock().not_before.is_none() {
+            self.admit(py, &record); // only a limit to pass
+        } else {
+            self.hold(py, &record, &upstream)?;
+        }
         Ok(record)
     }
 

@@ -454,7 +454,10 @@ impl<J: Send + 'static> Pool<J> {
             let next = {
                 let mut s = self.state.lock();
                 s.completed += 1;
-                if s.take_retirement() {
+                // The last worker serving a queue stays until it is empty:
+                // idle ones are not woken for work already queued.
+                let others_serve = s.busy > 1 || s.searching > 0;
+                if (others_serve || s.queue.is_empty()) && s.take_retirement() {
                     s.busy -= 1;
                     s.worker_left(&self.all_exited);
                     return Next::Retire;
@@ -682,6 +685,27 @@ mod tests {
     }
 
     const SWITCH_INTERVAL: Duration = Duration::from_millis(5);
+
+    #[test]
+    fn the_last_worker_serving_the_queue_is_not_retired_before_it_is_empty() {
+        let (owner, _rx) = recorder(4, Duration::from_secs(60));
+        {
+            let mut s = owner.pool.state.lock();
+            s.threads = 2; // this worker, and one idle on the condition variable
+            s.idle = 1;
+            s.busy = 1;
+            s.retiring = 1;
+            s.queue.push(7, 0);
+        }
+        assert!(
+            matches!(owner.pool.finish_and_take_next(&*owner), Next::Job(7)),
+            "an idle worker is not woken for queued work: this one takes it"
+        );
+        assert!(matches!(
+            owner.pool.finish_and_take_next(&*owner),
+            Next::Retire
+        ));
+    }
 
     #[test]
     fn a_worker_runs_jobs_in_fifo_order_and_leaves_after_keep_alive() {

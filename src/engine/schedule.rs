@@ -104,7 +104,7 @@ impl Engine {
     }
 
     /// The task's limit lets it through, or holds it in priority order.
-    fn admit(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>) {
+    pub(super) fn admit(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>) {
         if let Some(gate) = &record.plan.limit {
             if let Admission::Held(wake) = gate.admit(record) {
                 if let Some(at) = wake {
