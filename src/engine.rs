@@ -331,7 +331,8 @@ impl Engine {
     ) -> PyResult<Arc<Record>> {
         let (deadline, elsewhere) = (sub.deadline, sub.elsewhere);
         let upstream = std::mem::take(&mut sub.upstream);
-        let held = sub.not_before.is_some() || sub.plan.limit.is_some() || !upstream.is_empty();
+        let waits = sub.not_before.is_some() || !upstream.is_empty();
+        let held = waits || sub.plan.limit.is_some();
         let record = self.enter(py, sub, key)?;
         if elsewhere {
             self.expire_at(py, &record, deadline);
@@ -341,7 +342,7 @@ impl Engine {
             return self.route(py, record, deadline, self.handoff);
         }
         self.expire_at(py, &record, deadline);
-        if upstream.is_empty() && record.progress.lock().not_before.is_none() {
+        if !waits {
             self.admit(py, &record); // only a limit to pass
         } else {
             self.hold(py, &record, &upstream)?;

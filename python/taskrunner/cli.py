@@ -73,6 +73,14 @@ def _progress_bar(done: int, total: int, width: int = 30) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
+def _progress(status: dict) -> str:
+    """A task's progress as a short bar and a percentage; blank without one."""
+    fraction = (status.get("progress") or {}).get("fraction")
+    if fraction is None:
+        return ""
+    return f"{_progress_bar(round(fraction * 100), 100, width=5)}{fraction:4.0%}"
+
+
 def _worker(status: dict) -> str:
     # The scheme is the same for every worker: the host and port tell them apart.
     return (status.get("worker") or "-").removeprefix("tcp://")
@@ -92,7 +100,8 @@ def render(
         f"{_progress_bar(done, total)} {done}/{total} done in {elapsed:5.1f}s",
         "  ".join(f"{state} {n}" for state, n in counts.items()),
         "",
-        f"{'id':>5}  {'name':<17} {'kind':<9} {'state':<11} {'elapsed':>8} {'polls':>6}  "
+        f"{'id':>5}  {'name':<17} {'kind':<9} {'state':<11} {'elapsed':>8} {'polls':>6} "
+        f"{'progress':<10} "
         + (f"{'worker':<21} " if workers else "")
         + "result",
     ]
@@ -104,7 +113,7 @@ def render(
         mark = STATE_MARKS.get(s["state"], " ")
         row = (
             f"{s['id']:>5}  {s['name']:<17} {s['kind'] or '?':<9} {mark} {s['state']:<9} "
-            f"{runtime:>8} {s['polls']:>6}  "
+            f"{runtime:>8} {s['polls']:>6} {_progress(s):<10} "
             + (f"{_worker(s):<21} " if workers else "")
             + str(outcome)
         )
@@ -209,7 +218,9 @@ def demo(
     runner = TaskRunner() if cluster is None else cluster_runner(f"{PROG} demo", cluster, out)
     started = time.time()
     try:
-        handles = [runner.submit(gen_task(i, wait)) for i in range(tasks)]
+        made = [gen_task(i, wait, reporting=True) for i in range(tasks)]
+        # Named as the plain fake tasks they extend with a progress() method.
+        handles = [runner.submit(t, name=type(t).__mro__[2].__name__) for t in made]
         _write(out, f"registered {tasks} tasks in {(time.time() - started) * 1000:.1f} ms\n")
         statuses = _watch(runner, handles, started, refresh, out, workers=cluster is not None)
     except KeyboardInterrupt:

@@ -36,9 +36,11 @@ class FakeTaskBlocking(FakeTask):
     def __init__(self, input: Any, wait: Optional[float] = None) -> None:
         self.input = input
         self.output = None
+        self.time_start: Optional[float] = None
         self.time_wait = _pick_wait(wait)
 
     def run(self) -> Any:
+        self.time_start = time.time()
         if self.time_wait:  # even sleep(0) costs a trip through the scheduler
             time.sleep(self.time_wait)
         self.output = 2 * self.input
@@ -68,8 +70,35 @@ class FakeTaskPolling(FakeTask):
         return self.output
 
 
-def gen_task(input: Any, wait: Optional[float] = None) -> FakeTask:
-    """A blocking or a polling fake task, at random (even odds)."""
+class _Reporting:
+    """Says how much of its wait has passed, as a task's optional ``progress()``."""
+
+    time_start: Optional[float]
+    time_wait: float
+    output: Any
+
+    def progress(self) -> dict[str, Any]:
+        if self.output is not None:
+            return {"fraction": 1.0, "message": "done"}
+        if self.time_start is None:
+            return {"fraction": 0.0, "message": "not started"}
+        waited = time.time() - self.time_start
+        fraction = min(1.0, waited / self.time_wait) if self.time_wait else 1.0
+        return {"fraction": fraction, "message": f"{waited:.1f} of {self.time_wait:g} s"}
+
+
+class ReportingFakeTaskBlocking(_Reporting, FakeTaskBlocking):
+    """A ``FakeTaskBlocking`` that reports its progress (the plain one does not,
+    so that benchmarks pay nothing for it)."""
+
+
+class ReportingFakeTaskPolling(_Reporting, FakeTaskPolling):
+    """A ``FakeTaskPolling`` that reports its progress."""
+
+
+def gen_task(input: Any, wait: Optional[float] = None, *, reporting: bool = False) -> FakeTask:
+    """A blocking or a polling fake task, at random (even odds); with
+    ``reporting``, one with a ``progress()`` method."""
     if random() > 0.5:
-        return FakeTaskBlocking(input, wait)
-    return FakeTaskPolling(input, wait)
+        return (ReportingFakeTaskBlocking if reporting else FakeTaskBlocking)(input, wait)
+    return (ReportingFakeTaskPolling if reporting else FakeTaskPolling)(input, wait)
