@@ -189,3 +189,28 @@ def test_serve_on_a_port_in_use_says_so():
 
 def test_the_demo_marks_every_state_the_core_has():
     assert tuple(cli.STATE_MARKS) == taskrunner.STATES
+
+
+def test_the_demo_shows_each_tasks_progress_and_its_tasks_report_it():
+    status = {
+        "id": 1,
+        "name": "FakeTaskPolling",
+        "kind": "polling",
+        "state": "running",
+        "done": False,
+        "runtime": 0.5,
+        "polls": 3,
+        "error": None,
+        "result": None,
+        "worker": None,
+        "progress": {"fraction": 0.4, "message": "0.4 of 1 s"},
+    }
+    lines = cli.render([status, {**status, "id": 2, "progress": None}], 1.0, 120, 10)
+    assert "progress" in lines[3]
+    assert "██░░░ 40%" in lines[4]
+    assert "%" not in lines[5]
+    task = taskrunner.faketasks.gen_task(1, 0.2, reporting=True)
+    assert task.progress() == {"fraction": 0.0, "message": "not started"}
+    with taskrunner.TaskRunner() as runner:
+        assert runner.submit(task).result(timeout=10) == 2
+    assert task.progress()["fraction"] == 1.0

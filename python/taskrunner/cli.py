@@ -101,9 +101,7 @@ def render(
         "  ".join(f"{state} {n}" for state, n in counts.items()),
         "",
         f"{'id':>5}  {'name':<17} {'kind':<9} {'state':<11} {'elapsed':>8} {'polls':>6} "
-        f"{'progress':<10} "
-        + (f"{'worker':<21} " if workers else "")
-        + "result",
+        f"{'progress':<10} " + (f"{'worker':<21} " if workers else "") + "result",
     ]
     # Unfinished tasks first: they are the interesting ones while the demo runs.
     ordered = sorted(statuses, key=lambda s: (s["done"], s["id"]))
