@@ -2,16 +2,22 @@
 //! first out within a priority.
 //!
 //! Nearly all work has the default priority 0, so that level is a plain
-//! deque, and other levels live in an ordered map beside it: a queue of
-//! priority-0 work costs what a `VecDeque` costs.
+//! deque, and other levels live in a short sorted list beside it: a queue
+//! of priority-0 work costs what a `VecDeque` costs.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+/// Levels beyond which empty ones are dropped when a new one is made.
+const KEPT_LEVELS: usize = 32;
 
 pub struct PriorityQueue<J> {
     normal: VecDeque<J>,
-    /// Levels other than 0, highest first.
-    others: BTreeMap<Reverse<i32>, VecDeque<J>>,
+    /// Levels other than 0, highest first. An emptied level is kept (up to
+    /// `KEPT_LEVELS`), so that work coming and going at a few priorities
+    /// allocates nothing.
+    others: Vec<(i32, VecDeque<J>)>,
+    /// Jobs queued above priority 0.
+    above: usize,
     len: usize,
 }
 
@@ -19,7 +25,8 @@ impl<J> Default for PriorityQueue<J> {
     fn default() -> Self {
         PriorityQueue {
             normal: VecDeque::new(),
-            others: BTreeMap::new(),
+            others: Vec::new(),
+            above: 0,
             len: 0,
         }
     }
@@ -29,30 +36,52 @@ impl<J> PriorityQueue<J> {
     pub fn push(&mut self, job: J, priority: i32) {
         self.len += 1;
         if priority == 0 {
-            self.normal.push_back(job);
-        } else {
-            self.others
-                .entry(Reverse(priority))
-                .or_default()
-                .push_back(job);
+            return self.normal.push_back(job);
         }
+        self.above += usize::from(priority > 0);
+        match self.others.binary_search_by(|(p, _)| priority.cmp(p)) {
+            Ok(at) => self.others[at].1.push_back(job),
+            Err(_) => {
+                if self.others.len() >= KEPT_LEVELS {
+                    self.others.retain(|(_, level)| !level.is_empty());
+                }
+                let at = self
+                    .others
+                    .binary_search_by(|(p, _)| priority.cmp(p))
+                    .unwrap_err();
+                self.others.insert(at, (priority, VecDeque::from([job])));
+            }
+        }
+    }
+
+    /// Where the job `pop` would take is: a level of `others`, or None for `normal`.
+    fn next_level(&self) -> Option<Option<usize>> {
+        if self.len == 0 {
+            return None;
+        }
+        if self.above == 0 && !self.normal.is_empty() {
+            return Some(None);
+        }
+        for (at, (priority, level)) in self.others.iter().enumerate() {
+            if *priority < 0 && !self.normal.is_empty() {
+                return Some(None);
+            }
+            if !level.is_empty() {
+                return Some(Some(at));
+            }
+        }
+        Some(None)
     }
 
     /// The oldest job of the highest priority.
     pub fn pop(&mut self) -> Option<J> {
-        let above_normal = self
-            .others
-            .first_key_value()
-            .is_some_and(|(Reverse(p), _)| *p > 0);
-        let job = if above_normal || self.normal.is_empty() {
-            let mut level = self.others.first_entry()?;
-            let job = level.get_mut().pop_front();
-            if level.get().is_empty() {
-                level.remove();
+        let job = match self.next_level()? {
+            None => self.normal.pop_front(),
+            Some(at) => {
+                let (priority, level) = &mut self.others[at];
+                self.above -= usize::from(*priority > 0);
+                level.pop_front()
             }
-            job
-        } else {
-            self.normal.pop_front()
         };
         self.len -= usize::from(job.is_some());
         job
@@ -60,20 +89,17 @@ impl<J> PriorityQueue<J> {
 
     /// The job `pop` would take, left in place.
     pub fn peek(&self) -> Option<&J> {
-        let above_normal = self
-            .others
-            .first_key_value()
-            .is_some_and(|(Reverse(p), _)| *p > 0);
-        if above_normal || self.normal.is_empty() {
-            self.others.first_key_value()?.1.front()
-        } else {
-            self.normal.front()
+        match self.next_level()? {
+            None => self.normal.front(),
+            Some(at) => self.others[at].1.front(),
         }
     }
 
     /// Every job, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &J> {
-        self.normal.iter().chain(self.others.values().flatten())
+        self.normal
+            .iter()
+            .chain(self.others.iter().flat_map(|(_, level)| level))
     }
 
     pub fn len(&self) -> usize {
@@ -109,6 +135,19 @@ mod tests {
         assert_eq!(queue.iter().count(), 7);
         assert_eq!(queue.drain(), vec![3, 5, 6, 1, 4, 2, 7]);
         assert!(queue.is_empty() && queue.pop().is_none());
+    }
+
+    #[test]
+    fn many_levels_come_and_go_in_order() {
+        let mut queue = PriorityQueue::default();
+        for round in 0..3 {
+            for p in (-50..50).rev() {
+                queue.push((round, p), p);
+            }
+            let popped: Vec<i32> = queue.drain().into_iter().map(|(_, p)| p).collect();
+            assert_eq!(popped, (-50..50).rev().collect::<Vec<_>>());
+        }
+        assert!(queue.others.len() <= 100);
     }
 
     #[test]
