@@ -698,6 +698,16 @@ impl Engine {
         );
     }
 
+    /// The entry of a running polling task's next poll.
+    fn next_poll(&self, record: &Arc<Record>, since: Instant) -> Due {
+        let now = Instant::now();
+        Due {
+            at: now + self.next_poll_interval(record, now - since),
+            record: record.clone(),
+            action: Action::Poll { since },
+        }
+    }
+
     fn next_poll_interval(&self, record: &Record, elapsed: Duration) -> Duration {
         let own = record.policy.own_interval(elapsed);
         self.demand.place(&record.poll_bucket, bucket_of(own));
@@ -736,13 +746,7 @@ impl Engine {
                             record.progress.lock().poll_errors = 0;
                         }
                         self.poll_progress(py, record);
-                        let now = Instant::now();
-                        let at = now + self.next_poll_interval(record, now - since);
-                        again.push(Due {
-                            at,
-                            record: record.clone(),
-                            action: due.action,
-                        });
+                        again.push(self.next_poll(record, since));
                     }
                     Ok(value) => {
                         self.poll_progress(py, record);
@@ -750,13 +754,7 @@ impl Engine {
                     }
                     Err(err) => {
                         if self.poll_error_forgiven(py, record, &err) {
-                            let now = Instant::now();
-                            let at = now + self.next_poll_interval(record, now - since);
-                            again.push(Due {
-                                at,
-                                record: record.clone(),
-                                action: due.action,
-                            });
+                            again.push(self.next_poll(record, since));
                         } else {
                             self.fail(py, record, err);
                         }
