@@ -274,12 +274,13 @@ def put_limit(label: str) -> Response:
         raise invalid_params({"label": f"must be 1 to {MAX_LABEL_CHARS} characters"}, where="path")
     body = read_json_object(request)
     reasons = {name: "is not a known field" for name in body if name != "limit"}
+    limit = None
     try:
-        limit = read_limit(body["limit"]) if "limit" in body else None
+        limit = read_limit(body["limit"])
+    except KeyError:
+        reasons["limit"] = "is required"
     except ValueError as error:
         reasons["limit"] = str(error)
-    if "limit" not in body:
-        reasons["limit"] = "is required"
     if reasons or limit is None:
         raise invalid_params(reasons, where="body")
     runner.set_limit(label, limit)
