@@ -207,7 +207,7 @@ def test_bad_json_is_400(server, body, problem_type):
         ({"type": "fake", "input": 1, "name": ""}, {"name"}),
         ({"type": "fake", "input": 1, "name": "x" * 201}, {"name"}),
         ({"type": "fake", "input": 1, "name": 5}, {"name"}),
-        ({"type": "fake", "input": 1, "priority": 1}, {"priority"}),
+        ({"type": "fake", "input": 1, "retry": 1}, {"retry"}),
         ({"wait": -1, "extra": 1}, {"type", "input", "wait", "extra"}),
     ],
 )
@@ -968,6 +968,11 @@ def test_every_documented_response_is_produced_and_conforms(make_server):
     client.get("/api/meta")
     client.get("/api/stats")
     client.get("/api/workers")
+    client.get("/api/limits")  # 200
+    client.open("PUT", "/api/limits/gpu", json={"limit": 2})  # 200
+    client.open("PUT", "/api/limits/gpu", json={"limit": -1})  # 400
+    client.open("PUT", "/api/limits/gpu", data="x" * 70_000, content_type="application/json")
+    client.open("PUT", "/api/limits/gpu", data="x", content_type="text/plain")  # 415
     stream = client.get("/api/events")  # 200
     client.get("/api/events")  # 503
     stream.close()

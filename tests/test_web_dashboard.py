@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -376,3 +377,211 @@ def test_the_form_shows_a_types_description_and_the_input_its_schema_expects(bro
         assert box.get_attribute("value") == '{"width": 5, "height": 6}'
     finally:
         server.stop()
+
+
+# ---- scheduling: progress, attempts, start times, dependencies, limits ----------------
+
+SCHEDULING_TYPES = """
+from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling
+
+
+class Reporting(FakeTaskPolling):
+    def __init__(self, input):
+        super().__init__(input, wait=600)
+
+    def progress(self):
+        return {"fraction": 0.5, "message": "half way"}
+
+
+class Flaky(FakeTaskBlocking):
+    def __init__(self, input):
+        super().__init__(input, wait=0)
+
+    def run(self):
+        raise ConnectionError("the service is down")
+
+
+TASK_TYPES = {"reporting": Reporting, "flaky": Flaky}
+"""
+
+
+@pytest.fixture(scope="module")
+def scheduling_server(tmp_path_factory):
+    where = tmp_path_factory.mktemp("scheduling")
+    (where / "scheduling_types.py").write_text(SCHEDULING_TYPES)
+    command = [sys.executable, "-m", "taskrunner", "serve", "--port", "0", "--threads", "8"]
+    types = ["--types", "scheduling_types:TASK_TYPES", "--types", "taskrunner.web:FAKE_TASK_TYPES"]
+    limits = ["--limit", "gpu=1", "--limit", "api=100/1s"]
+    process = ServerProcess(command + types + limits, cwd=str(where))
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def scheduling_page(browser, scheduling_server):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(scheduling_server.url + "/")
+    wait = WebDriverWait(browser, PATIENCE)
+    wait.until(lambda d: d.find_element("id", "connection").get_attribute("data-status") == "live")
+    wait.until(lambda d: d.find_elements("css selector", "#task-type option"))
+    return browser
+
+
+def post(server, **body) -> dict:
+    response = requests.post(f"{server.url}/api/tasks", json=body, timeout=10)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def shown_ids(driver) -> set[int]:
+    return {
+        int(r.get_attribute("data-id"))
+        for r in driver.find_elements("css selector", "#task-rows tr")
+    }
+
+
+def test_a_tasks_progress_attempt_start_after_limit_and_priority_show(
+    scheduling_page, scheduling_server
+):
+    page, server = scheduling_page, scheduling_server
+    reporting = post(server, type="reporting", input=1, limit="gpu", priority=5)["id"]
+    retry = {"attempts": 2, "backoff": 600, "max_backoff": 600}
+    flaky = post(server, type="flaky", input=1, retries=retry)["id"]
+    later = post(server, type="fake_blocking", input=1, after=[reporting], delay=900)["id"]
+    plain = post(server, type="fake_blocking", input=1, wait=0)["id"]
+    try:
+        wait_until(page, lambda d: row_state(d, reporting) == "running", "the task never ran")
+        wait_until(
+            page,
+            lambda d: row(d, reporting).find_element("css selector", ".progress").text,
+            "no progress shown",
+        )
+        cells = row(page, reporting)
+        bar = cells.find_element("css selector", ".progress progress")
+        assert bar.is_displayed() and float(bar.get_attribute("value")) == 0.5
+        assert cells.find_element("css selector", ".progress").text == "50% half way"
+        assert cells.find_element("css selector", ".limit").text == "gpu"
+        assert cells.find_element("css selector", ".priority").text == "5"
+
+        wait_until(
+            page,
+            lambda d: row(d, flaky).find_elements("css selector", ".state .attempt"),
+            "the retry's attempt never showed",
+        )
+        state = row(page, flaky).find_element("css selector", ".state")
+        assert state.find_element("css selector", ".attempt").text == "attempt 2"
+        assert state.find_element("css selector", ".starts").text.startswith("retry in ")
+
+        wait_until(page, lambda d: row_state(d, later) == "pending", "the later task never showed")
+        cells = row(page, later)
+        assert cells.find_element("css selector", ".state .starts").text.startswith("starts in ")
+        link = cells.find_element("css selector", ".after a")
+        assert link.text == str(reporting) and link.get_attribute("href").endswith(
+            f"#task-{reporting}"
+        )
+
+        wait_until(page, lambda d: row_state(d, plain) == "succeeded", "the plain task never ran")
+        cells = row(page, plain)
+        assert not cells.find_elements("css selector", ".progress progress")
+        assert not cells.find_elements("css selector", ".attempt, .starts, .after a")
+        assert cells.find_element("css selector", ".limit").text == ""
+    finally:
+        for id in (reporting, flaky, later):
+            requests.delete(f"{server.url}/api/tasks/{id}", timeout=10)
+
+
+def test_the_filters_by_limit_and_by_waiting(scheduling_page, scheduling_server):
+    from selenium.webdriver.support.ui import Select
+
+    page, server = scheduling_page, scheduling_server
+    under_api = post(server, type="fake_blocking", input=1, wait=0, limit="api")["id"]
+    delayed = post(server, type="fake_blocking", input=1, delay=900)["id"]
+    free = post(server, type="fake_blocking", input=1, wait=0)["id"]
+    wait_until(page, lambda d: {under_api, delayed, free} <= shown_ids(d), "rows missing")
+    wait_until(
+        page,
+        lambda d: d.find_elements("css selector", '#limit-filter option[value="api"]'),
+        "the limit filter has no api",
+    )
+
+    Select(page.find_element("id", "limit-filter")).select_by_value("api")
+    wait_until(page, lambda d: free not in shown_ids(d), "the limit filter kept other tasks")
+    assert under_api in shown_ids(page) and delayed not in shown_ids(page)
+    limits = {r.find_element("css selector", ".limit").text for r in page.find_elements(
+        "css selector", "#task-rows tr")}  # fmt: skip
+    assert limits == {"api"}
+
+    Select(page.find_element("id", "limit-filter")).select_by_value("")
+    page.find_element("id", "waiting-filter").click()
+    wait_until(page, lambda d: free not in shown_ids(d), "the waiting filter kept others")
+    assert delayed in shown_ids(page) and under_api not in shown_ids(page)
+    for each in page.find_elements("css selector", "#task-rows tr"):
+        assert each.get_attribute("data-state") == "pending"
+        assert each.find_element("css selector", ".state .starts").text
+    page.find_element("id", "waiting-filter").click()
+    wait_until(page, lambda d: free in shown_ids(d), "clearing the filter did not bring rows back")
+    requests.delete(f"{server.url}/api/tasks/{delayed}", timeout=10)
+
+
+def limit_panel_rows(driver) -> dict[str, list[str]]:
+    return {
+        r.get_attribute("data-label"): [td.text for td in r.find_elements("css selector", "td")]
+        for r in driver.find_elements("css selector", "#limit-rows tr")
+    }
+
+
+def test_the_limits_panel_shows_each_limit_live(scheduling_page, scheduling_server):
+    page, server = scheduling_page, scheduling_server
+    assert page.find_element("id", "limits-panel").is_displayed()
+    wait_until(page, lambda d: "api" in limit_panel_rows(d), "no limits in the panel")
+    assert limit_panel_rows(page)["api"] == ["api", "100/1s", "0", "0"]
+    held = post(server, type="reporting", input=1, limit="gpu")["id"]
+    waiting = post(server, type="reporting", input=2, limit="gpu")["id"]
+    try:
+        wait_until(
+            page,
+            lambda d: limit_panel_rows(d).get("gpu") == ["gpu", "1", "1", "1"],
+            f"the panel never showed gpu held: {limit_panel_rows(page)}",
+        )
+        requests.put(f"{server.url}/api/limits/gpu", json={"limit": 3}, timeout=10)
+        wait_until(
+            page,
+            lambda d: limit_panel_rows(d).get("gpu") == ["gpu", "3", "2", "0"],
+            f"the panel never showed the new limit: {limit_panel_rows(page)}",
+        )
+    finally:
+        for id in (held, waiting):
+            requests.delete(f"{server.url}/api/tasks/{id}", timeout=10)
+        requests.put(f"{server.url}/api/limits/gpu", json={"limit": 1}, timeout=10)
+
+
+def test_submit_with_options_from_the_form(scheduling_page, scheduling_server):
+    from selenium.webdriver.support.ui import Select
+
+    page, server = scheduling_page, scheduling_server
+    upstream = post(server, type="fake_polling", input=1, wait=600)["id"]
+    options = page.find_element("id", "task-options")
+    assert not page.find_element("id", "task-retries").is_displayed(), "options start open"
+    options.find_element("css selector", "summary").click()
+    for field, value in (
+        ("task-retries", "2"),
+        ("task-delay", "600"),
+        ("task-priority", "3"),
+        ("task-after", str(upstream)),
+    ):
+        page.find_element("id", field).send_keys(value)
+    wait_until(
+        page,
+        lambda d: d.find_elements("css selector", '#task-limit option[value="gpu"]'),
+        "the form has no limits to pick",
+    )
+    Select(page.find_element("id", "task-limit")).select_by_value("gpu")
+    fill_form(page, "fake_blocking", "4", wait="0")
+    id = submitted_id(page)
+    status = requests.get(f"{server.url}/api/tasks/{id}", timeout=10).json()
+    assert status["state"] == "pending" and status["not_before"] > time.time() + 500
+    assert (status["priority"], status["after"], status["limit"]) == (3, [upstream], "gpu")
+    assert row(page, id).find_element("css selector", ".limit").text == "gpu"
+    for each in (id, upstream):
+        requests.delete(f"{server.url}/api/tasks/{each}", timeout=10)

@@ -520,6 +520,14 @@ def build_parser() -> argparse.ArgumentParser:
         "name looked up on PATH now) without a shell, with the arguments clients send; "
         "repeatable; default $TASKRUNNER_ALLOW_COMMANDS, else no command type",
     )
+    serve_args.add_argument(
+        "--limit",
+        dest="limits",
+        action="append",
+        metavar="LABEL=N|LABEL=COUNT/PER",
+        help="start with this limit, which tasks name in their limit field: at most N at "
+        "once, or COUNT starts per PER (1s, 5m, 1h); repeatable; default $TASKRUNNER_LIMITS",
+    )
     tasks_args = commands.add_parser(
         "tasks",
         help="list the tasks in a journal, or show one (read-only)",
@@ -661,4 +669,5 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.types,
         args.entry_points,
         args.allow_commands,
+        limits=args.limits,
     )

@@ -12,6 +12,7 @@ from taskrunner.web import events
 from taskrunner.web.auth import guard
 from taskrunner.web.commands import serves_commands
 from taskrunner.web.encoding import task_json
+from taskrunner.web.limits import limit_entries, read_limit
 from taskrunner.web.openapi import openapi_document
 from taskrunner.web.problems import (
     NOT_CANCELLABLE,
@@ -25,9 +26,11 @@ from taskrunner.web.state import WebState, current_state
 from taskrunner.web.submission import (
     IDEMPOTENCY_KEY,
     MAX_KEY_CHARS,
+    MAX_LABEL_CHARS,
     MAX_NAME_CHARS,
     REPLAYED,
     is_idempotency_key,
+    is_label,
     parse_submission,
     read_json_object,
 )
@@ -91,6 +94,7 @@ def submit_task() -> tuple[Response, int, dict[str, str]]:
         name=submission.name,
         recipe=recipe(submission.type, submission.input, submission.wait, task),
         key=key,
+        scheduling=submission.scheduling(),
     )
     location = url_for("taskrunner_api.get_task", task_id=accepted.status["id"])
     headers = {"Location": location}
@@ -254,6 +258,33 @@ def list_workers() -> Response:
             "workers": state.runner.workers(),
         }
     )
+
+
+@api.get("/limits")
+def list_limits() -> Response:
+    """Every limit, with the tasks that hold a slot of it and those waiting for one."""
+    return jsonify({"limits": limit_entries(current_state().runner.limits())})
+
+
+@api.put("/limits/<label>")
+def put_limit(label: str) -> Response:
+    """Sets a limit, or declares a new label; tasks it now lets through start at once."""
+    runner = current_state().runner
+    if not is_label(label):
+        raise invalid_params({"label": f"must be 1 to {MAX_LABEL_CHARS} characters"}, where="path")
+    body = read_json_object(request)
+    reasons = {name: "is not a known field" for name in body if name != "limit"}
+    limit = None
+    try:
+        limit = read_limit(body["limit"])
+    except KeyError:
+        reasons["limit"] = "is required"
+    except ValueError as error:
+        reasons["limit"] = str(error)
+    if reasons or limit is None:
+        raise invalid_params(reasons, where="body")
+    runner.set_limit(label, limit)
+    return jsonify(limit_entries({label: runner.limits()[label]})[0])
 
 
 @api.get("/events")

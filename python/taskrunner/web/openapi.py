@@ -11,12 +11,20 @@ from typing import Any, Optional
 
 import taskrunner
 from taskrunner import KINDS, STATES
+from taskrunner.web.limits import MAX_LIMIT, MAX_PER_SECONDS
 from taskrunner.web.submission import (
     IDEMPOTENCY_KEY,
+    MAX_ATTEMPTS,
+    MAX_BACKOFF_SECONDS,
+    MAX_DELAY_SECONDS,
     MAX_KEY_CHARS,
+    MAX_LABEL_CHARS,
     MAX_NAME_CHARS,
+    MAX_PRIORITY,
+    MAX_TASK_ID,
     MAX_TIMEOUT_SECONDS,
     MAX_WAIT_SECONDS,
+    MIN_PRIORITY,
     REPLAYED,
 )
 
@@ -216,7 +224,128 @@ SCHEMAS: dict[str, Any] = {
                 {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_SECONDS}
             ),
             "name": _nullable({"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS}),
+            "retries": {
+                **_nullable(
+                    {
+                        "oneOf": [
+                            {"type": "integer", "minimum": 0, "maximum": MAX_ATTEMPTS - 1},
+                            _ref("Retry"),
+                        ]
+                    }
+                ),
+                "description": "runs a failing task again: this many more times with the "
+                "default back-off, or as a Retry says. Every Exception is retried (a policy's "
+                "exception classes cannot come over HTTP)",
+            },
+            "delay": {
+                **_nullable({"type": "number", "minimum": 0, "maximum": MAX_DELAY_SECONDS}),
+                "description": "seconds before the task starts (it is pending meanwhile); "
+                "not with not_before",
+            },
+            "not_before": {
+                **_nullable({"type": "number", "minimum": 0}),
+                "description": "a time in Unix seconds, at most a year ahead, before which "
+                "the task does not start; not with delay",
+            },
+            "priority": {
+                **_nullable({"type": "integer", "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY}),
+                "description": "among pending tasks, a higher priority starts first (default 0)",
+            },
+            "after": {
+                **_nullable(
+                    {
+                        "type": "array",
+                        "items": {"type": "integer", "minimum": 1, "maximum": MAX_TASK_ID},
+                    }
+                ),
+                "description": "ids of tasks that must succeed before this one starts; if one "
+                "ends otherwise, this one is cancelled. An id the server does not hold is a 400 "
+                "naming after",
+            },
+            "limit": {
+                **_nullable({"type": "string", "minLength": 1, "maxLength": MAX_LABEL_CHARS}),
+                "description": "the label of a limit (GET /api/limits) the task runs under; "
+                "a label not declared is a 400 naming limit",
+            },
         },
+    },
+    "Retry": {
+        "type": "object",
+        "description": "a retry policy: the wait after attempt k is backoff * 2**(k-1) "
+        "seconds, at most max_backoff; with jitter, a random point in its upper half",
+        "required": ["attempts"],
+        "additionalProperties": False,
+        "properties": {
+            "attempts": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_ATTEMPTS,
+                "description": "every run, the first included",
+            },
+            "backoff": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": MAX_BACKOFF_SECONDS,
+                "description": "seconds (default 1)",
+            },
+            "max_backoff": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": MAX_BACKOFF_SECONDS,
+                "description": "seconds, not below backoff (default 60)",
+            },
+            "jitter": {"type": "boolean", "description": "default true"},
+        },
+    },
+    "Limit": {
+        "oneOf": [
+            {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_LIMIT,
+                "description": "at most this many tasks of the label at once; 0 holds them all",
+            },
+            _ref("Rate"),
+        ]
+    },
+    "Rate": {
+        "type": "object",
+        "description": "at most count tasks of the label start in any window of per seconds",
+        "required": ["count", "per"],
+        "additionalProperties": False,
+        "properties": {
+            "count": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            "per": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_PER_SECONDS},
+        },
+    },
+    "LimitState": {
+        "type": "object",
+        "required": ["label", "limit", "running", "waiting"],
+        "additionalProperties": False,
+        "properties": {
+            "label": {"type": "string"},
+            "limit": _ref("Limit"),
+            "running": {**_COUNT, "description": "tasks holding a slot of the limit"},
+            "waiting": {**_COUNT, "description": "pending tasks the limit holds back"},
+        },
+    },
+    "Limits": {
+        "type": "object",
+        "required": ["limits"],
+        "additionalProperties": False,
+        "properties": {
+            "limits": {
+                "type": "array",
+                "items": _ref("LimitState"),
+                "description": "every limit, by label",
+            }
+        },
+    },
+    "LimitUpdate": {
+        "type": "object",
+        "required": ["limit"],
+        "additionalProperties": False,
+        "properties": {"limit": _ref("Limit")},
     },
     "TaskTypes": {
         "type": "object",
@@ -355,6 +484,19 @@ TASK_ID = {
     "in": "path",
     "required": True,
     "schema": {"type": "integer", "minimum": 1},
+}
+
+LABEL = {
+    "name": "label",
+    "in": "path",
+    "required": True,
+    # A "/" would end the path segment: such a label cannot be set over HTTP.
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_LABEL_CHARS,
+        "pattern": "^[^/]+$",
+    },
 }
 
 LIST_PARAMETERS = [
@@ -541,6 +683,30 @@ def _paths() -> dict[str, Any]:
                 "summary": "The cluster's workers: tasks, threads, last report",
                 "responses": {"200": _json(_ref("Workers"), "the workers; none without a cluster")},
             }
+        },
+        "/api/limits": {
+            "get": {
+                "operationId": "listLimits",
+                "summary": "Every limit, with its running and waiting tasks",
+                "responses": {"200": _json(_ref("Limits"), "the limits, by label")},
+            }
+        },
+        "/api/limits/{label}": {
+            "parameters": [LABEL],
+            "put": {
+                "operationId": "setLimit",
+                "summary": "Set a limit, or declare a new label",
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("LimitUpdate")}},
+                },
+                "responses": {
+                    "200": _json(_ref("LimitState"), "the limit as it is now"),
+                    "400": _problem("bad JSON, or a missing, unknown or invalid field"),
+                    "413": _problem("the body is too large"),
+                    "415": _problem("the body is declared as something other than JSON"),
+                },
+            },
         },
         "/api/events": {
             "get": {

@@ -25,6 +25,7 @@ from taskrunner.cli import cluster_failed, dask_missing, finish_running, quit_no
 from taskrunner.web.app import create_app
 from taskrunner.web.commands import COMMAND, serves_commands
 from taskrunner.web.discovery import Found, find_task_types, task_types_from
+from taskrunner.web.limits import limit_text
 from taskrunner.web.settings import ENV_PREFIX, Settings
 from taskrunner.web.state import EXTENSION_KEY, WebState
 from taskrunner.web.tasktypes import TaskTypes
@@ -156,6 +157,8 @@ def settings_help(width: int = 79) -> str:
             default = "true; --no-entry-points turns it off"
         elif field.name == "allow_commands":
             default = "unset: no command type; --allow-command overrides"
+        elif field.name == "limits":
+            default = "unset: no limits; --limit overrides"
         lines += textwrap.wrap(
             f"{docs.get(field.name, '')} (default: {default})",
             width=width,
@@ -174,6 +177,7 @@ def main(
     types: Optional[list[str]] = None,
     entry_points: Optional[bool] = None,
     allow_commands: Optional[list[str]] = None,
+    limits: Optional[list[str]] = None,
 ) -> int:
     """``python -m taskrunner serve``: the default app, served until SIGTERM or Ctrl-C.
 
@@ -194,11 +198,15 @@ def main(
         allow_commands: the programs the ``command`` task type may run
             (absolute paths, or names looked up on PATH); None takes
             ``TASKRUNNER_ALLOW_COMMANDS``, else none (no ``command`` type).
+        limits: the limits to start with, each ``LABEL=N`` or
+            ``LABEL=COUNT/PER`` (``gpu=2``, ``api=100/1s``); None takes
+            ``TASKRUNNER_LIMITS``, else none.
 
     Returns:
         The exit code: 0 after a graceful stop, 1 when the journal cannot be
         opened, the cluster's scheduler cannot be reached or the port is
-        taken, 2 for bad arguments, task types that cannot be loaded, a
+        taken, 2 for bad arguments (a limit that is not ``LABEL=N`` or
+        ``LABEL=COUNT/PER`` among them), task types that cannot be loaded, a
         program to allow that is no executable file, or without Dask for a
         cluster.
     """
@@ -221,6 +229,8 @@ def main(
         config["TASKRUNNER_ENTRY_POINTS"] = entry_points
     if allow_commands is not None:
         config["TASKRUNNER_ALLOW_COMMANDS"] = tuple(allow_commands)
+    if limits is not None:
+        config["TASKRUNNER_LIMITS"] = " ".join(limits)
     try:
         # Read here too: a cluster is checked for, and announced, before the wait to reach it.
         settings = Settings.load(config)
@@ -259,6 +269,7 @@ def main(
         return 2
     runner = app.extensions[EXTENSION_KEY].runner
     _announce_journal(runner)
+    _announce_limits(runner)
     _announce_workers(runner)
     return run_server(app, host, port, threads)
 
@@ -295,6 +306,15 @@ def _announce_workers(runner: TaskRunner) -> None:
         f"({workers} worker{'' if workers == 1 else 's'} now)",
         flush=True,
     )
+
+
+def _announce_limits(runner: TaskRunner) -> None:
+    limits = runner.limits()
+    if limits:
+        shown = ", ".join(
+            f"{label}={limit_text(entry['limit'])}" for label, entry in sorted(limits.items())
+        )
+        print(f"taskrunner: limits: {shown}", flush=True)
 
 
 def _announce_journal(runner: TaskRunner) -> None:

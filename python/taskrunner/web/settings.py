@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Optional
 
+from taskrunner.web.limits import parse_limits
+
 ENV_PREFIX = "TASKRUNNER_"
 # The journal "file" that means no journal, as SQLite names an in-memory database.
 MEMORY = ":memory:"
@@ -61,6 +63,12 @@ class Settings:
             (``:``, as in PATH); in the app's config, a list too. Unset or
             empty, no ``command`` type. Its arguments reach the program
             unfiltered: allow only programs safe to hand to clients.
+        limits: the limits the app's own runner starts with, which tasks
+            name in their ``limit``: ``LABEL=N`` (at most N tasks at once)
+            or ``LABEL=COUNT/PER`` (at most COUNT starts in any PER, such as
+            ``1s``, ``5m`` or ``1h``), separated by commas or whitespace
+            (``gpu=2,api=100/1s``). ``PUT /api/limits/LABEL`` changes them at
+            run time. A runner given to ``create_app`` keeps its own.
     """
 
     token: Optional[str] = None
@@ -76,6 +84,7 @@ class Settings:
     types: Optional[str] = None
     entry_points: bool = True
     allow_commands: tuple[str, ...] = ()
+    limits: Optional[str] = None
 
     @classmethod
     def load(cls, config: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> Settings:
@@ -109,9 +118,13 @@ class Settings:
         for name in ("heartbeat", "commit_timeout"):
             if not getattr(self, name) > 0:  # NaN too
                 raise ValueError(f"{ENV_PREFIX}{name.upper()} must be > 0")
+        try:
+            parse_limits(self.limits or "")
+        except ValueError as error:
+            raise ValueError(f"{ENV_PREFIX}LIMITS: {error}") from None
 
     def runner_options(self) -> dict[str, Any]:
-        """The retention, journal and cluster arguments of the ``TaskRunner`` an app makes
+        """The retention, journal, cluster and limits arguments of the ``TaskRunner`` an app makes
         for itself."""
         options: dict[str, Any] = {
             "retain_finished": self.retain_finished or None,
@@ -120,6 +133,8 @@ class Settings:
         }
         if self.cluster:
             options["cluster"] = self.cluster
+        if self.limits:
+            options["limits"] = parse_limits(self.limits)
         return options
 
     @property
@@ -151,7 +166,7 @@ def _convert(key: str, raw: Any, default: Any) -> Any:
         if str(raw).strip().lower() in TRUE + FALSE:
             return str(raw).strip().lower() in TRUE
         raise ValueError(f"{key} must be true or false (or 1 or 0), got {raw!r}")
-    if default is None:  # the token, the journal, the cluster, the types: "" means none
+    if default is None:  # the token, journal, cluster, types, limits: "" means none
         return str(raw) if raw else None
     try:
         return type(default)(raw)

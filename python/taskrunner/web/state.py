@@ -98,19 +98,24 @@ class WebState:
         name: Optional[str],
         recipe: Optional[Recipe] = None,
         key: Optional[str] = None,
+        scheduling: Optional[dict[str, Any]] = None,
     ) -> Accepted:
         """Submits ``task`` within the limit of unfinished tasks, and waits for its commit.
 
         With a journal, the task's ``recipe`` goes with it (so that it runs
         again after a crash), and this returns only once its first row is
         committed. With ``key``, a repeat returns the task the key first made.
+        ``scheduling`` holds the submit's scheduling options (``retries``,
+        ``delay``, ``priority``, ``after``, ``limit``...), already checked
+        but for what only the runner knows: the ids and the labels it has.
 
         Raises:
             Problem: 503 when shutting down, at the limit, when the journal
                 cannot write or the cluster's scheduler is out of reach
                 (nothing is submitted), or when the commit does not come
                 within the commit timeout (the task runs, unrecorded); 400
-                when the runner rejects the timeout.
+                when the runner refuses an option (an unknown ``after`` id or
+                ``limit`` label), naming it.
         """
         journaled = self.runner.journal is not None
         with self._submit_lock:
@@ -140,9 +145,15 @@ class WebState:
                     name=name,
                     recipe=recipe if journaled else None,
                     key=key,
+                    **(scheduling or {}),
                 )
+            except KeyError as error:
+                # Only an ``after`` id can name no task. A 400 naming the field,
+                # not a 404: the request's own resource exists, one of its
+                # fields is wrong, as an unknown limit label is.
+                raise invalid_params({"after": error.args[0]}, where="body") from None
             except ValueError as error:
-                raise invalid_params({"timeout": str(error)}, where="body") from None
+                raise self._refused(str(error), scheduling or {}) from None
             except ClusterUnreachable as error:
                 raise Problem(
                     503,
@@ -162,6 +173,21 @@ class WebState:
         if journaled and not self.runner.flush(self.settings.commit_timeout):
             raise self._not_recorded(handle.id)
         return Accepted(handle.status(), replayed)
+
+    def _refused(self, message: str, scheduling: dict[str, Any]) -> Problem:
+        """The 400 for an option the runner refused, named by its message."""
+        if message.startswith("no limit named"):
+            label = scheduling.get("limit")
+            known = ", ".join(sorted(self.runner.limits())) or "none"
+            reason = (
+                f"no limit named {label!r} (known: {known}); declare it with "
+                f"PUT /api/limits/{label} or when the server starts"
+            )
+            return invalid_params({"limit": reason}, where="body")
+        if "on a cluster" in message:
+            return invalid_params(dict.fromkeys(scheduling, message), where="body")
+        named = [name for name in scheduling if message.startswith(name)]
+        return invalid_params({(named or ["timeout"])[0]: message}, where="body")
 
     def cluster(self) -> Optional[dict[str, Any]]:
         """The runner's cluster: its scheduler's address and whether it is in

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
-from typing import Any, Optional
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
 
 from flask import Request
 
+from taskrunner import Retry
 from taskrunner.web.problems import INVALID_BODY, Problem, invalid_params
 
-FIELDS = ("type", "input", "wait", "timeout", "name")
+# The scheduling options of TaskRunner.submit a client may send.
+SCHEDULING = ("retries", "delay", "not_before", "priority", "after", "limit")
+FIELDS = ("type", "input", "wait", "timeout", "name", *SCHEDULING)
 REQUIRED = ("type", "input")
 MAX_NAME_CHARS = 200
+MAX_LABEL_CHARS = 200
 # Python's own bound on int <-> text conversion (3.11 and later): a longer
 # number could not even be sent back.
 MAX_INT_DIGITS = 4300
@@ -21,6 +26,14 @@ MAX_WAIT_SECONDS = 86_400.0
 # A year: far beyond any task kept in memory, and far below what the
 # runner's clock can add without overflowing.
 MAX_TIMEOUT_SECONDS = 365 * 86_400.0
+# The core's bounds: a start at most a year ahead, a 32-bit priority, an
+# unsigned 32-bit count of attempts, back-offs of at most a day.
+MAX_DELAY_SECONDS = 365 * 86_400.0
+MIN_PRIORITY, MAX_PRIORITY = -(2**31), 2**31 - 1
+MAX_ATTEMPTS = 2**32 - 1
+MAX_BACKOFF_SECONDS = 86_400.0
+MAX_TASK_ID = 2**64 - 1
+RETRY_FIELDS = ("attempts", "backoff", "max_backoff", "jitter")
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 # Set on the answer to a repeat: the task is the one the key first made.
@@ -37,6 +50,24 @@ class Submission:
     wait: Optional[float] = None
     timeout: Optional[float] = None
     name: Optional[str] = None
+    retries: Union[int, Retry, None] = None
+    delay: Optional[float] = None
+    not_before: Optional[float] = None
+    priority: int = 0
+    after: list[int] = field(default_factory=list)
+    limit: Optional[str] = None
+
+    def scheduling(self) -> dict[str, Any]:
+        """The scheduling options given, as keyword arguments of ``TaskRunner.submit``."""
+        options = {
+            "retries": self.retries,
+            "delay": self.delay,
+            "not_before": self.not_before,
+            "priority": self.priority or None,
+            "after": self.after or None,
+            "limit": self.limit,
+        }
+        return {name: value for name, value in options.items() if value is not None}
 
 
 def is_idempotency_key(value: str) -> bool:
@@ -133,7 +164,129 @@ def _check_type(value: Any) -> Optional[str]:
     return None
 
 
-CHECKS = {"type": _check_type, "wait": _check_wait, "timeout": _check_timeout, "name": _check_name}
+def whole_number(value: Any, low: int, high: int) -> Optional[int]:
+    """``value`` as an int in [low, high] (2.0 counts as 2, as in JSON Schema), else None."""
+    if not _is_number(value) or (isinstance(value, float) and not value.is_integer()):
+        return None
+    number = int(value)
+    return number if low <= number <= high else None
+
+
+def _check_seconds(value: Any, high: float) -> bool:
+    return _is_number(value) and 0 <= value <= high
+
+
+def _unknown_retry_field(name: str) -> str:
+    if name == "on":
+        # Exception classes cannot come from a client: over HTTP, any Exception is retried.
+        return "on cannot be sent over HTTP: every Exception is retried"
+    return f"{name} is not a field of a retry policy"
+
+
+def _check_retry(value: dict[str, Any]) -> Optional[str]:
+    problems = [_unknown_retry_field(name) for name in value if name not in RETRY_FIELDS]
+    if whole_number(value.get("attempts"), 1, MAX_ATTEMPTS) is None:
+        problems.append(f"attempts must be a whole number from 1 to {MAX_ATTEMPTS} (every run)")
+    for name in ("backoff", "max_backoff"):
+        if name in value and not _check_seconds(value[name], MAX_BACKOFF_SECONDS):
+            problems.append(f"{name} must be seconds from 0 to {MAX_BACKOFF_SECONDS:g}")
+    if "jitter" in value and not isinstance(value["jitter"], bool):
+        problems.append("jitter must be true or false")
+    if not problems:
+        try:
+            _retry(value)
+        except ValueError as error:  # max_backoff below backoff: the core says so
+            problems.append(str(error))
+    return "; ".join(problems) or None
+
+
+def _check_retries(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return _check_retry(value)
+    if whole_number(value, 0, MAX_ATTEMPTS - 1) is None:
+        return (
+            f"must be null, a number of retries from 0 to {MAX_ATTEMPTS - 1}, or an object "
+            '{"attempts", "backoff", "max_backoff", "jitter"}'
+        )
+    return None
+
+
+def _check_delay(value: Any) -> Optional[str]:
+    if value is None or _check_seconds(value, MAX_DELAY_SECONDS):
+        return None
+    return f"must be null or a number of seconds from 0 to {MAX_DELAY_SECONDS:g}"
+
+
+def _check_not_before(value: Any) -> Optional[str]:
+    if value is None or _check_seconds(value, time.time() + MAX_DELAY_SECONDS):
+        return None
+    return "must be null or a time in Unix seconds, >= 0 and at most a year from now"
+
+
+def _check_priority(value: Any) -> Optional[str]:
+    if value is None or whole_number(value, MIN_PRIORITY, MAX_PRIORITY) is not None:
+        return None
+    return f"must be null or a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}"
+
+
+def _check_after(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if not isinstance(value, list) or any(whole_number(id, 1, MAX_TASK_ID) is None for id in value):
+        return "must be null or a list of task ids"
+    return None
+
+
+def is_label(value: Any) -> bool:
+    """A limit's label: 1 to 200 characters."""
+    return isinstance(value, str) and 1 <= len(value) <= MAX_LABEL_CHARS
+
+
+def _check_limit(value: Any) -> Optional[str]:
+    if value is None or is_label(value):
+        return None
+    return f"must be null or the label of a limit (1 to {MAX_LABEL_CHARS} characters)"
+
+
+CHECKS = {
+    "type": _check_type,
+    "wait": _check_wait,
+    "timeout": _check_timeout,
+    "name": _check_name,
+    "retries": _check_retries,
+    "delay": _check_delay,
+    "not_before": _check_not_before,
+    "priority": _check_priority,
+    "after": _check_after,
+    "limit": _check_limit,
+}
+
+
+def _retry(value: dict[str, Any]) -> Retry:
+    options = {name: value[name] for name in ("backoff", "max_backoff", "jitter") if name in value}
+    return Retry(int(value["attempts"]), **options)
+
+
+def _given(body: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a checked body, null ones left out, in the types ``submit`` takes."""
+    # A null input is an input like any other; a null option is no option.
+    given = {
+        name: body[name]
+        for name in FIELDS
+        if name in body and (name == "input" or body[name] is not None)
+    }
+    retries = given.get("retries")
+    if isinstance(retries, dict):
+        given["retries"] = _retry(retries)
+    elif retries is not None:
+        given["retries"] = int(retries)
+    if "priority" in given:
+        given["priority"] = int(given["priority"])
+    if "after" in given:
+        given["after"] = [int(id) for id in given["after"]]
+    return given
 
 
 def parse_submission(body: dict[str, Any]) -> Submission:
@@ -147,6 +300,8 @@ def parse_submission(body: dict[str, Any]) -> Submission:
     for name, check in CHECKS.items():
         if name in body and (reason := check(body[name])) is not None:
             reasons[name] = reason
+    if body.get("delay") is not None and body.get("not_before") is not None:
+        reasons.setdefault("not_before", "give delay or not_before, not both")
     if reasons:
         raise invalid_params(reasons, where="body")
-    return Submission(**{name: body[name] for name in FIELDS if name in body})
+    return Submission(**_given(body))

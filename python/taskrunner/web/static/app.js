@@ -6,18 +6,22 @@ const MAX_ROWS = 500;
 const MAX_KEPT = 2000; // tasks remembered in the page, newest first
 const STATS_EVERY_MS = 2000;
 const WORKERS_EVERY_MS = 2000;
+const LIMITS_EVERY_MS = 2000;
 const LATE_HEARTBEAT_S = 5; // a worker reports about once a second
 const TICK_EVERY_MS = 250;
 
 const tasks = new Map(); // id -> {status, receivedAt}
 const rows = new Map(); // id -> <tr>
 let filter = "";
+let limitFilter = ""; // a limit's label: only the tasks under it
+let waitingOnly = false; // only pending tasks with a start time
 let token = sessionStorage.getItem("taskrunner-token") || "";
 let renderQueued = false;
 let states = []; // every task state, in order, as GET api/meta lists them
 let statesLoading = null; // the request for them, while one is out
 let lastCounts = null;
 let workersTimer = null;
+let limitLabels = []; // the runner's limits, by label, as GET api/limits lists them
 const taskTypes = new Map(); // name -> {name, description, input_schema, takes_wait}
 let inputEdited = false; // the user has typed in the input box
 
@@ -60,17 +64,34 @@ function askForToken() {
 
 // ---- the task table ------------------------------------------------------
 
-// A task only moves forward: pending, running, then a final state. Statuses
-// arrive by several paths (events, a submit's or cancel's answer, list pages
-// fetched a while ago), so a late one may be older than what is shown.
+// A task only moves forward: pending, running, then a final state, within
+// each attempt (a retry is pending again, one attempt on). Statuses arrive by
+// several paths (events, a submit's or cancel's answer, list pages fetched a
+// while ago), so a late one may be older than what is shown.
 function stage(status) {
   return status.done ? 2 : status.state === "running" ? 1 : 0;
 }
 
+function isOlder(status, known) {
+  const attempt = status.attempt || 1;
+  const knownAttempt = known.attempt || 1;
+  return attempt < knownAttempt || (attempt === knownAttempt && stage(status) < stage(known));
+}
+
+// The columns of the scheduling options appear once a task uses them.
+function showOptionalColumns(status) {
+  const table = $("task-table");
+  if (status.worker) showWorkerColumn(); // the journal may hold tasks of a cluster
+  if (status.progress) table.classList.add("with-progress");
+  if (status.after && status.after.length) table.classList.add("with-after");
+  if (status.limit) table.classList.add("with-limit");
+  if (status.priority) table.classList.add("with-priority");
+}
+
 function upsert(status) {
   const known = tasks.get(status.id);
-  if (known && stage(status) < stage(known.status)) return;
-  if (status.worker) showWorkerColumn(); // the journal may hold tasks of a cluster
+  if (known && isOlder(status, known.status)) return;
+  showOptionalColumns(status);
   tasks.set(status.id, { status, receivedAt: performance.now(), fresh: !known });
   scheduleRender();
 }
@@ -87,10 +108,23 @@ function scheduleRender() {
   }
 }
 
+// A pending task with a start time: delayed, or waiting for its next attempt.
+function isWaiting(status) {
+  return status.state === "pending" && status.not_before !== null && status.not_before !== undefined;
+}
+
+function isShown(status) {
+  return (
+    (!filter || status.state === filter) &&
+    (!limitFilter || status.limit === limitFilter) &&
+    (!waitingOnly || isWaiting(status))
+  );
+}
+
 function visibleIds() {
   const ids = [];
   for (const [id, entry] of tasks) {
-    if (!filter || entry.status.state === filter) ids.push(id);
+    if (isShown(entry.status)) ids.push(id);
   }
   ids.sort((a, b) => b - a);
   return ids;
@@ -128,8 +162,14 @@ function render() {
     previous = tr;
   }
   $("empty").hidden = shown.length > 0;
-  $("empty").textContent = filter ? `No ${stateLabel(filter)} tasks.` : "No tasks yet. Submit one with the form.";
+  $("empty").textContent = emptyText();
   $("shown").textContent = ids.length > MAX_ROWS ? `newest ${MAX_ROWS} of ${ids.length} shown` : `${ids.length} shown`;
+}
+
+function emptyText() {
+  if (!filter && !limitFilter && !waitingOnly) return "No tasks yet. Submit one with the form.";
+  const what = [waitingOnly ? "waiting" : "", filter ? stateLabel(filter) : ""].filter(Boolean).join(" ");
+  return `No ${what ? what + " " : ""}tasks${limitFilter ? ` under the limit ${limitFilter}` : ""}.`;
 }
 
 function cell(tr, className) {
@@ -142,7 +182,9 @@ function cell(tr, className) {
 function newRow(id) {
   const tr = document.createElement("tr");
   tr.dataset.id = String(id);
-  for (const name of ["id num", "name", "kind", "state", "worker", "runtime num", "polls num", "outcome", "actions"]) {
+  tr.id = `task-${id}`;
+  const columns = ["id num", "name", "kind", "state", "worker", "progress", "after", "limit", "priority num"];
+  for (const name of [...columns, "runtime num", "polls num", "outcome", "actions"]) {
     cell(tr, name);
   }
   const button = document.createElement("button");
@@ -192,9 +234,14 @@ function fillRow(tr, entry) {
   badge.dataset.state = status.state;
   setText(badge, stateLabel(status.state));
   showAttempt(stateCell, status.attempt);
+  showStart(stateCell, status);
   const worker = tr.querySelector(".worker");
   setText(worker, status.worker ? shortAddress(status.worker) : "–");
   worker.title = status.worker || "Not on a worker (yet)";
+  fillProgress(tr.querySelector(".progress"), status.progress);
+  fillAfter(tr.querySelector(".after"), status.after || []);
+  setText(tr.querySelector(".limit"), status.limit || "");
+  setText(tr.querySelector(".priority"), status.priority ? String(status.priority) : "");
   setText(tr.querySelector(".runtime"), formatSeconds(runtimeOf(entry)));
   // The poller calls get_output() on polling tasks only: a blocking task has no polls.
   setText(tr.querySelector(".polls"), status.kind === "blocking" ? "–" : String(status.polls));
@@ -206,7 +253,7 @@ function fillRow(tr, entry) {
   button.title = stuck ? "A running blocking task cannot be cancelled" : `Cancel task ${status.id}`;
 }
 
-// A task that ran again (after a restart, from the journal) says which run this is.
+// A task that ran again (a retry, or after a restart) says which run this is.
 function showAttempt(stateCell, attempt) {
   let mark = stateCell.querySelector(".attempt");
   if (!(attempt > 1)) {
@@ -219,7 +266,68 @@ function showAttempt(stateCell, attempt) {
     stateCell.appendChild(mark);
   }
   setText(mark, `attempt ${attempt}`);
-  mark.title = `Run ${attempt}: the server restarted before an earlier run finished`;
+  mark.title = `Run ${attempt}: a retry, or a run again after the server restarted`;
+}
+
+// "in 12 s", or the time of day for a start more than an hour away.
+function startText(status) {
+  const seconds = status.not_before - Date.now() / 1000;
+  const word = status.attempt > 1 ? "retry" : "starts";
+  if (seconds <= 0) return `${word} now`;
+  if (seconds > 3600) return `${word} at ${new Date(status.not_before * 1000).toLocaleString()}`;
+  return `${word} in ${formatSeconds(Math.ceil(seconds))}`;
+}
+
+// A pending task's start time (its delay, or its next attempt) as a countdown.
+function showStart(stateCell, status) {
+  let mark = stateCell.querySelector(".starts");
+  if (!isWaiting(status)) {
+    if (mark) mark.remove();
+    return;
+  }
+  if (!mark) {
+    mark = document.createElement("span");
+    mark.className = "starts";
+    stateCell.appendChild(mark);
+  }
+  setText(mark, startText(status));
+  mark.title = `Not before ${new Date(status.not_before * 1000).toLocaleString()}`;
+}
+
+// A bar of the fraction done and the task's message; nothing for a task that says nothing.
+function fillProgress(td, progress) {
+  const fraction = progress && typeof progress.fraction === "number" ? progress.fraction : null;
+  const message = (progress && progress.message) || "";
+  const key = progress ? `${fraction}|${message}` : "";
+  if (td.dataset.key === key) return;
+  td.dataset.key = key;
+  td.replaceChildren();
+  td.title = message;
+  if (!progress) return;
+  const bar = document.createElement("progress");
+  bar.max = 1;
+  if (fraction !== null) bar.value = fraction; // else indeterminate
+  bar.setAttribute("aria-label", message || "progress");
+  const text = document.createElement("span");
+  text.className = "progress-message";
+  text.textContent = fraction === null ? message : `${Math.round(fraction * 100)}%${message ? ` ${message}` : ""}`;
+  td.append(bar, text);
+}
+
+// The tasks this one starts after, each a link to its row.
+function fillAfter(td, after) {
+  const key = after.join(",");
+  if (td.dataset.key === key) return;
+  td.dataset.key = key;
+  td.replaceChildren();
+  after.forEach((id, i) => {
+    if (i) td.appendChild(document.createTextNode(", "));
+    const link = document.createElement("a");
+    link.href = `#task-${id}`;
+    link.textContent = String(id);
+    link.title = `Starts after task ${id} has succeeded`;
+    td.appendChild(link);
+  });
 }
 
 function fillOutcome(td, status) {
@@ -251,11 +359,16 @@ function fillOutcome(td, status) {
   td.appendChild(document.createTextNode(text));
 }
 
-function tickRuntimes() {
+// Runtimes and countdowns move between events.
+function tick() {
   for (const [id, tr] of rows) {
     const entry = tasks.get(id);
-    if (entry && entry.status.state === "running") {
+    if (!entry) continue;
+    if (entry.status.state === "running") {
       setText(tr.querySelector(".runtime"), formatSeconds(runtimeOf(entry)));
+    } else if (isWaiting(entry.status)) {
+      const mark = tr.querySelector(".state .starts");
+      if (mark) setText(mark, startText(entry.status));
     }
   }
 }
@@ -317,6 +430,67 @@ async function refreshWorkers() {
     if (!view.cluster) clearInterval(workersTimer);
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 401)) notify(`Workers: ${error.message}`);
+  }
+}
+
+// ---- limits ---------------------------------------------------------------------
+
+function limitText(limit) {
+  return typeof limit === "number" ? String(limit) : `${limit.count}/${limit.per}s`;
+}
+
+function limitRow(entry) {
+  const tr = document.createElement("tr");
+  tr.dataset.label = entry.label;
+  const label = cell(tr, "label");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "link";
+  button.textContent = entry.label;
+  button.title = `Show only the tasks under ${entry.label}`;
+  button.addEventListener("click", () => setLimitFilter(entry.label));
+  label.appendChild(button);
+  const limit = cell(tr, "limit num");
+  limit.textContent = limitText(entry.limit);
+  limit.title = typeof entry.limit === "number" ? `At most ${entry.limit} at once` : `At most ${entry.limit.count} starts in any ${entry.limit.per} s`;
+  cell(tr, "running num").textContent = String(entry.running);
+  cell(tr, "waiting num").textContent = String(entry.waiting);
+  return tr;
+}
+
+// A select's options: the first ("all" or "none") kept, then one per label.
+function fillLabelOptions(select, labels) {
+  const current = select.value;
+  const keep = select.options[0];
+  const options = labels.map((label) => {
+    const option = document.createElement("option");
+    option.value = label;
+    option.textContent = label;
+    return option;
+  });
+  select.replaceChildren(keep, ...options);
+  select.value = labels.includes(current) ? current : "";
+}
+
+function showLimits(entries) {
+  $("limits-panel").hidden = entries.length === 0;
+  $("limit-rows").replaceChildren(...entries.map(limitRow));
+  const labels = entries.map((entry) => entry.label);
+  if (labels.join("\n") === limitLabels.join("\n")) return;
+  limitLabels = labels;
+  fillLabelOptions($("task-limit"), labels);
+  // A label filtered on stays in the list.
+  const filterable = limitFilter && !labels.includes(limitFilter) ? [...labels, limitFilter] : labels;
+  fillLabelOptions($("limit-filter"), filterable);
+  $("limit-filter").value = limitFilter;
+}
+
+async function refreshLimits() {
+  if (document.hidden) return;
+  try {
+    showLimits((await api("api/limits")).limits);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 401)) notify(`Limits: ${error.message}`);
   }
 }
 
@@ -451,7 +625,8 @@ function setConnection(status, text) {
 
 async function loadTasks() {
   const query = new URLSearchParams({ limit: String(MAX_ROWS) });
-  if (filter) query.set("state", filter);
+  // Waiting tasks are pending: the server lists those, and the page keeps the ones with a start time.
+  if (filter || waitingOnly) query.set("state", filter || "pending");
   const page = await api(`api/tasks?${query}`);
   page.tasks.forEach(upsert);
 }
@@ -551,6 +726,21 @@ function numberOrNull(text) {
   return text.trim() === "" ? null : Number(text);
 }
 
+// The options section's fields, those filled in; bad ones go as typed, for the server to name.
+function readOptions() {
+  const options = {};
+  const retries = numberOrNull($("task-retries").value);
+  const delay = numberOrNull($("task-delay").value);
+  const priority = numberOrNull($("task-priority").value);
+  const after = $("task-after").value.trim();
+  if (retries !== null) options.retries = retries;
+  if (delay !== null) options.delay = delay;
+  if (priority !== null) options.priority = priority;
+  if (after) options.after = after.split(/[\s,]+/).filter(Boolean).map((id) => (/^\d+$/.test(id) ? Number(id) : id));
+  if ($("task-limit").value) options.limit = $("task-limit").value;
+  return options;
+}
+
 async function submitTasks(event) {
   event.preventDefault();
   const result = $("form-result");
@@ -562,6 +752,7 @@ async function submitTasks(event) {
   if (wait !== null) body.wait = wait;
   if (timeout !== null) body.timeout = timeout;
   if (name) body.name = name;
+  Object.assign(body, readOptions());
   const copies = Math.max(1, Math.min(100, Number($("task-count").value) || 1));
   button.disabled = true;
   result.className = "form-result";
@@ -642,6 +833,19 @@ function describeType() {
   $("task-wait").disabled = type ? !type.takes_wait : false;
 }
 
+function setLimitFilter(label) {
+  limitFilter = label;
+  $("limit-filter").value = label;
+  scheduleRender();
+}
+
+function setWaitingFilter(on) {
+  waitingOnly = on;
+  $("waiting-filter").checked = on;
+  scheduleRender();
+  loadTasks().catch((error) => notify(`Loading tasks: ${error.message}`));
+}
+
 function setFilter(state) {
   filter = state;
   $("state-filter").value = state;
@@ -661,6 +865,8 @@ function start() {
     inputEdited = true;
   });
   $("state-filter").addEventListener("change", (event) => setFilter(event.target.value));
+  $("limit-filter").addEventListener("change", (event) => setLimitFilter(event.target.value));
+  $("waiting-filter").addEventListener("change", (event) => setWaitingFilter(event.target.checked));
   $("count-all").closest(".count").addEventListener("click", () => setFilter(""));
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -676,7 +882,9 @@ function start() {
   setInterval(refreshStats, STATS_EVERY_MS);
   refreshWorkers();
   workersTimer = setInterval(refreshWorkers, WORKERS_EVERY_MS);
-  setInterval(tickRuntimes, TICK_EVERY_MS);
+  refreshLimits();
+  setInterval(refreshLimits, LIMITS_EVERY_MS);
+  setInterval(tick, TICK_EVERY_MS);
   render();
 }
 
