@@ -323,6 +323,14 @@ impl Engine {
         }
     }
 
+    /// The task an idempotency key made, if it made one that is still known.
+    pub fn task_of_key(&self, py: Python<'_>, key: &str) -> PyResult<Option<Arc<Record>>> {
+        match self.keys.made(key, self.journal())? {
+            Some(id) => self.record(py, id),
+            None => Ok(None),
+        }
+    }
+
     fn submit_new(
         self: &Arc<Self>,
         py: Python<'_>,

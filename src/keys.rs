@@ -107,6 +107,18 @@ impl Keys {
         })
     }
 
+    /// The task `key` made, if it has made one (a submit with it still under
+    /// way is not waited for).
+    pub fn made(&self, key: &str, journal: Option<&Journaling>) -> PyResult<Option<u64>> {
+        let fresh_after = unix_now() - KEY_LIFETIME.as_secs_f64();
+        if let Some(&Entry::Made(id, at)) = self.map.lock().get(key) {
+            if at >= fresh_after {
+                return Ok(Some(id));
+            }
+        }
+        Ok(journal.map(|j| j.task_for_key(key)).transpose()?.flatten())
+    }
+
     /// Frees a key whose task is gone (forgotten, or pruned from the
     /// journal), unless another submit took it meanwhile.
     pub fn forget(&self, key: &str, id: u64) {

@@ -343,8 +343,22 @@ impl Runner {
                 )));
             }
         }
-        let not_before = start_time(delay, not_before)?;
-        let (plan, upstream) = self.plan(py, retries, priority, after, limit)?;
+        let planned = start_time(delay, not_before)
+            .and_then(|at| Ok((at, self.plan(py, retries, priority, after, limit)?)));
+        let (not_before, (plan, upstream)) = match planned {
+            Ok(planned) => planned,
+            // A repeat gets its key's task even when its options no longer
+            // hold (a limit not declared since a restart, an `after` task forgotten).
+            Err(err) => match key.as_deref().map(|k| self.engine.task_of_key(py, k)) {
+                Some(Ok(Some(record))) => {
+                    return Ok(TaskHandle {
+                        engine: self.engine.clone(),
+                        record,
+                    })
+                }
+                _ => return Err(err),
+            },
+        };
         if _elsewhere && (not_before.is_some() || !plan.is_plain() || !upstream.is_empty()) {
             return Err(PyValueError::new_err(
                 "retries, delay, not_before, priority, after and limit do not work on a cluster yet",

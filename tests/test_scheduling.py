@@ -251,6 +251,19 @@ def test_a_retry_is_journaled_at_its_next_attempt(tmp_path):
         h.cancel()
 
 
+def test_a_repeat_with_a_key_gets_its_task_even_when_its_options_no_longer_hold(tmp_path):
+    path = tmp_path / "journal.db"
+    with taskrunner.TaskRunner(journal=path, limits={"one": 1}) as runner:
+        first = runner.submit(Blocking(1), key="k", limit="one")
+        assert first.result(timeout=10) == 1
+        again = runner.submit(Blocking(2), key="k", limit="unknown", after=[10**9])
+        assert again.id == first.id
+    with taskrunner.TaskRunner(journal=path) as runner:
+        assert runner.submit(Blocking(2), key="k", limit="one").id == first.id
+        with pytest.raises(ValueError, match="no limit named 'one'"):
+            runner.submit(Blocking(2), key="other", limit="one")
+
+
 # Delays
 
 

@@ -296,6 +296,11 @@ def test_a_repeat_with_a_key_answers_with_the_first_scheduled_task(make_app, tmp
     assert again.get_json()["id"] == first.get_json()["id"]
     assert again.get_json()["priority"] == 0 and again.get_json()["limit"] == "gpu"
     assert len(app.runner.ids()) == 2
+    # Options that no longer hold still find the key's task.
+    stale = app.post({**body, "limit": "gone", "after": [999_999]}, key="nightly")
+    assert stale.status_code == 202 and stale.get_json()["id"] == first.get_json()["id"]
+    # Without the key, the same options are refused.
+    assert app.post({**body, "limit": "gone"}).status_code == 400
 
 
 @pytest.mark.slow
