@@ -311,3 +311,17 @@ def invalid_names(response: Any) -> set[str]:
     """The names of the parameters a 400 invalid-params problem lists."""
     body = assert_problem(response, 400, "/problems/invalid-params")
     return {param["name"] for param in body["invalid_params"]}
+
+
+def run_serve(*args: str, cwd: Optional[str] = None, **env: str) -> subprocess.CompletedProcess:
+    """Runs ``taskrunner serve`` (in memory, on a free port) with ``args`` to
+    its end: for start-up errors. Only ``env``'s TASKRUNNER_ settings apply."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TASKRUNNER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "taskrunner", "serve", "--port", "0", "--db", ":memory:", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env={**environ, **env},
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest_web import CheckedClient, ServerProcess, assert_problem, invalid_names
+from conftest_web import CheckedClient, ServerProcess, assert_problem, invalid_names, run_serve
 
 from taskrunner import TaskRunner
 from taskrunner.tasks import SubprocessTask
@@ -243,17 +242,6 @@ def test_a_type_called_command_beside_the_allowed_commands_is_refused(make_app, 
         make_app(PYTHON, TASKRUNNER_TYPES="own_command_types:TYPES")
 
 
-def serve(*args: str, **env: str) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TASKRUNNER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "taskrunner", "serve", "--port", "0", "--db", ":memory:", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**environ, **env},
-    )
-
-
 def test_a_bad_allow_list_entry_stops_serve_with_one_line(tmp_path):
     not_executable = tmp_path / "data.txt"
     not_executable.write_text("not a program\n")
@@ -265,7 +253,7 @@ def test_a_bad_allow_list_entry_stops_serve_with_one_line(tmp_path):
         ([], {"TASKRUNNER_ALLOW_COMMANDS": "no-such-program-anywhere"}, "PATH"),
     ]
     for args, env, why in cases:
-        out = serve(*args, **env)
+        out = run_serve(*args, **env)
         assert out.returncode == USAGE_ERROR, out.stdout + out.stderr
         assert len(out.stderr.splitlines()) == 1, out.stderr
         assert out.stderr.startswith("taskrunner serve: cannot allow the command "), out.stderr

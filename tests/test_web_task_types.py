@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any, Optional
 
 import pytest
 import requests
-from conftest_web import CheckedClient, ServerProcess, assert_problem, invalid_names
+from conftest_web import CheckedClient, ServerProcess, assert_problem, invalid_names, run_serve
 
 from taskrunner import TaskRunner
 from taskrunner.web import FAKE_TASK_TYPES, TaskType, create_app, default_task_types
@@ -440,18 +439,6 @@ def test_a_source_that_cannot_be_loaded_is_named(write_module, source, attribute
 
 
 # ---- the command line ----------------------------------------------------------
-
-
-def run_serve(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TASKRUNNER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "taskrunner", "serve", "--port", "0", "--db", ":memory:", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        env={**environ, **env},
-    )
 
 
 def with_path(site: Path) -> str:
