@@ -909,6 +909,7 @@ function handleEvent(name, data) {
     // Also when the server was out of reach as the page loaded.
     loadStates().catch(reportStatesError);
     showCounts(data.counts);
+    if (typeof data.paused === "boolean") showPaused(data.paused);
     reloadTasks();
     // On a new connection, the seconds missed while away come from the history.
     if (name === "ready") taskCharts.reload();

@@ -10,6 +10,7 @@ const taskCharts = (() => {
   const FINAL = ["succeeded", "failed", "cancelled", "timed_out"];
   const STEP = { "1m": 1, "1h": 10, "1d": 60 }; // seconds per point, as the server steps
   const SPAN = { "1m": 60, "1h": 3600, "1d": 86400 };
+  const TICK = { "1m": 10, "1h": 600, "1d": 14400 }; // a time label every 10 s, 10 min, 4 h
   const RUNTIME_EVERY_MS = 30000; // the percentiles move slowly: ask for them twice a minute
   const WINDOWS = [
     ["1m", "minute"],
@@ -65,7 +66,7 @@ const taskCharts = (() => {
     return {
       x: {
         type: "linear",
-        ticks: { color: c.muted, maxTicksLimit: 6, maxRotation: 0, callback: (value) => timeLabel(value) },
+        ticks: { color: c.muted, stepSize: TICK[windowName], maxRotation: 0, callback: (value) => timeLabel(value) },
         grid: { color: c.grid },
       },
       y: {
@@ -163,6 +164,7 @@ const taskCharts = (() => {
     for (const chart of [finishedChart, loadChart]) {
       chart.options.scales.x.min = from;
       chart.options.scales.x.max = now;
+      chart.options.scales.x.ticks.stepSize = TICK[windowName];
     }
   }
 
