@@ -307,6 +307,29 @@ def test_a_phone_width_page_scrolls_only_down(page):
         page.set_window_size(*WIDE)
 
 
+def test_the_controls_are_reached_by_the_keyboard_with_a_visible_focus(page):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    page.execute_script("document.activeElement.blur(); window.scrollTo(0, 0);")
+    reached = {}
+    for _ in range(60):
+        ActionChains(page).send_keys(Keys.TAB).perform()
+        focused = page.execute_script(
+            "const e = document.activeElement; const s = getComputedStyle(e);"
+            "const ring = s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2;"
+            "return [e.id || e.className || e.tagName, ring];"
+        )
+        # Past the last control the focus leaves the page; a date-time input holds
+        # several stops (its parts, its picker's button): one ring among them is enough.
+        if focused[0] != "BODY":
+            reached[focused[0]] = reached.get(focused[0], False) or focused[1]
+    wanted = ["pause-button", "chart-window", "state-filter", "name-filter", "since-filter"]
+    wanted += ["waiting-filter", "select-page", "submit-button"]
+    assert set(wanted) <= set(reached), sorted(reached)
+    assert all(reached.values()), {name for name, visible in reached.items() if not visible}
+
+
 AXE = (
     Path(importlib.util.find_spec("axe_selenium_python").origin).parent
     / "node_modules/axe-core/axe.min.js"
