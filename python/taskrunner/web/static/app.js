@@ -93,7 +93,8 @@ function showOptionalColumns(status) {
 }
 
 // A status from anywhere: kept while the filters let it in; a task that moved out of them leaves.
-function upsert(status) {
+// A new row flashes, unless it came with a page of the list.
+function upsert(status, flash = true) {
   const known = tasks.get(status.id);
   if (known && isOlder(status, known.status)) return;
   if (!matches(status)) {
@@ -101,7 +102,7 @@ function upsert(status) {
     return;
   }
   showOptionalColumns(status);
-  tasks.set(status.id, { status, receivedAt: performance.now(), fresh: !known });
+  tasks.set(status.id, { status, receivedAt: performance.now(), fresh: flash && !known });
   scheduleRender();
 }
 
@@ -450,6 +451,14 @@ function showWorkers(view) {
       : `Scheduler ${view.scheduler} is out of reach: new tasks are refused until it is back`,
   );
   $("worker-rows").replaceChildren(...view.workers.map(workerRow));
+  // The worker filter offers the live workers' addresses.
+  $("worker-options").replaceChildren(
+    ...view.workers.map((worker) => {
+      const option = document.createElement("option");
+      option.value = worker.address;
+      return option;
+    }),
+  );
   $("workers-empty").hidden = view.workers.length > 0;
 }
 
@@ -635,12 +644,11 @@ async function refreshStats() {
     const stats = await api("api/stats");
     showCounts(stats.counts);
     showEngine(stats);
-    // Polls and runtimes move without a state change: refresh the running tasks.
+    // Polls and runtimes move without a state change: refresh the newest page of running tasks.
     if (stats.counts.running > 0 && (!filters.state || filters.state === "running")) {
       const query = apiQuery({ ...filters, state: "running" });
-      query.set("limit", String(Math.min(500, MAX_KEPT)));
       const page = await api(`api/tasks?${query}`);
-      page.tasks.forEach(upsert);
+      page.tasks.forEach((status) => upsert(status, false));
     }
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 401)) notify(`Stats: ${error.message}`);
@@ -870,7 +878,7 @@ async function reloadTasks() {
     for (const id of [...tasks.keys()]) {
       if (id <= newest || !matches(tasks.get(id).status)) forget(id);
     }
-    page.tasks.forEach(upsert);
+    page.tasks.forEach((status) => upsert(status, false));
     cursor = page.next_cursor;
     $("load-more").hidden = cursor === null;
     scheduleRender();
@@ -888,7 +896,7 @@ async function loadOlder() {
   try {
     const page = await api(`api/tasks?${apiQuery(filters, cursor)}`);
     if (generation !== loadGeneration) return;
-    page.tasks.forEach(upsert);
+    page.tasks.forEach((status) => upsert(status, false));
     cursor = page.next_cursor;
     button.hidden = cursor === null;
     scheduleRender();
