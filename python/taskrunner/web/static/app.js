@@ -3,7 +3,7 @@
 "use strict";
 
 const PAGE = 100; // tasks per GET api/tasks page; "Load older tasks" asks for the next
-const MAX_KEPT = 2000; // tasks held in the page, newest first
+const MAX_KEPT = 500; // tasks held in the page, newest first, past those "Load older" brought
 const STATS_EVERY_MS = 2000;
 const WORKERS_EVERY_MS = 2000;
 const LIMITS_EVERY_MS = 2000;
@@ -17,6 +17,7 @@ const rows = new Map(); // id -> <tr>
 const selected = new Set(); // ids ticked for "Cancel selected"
 let filters = noFilters();
 let cursor = null; // where the next older page starts (next_cursor), null at the end
+let keep = MAX_KEPT; // tasks held: more once older pages are loaded
 let loadGeneration = 0; // a page asked for before the filters changed is dropped
 let token = sessionStorage.getItem("taskrunner-token") || "";
 let renderQueued = false;
@@ -119,12 +120,12 @@ function scheduleRender() {
   }
 }
 
-// Past MAX_KEPT the oldest go; "Load older tasks" brings them back from where they start.
+// As new tasks come, the oldest go; "Load older tasks" brings them back from where they start.
 function pruneOldTasks() {
-  if (tasks.size <= MAX_KEPT) return;
+  if (tasks.size <= keep) return;
   const ids = [...tasks.keys()].sort((a, b) => b - a);
-  for (const id of ids.slice(MAX_KEPT)) forget(id);
-  cursor = ids[MAX_KEPT - 1];
+  for (const id of ids.slice(keep)) forget(id);
+  cursor = ids[keep - 1];
   $("load-more").hidden = false;
 }
 
@@ -870,6 +871,7 @@ function watchFilters() {
 async function reloadTasks() {
   const generation = ++loadGeneration;
   const from = filters;
+  keep = MAX_KEPT;
   $("load-more").hidden = true;
   try {
     const page = await api(`api/tasks?${apiQuery(from)}`);
@@ -897,6 +899,7 @@ async function loadOlder() {
     const page = await api(`api/tasks?${apiQuery(filters, cursor)}`);
     if (generation !== loadGeneration) return;
     page.tasks.forEach((status) => upsert(status, false));
+    keep = Math.max(keep, tasks.size);
     cursor = page.next_cursor;
     button.hidden = cursor === null;
     scheduleRender();
