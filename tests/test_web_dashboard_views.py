@@ -16,8 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from browser import WIDE
 from conftest_web import ServerProcess
-from test_web_dashboard import WIDE, browser, row, row_state, wait_until  # noqa: F401
+from test_web_dashboard import row, row_state, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +45,7 @@ def open_page(driver, url: str):
 
 
 @pytest.fixture
-def page(browser, server):  # noqa: F811
+def page(browser, server):
     return open_page(browser, server.url + "/")
 
 
@@ -89,6 +90,19 @@ def test_chart_js_ships_with_its_licence(server):
     response = requests.get(f"{server.url}/static/vendor/chart.min.js", timeout=10)
     assert response.status_code == 200 and "Chart.js v3.9.1" in response.text[:200]
     assert response.headers["Content-Type"].startswith("text/javascript")
+
+
+def test_a_token_in_the_urls_fragment_moves_to_the_tabs_storage(browser):
+    server = ServerProcess(threads=4, TASKRUNNER_TOKEN="fragment-secret")
+    try:
+        open_page(browser, f"{server.url}/?state=failed#token=fragment-secret")
+        assert urlsplit(browser.current_url).fragment == ""
+        assert url_query(browser) == {"state": ["failed"]}
+        stored = browser.execute_script("return sessionStorage.getItem('taskrunner-token');")
+        assert stored == "fragment-secret"
+        assert not browser.find_element("id", "token-form").is_displayed()
+    finally:
+        server.stop()
 
 
 # ---- filters in the URL -------------------------------------------------------------------

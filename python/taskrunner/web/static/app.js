@@ -63,6 +63,16 @@ async function api(path, options = {}) {
   return body;
 }
 
+// The URL the server prints at start carries its token in the fragment (#token=...),
+// which browsers never send: it moves to the tab's session storage and out of the address bar.
+function takeTokenFromUrl() {
+  const match = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (!match) return;
+  token = decodeURIComponent(match[1]);
+  sessionStorage.setItem("taskrunner-token", token);
+  history.replaceState(history.state, "", `${location.pathname}${location.search}`);
+}
+
 function askForToken() {
   $("token-form").hidden = false;
   setConnection("down", "needs a token");
@@ -1250,6 +1260,7 @@ async function togglePause() {
 // ---- start ---------------------------------------------------------------------
 
 function start() {
+  takeTokenFromUrl();
   filters = filtersFromUrl(location.search);
   showFilters();
   $("submit-form").addEventListener("submit", submitTasks);
