@@ -751,7 +751,7 @@ function isWaiting(status) {
   return status.state === "pending" && status.not_before !== null && status.not_before !== undefined;
 }
 
-// The server's filters, applied again to what the event stream brings.
+// The server's filters, applied again to what the event stream brings (the name's case counts).
 function matches(status) {
   const f = filters;
   return (
@@ -762,7 +762,7 @@ function matches(status) {
     (!f.worker || status.worker === f.worker) &&
     (!f.error || (status.error && status.error.type === f.error)) &&
     (f.since === null || status.submitted_at >= f.since) &&
-    (f.until === null || status.submitted_at <= f.until) &&
+    (f.until === null || status.submitted_at < f.until) && // as the server: since in, until out
     (!f.label || status.limit === f.label) &&
     (!f.waiting || isWaiting(status))
   );
