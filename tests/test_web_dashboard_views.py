@@ -92,16 +92,23 @@ def test_chart_js_ships_with_its_licence(server):
     assert response.headers["Content-Type"].startswith("text/javascript")
 
 
-def test_a_token_in_the_urls_fragment_moves_to_the_tabs_storage(browser):
-    server = ServerProcess(threads=4, TASKRUNNER_TOKEN="fragment-secret")
+def test_a_read_only_token_from_the_urls_fragment(browser):
+    tokens = {"TASKRUNNER_TOKEN": "change-secret", "TASKRUNNER_READ_TOKEN": "read-secret"}
+    server = ServerProcess(threads=4, **tokens)
     try:
-        open_page(browser, f"{server.url}/?state=failed#token=fragment-secret")
+        open_page(browser, f"{server.url}/?state=failed#token=read-secret")
+        # The token leaves the address bar for the tab's storage.
         assert urlsplit(browser.current_url).fragment == ""
         assert url_query(browser) == {"state": ["failed"]}
         stored = browser.execute_script("return sessionStorage.getItem('taskrunner-token');")
-        assert stored == "fragment-secret"
+        assert stored == "read-secret"
         assert not browser.find_element("id", "token-form").is_displayed()
+        # It may look, not change: the page says so and greys out what changes things.
+        wait_until(browser, lambda d: d.find_element("id", "read-only").is_displayed(), "")
+        for id in ("pause-button", "submit-button", "cancel-selected"):
+            assert not browser.find_element("id", id).is_enabled(), id
     finally:
+        browser.execute_script("sessionStorage.clear();")
         server.stop()
 
 

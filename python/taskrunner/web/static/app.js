@@ -30,6 +30,7 @@ let limitLabels = []; // the runner's limits, by label, as GET api/limits lists 
 const taskTypes = new Map(); // name -> {name, description, input_schema, takes_wait}
 let inputEdited = false; // the user has typed in the input box
 let paused = null; // the runner's pause, as last heard; null before the first word
+let readOnly = false; // the token may read but not change (GET api/access)
 
 const $ = (id) => document.getElementById(id);
 
@@ -293,8 +294,8 @@ function fillRow(tr, entry) {
   const button = tr.querySelector("button.cancel");
   button.hidden = status.done;
   const stuck = status.state === "running" && status.kind === "blocking";
-  button.disabled = stuck;
-  button.title = stuck ? "A running blocking task cannot be cancelled" : `Cancel task ${status.id}`;
+  button.disabled = stuck || readOnly;
+  button.title = readOnly ? READ_ONLY : stuck ? "A running blocking task cannot be cancelled" : `Cancel task ${status.id}`;
   tr.querySelector(".select input").checked = selected.has(status.id);
 }
 
@@ -1095,7 +1096,7 @@ async function submitTasks(event) {
     result.textContent = `Not submitted${done}: ${error.message}`;
     result.className = "form-result error";
   } finally {
-    button.disabled = false;
+    button.disabled = readOnly;
   }
 }
 
@@ -1166,7 +1167,7 @@ function showSelection() {
   const all = $("select-page");
   all.checked = ticked > 0 && ticked === shownIds.length;
   all.indeterminate = ticked > 0 && ticked < shownIds.length;
-  $("cancel-selected").disabled = ticked === 0;
+  $("cancel-selected").disabled = ticked === 0 || readOnly;
   setText($("selected-count"), ticked ? `${ticked} selected` : "none selected");
 }
 
@@ -1253,8 +1254,26 @@ async function togglePause() {
   } catch (error) {
     notify(`${paused ? "Resume" : "Pause"}: ${error.message}`);
   } finally {
-    button.disabled = false;
+    button.disabled = readOnly;
   }
+}
+
+const READ_ONLY = "This token may look but not change anything";
+
+// A read-only token: the controls that change things are greyed out, and the top bar says why.
+async function loadAccess() {
+  try {
+    const access = await api("api/access");
+    readOnly = access.can_change === false;
+  } catch (_) {
+    return; // a server without GET api/access lets the actions say what they may not do
+  }
+  $("read-only").hidden = !readOnly;
+  for (const id of ["pause-button", "submit-button", "cancel-selected"]) {
+    $(id).disabled = readOnly || (id === "cancel-selected" && $(id).disabled);
+    if (readOnly) $(id).title = READ_ONLY;
+  }
+  scheduleRender();
 }
 
 // ---- start ---------------------------------------------------------------------
@@ -1280,6 +1299,7 @@ function start() {
     $("token-form").hidden = true;
     location.reload();
   });
+  loadAccess();
   loadStates().catch(reportStatesError);
   loadTaskTypes().catch((error) => notify(`Task types: ${error.message}`));
   taskCharts.start(api);
