@@ -175,6 +175,23 @@ def test_the_error_type_and_time_range_filters(page, server):
     assert page.find_element("id", "empty").text == "No tasks match these filters."
 
 
+def test_the_kind_and_type_filters(page, server):
+    word = unique("kinds")
+    blocking = post(server, type="fake_blocking", input=1, wait=0, name=word)
+    polling = post(server, type="fake_polling", input=1, wait=0, name=word)
+    wait_for_state(server, polling, "succeeded")
+    open_page(page, f"{server.url}/?name={word}&kind=polling")
+    wait_until(page, lambda d: set(shown(d)) == {str(polling)}, f"kind filter: {shown(page)}")
+    assert page.find_element("id", "kind-filter").get_attribute("value") == "polling"
+    open_page(page, f"{server.url}/?name={word}&type=fake_blocking")
+    wait_until(page, lambda d: set(shown(d)) == {str(blocking)}, f"type filter: {shown(page)}")
+    wait_until(
+        page,
+        lambda d: d.find_element("id", "type-filter").get_attribute("value") == "fake_blocking",
+        "the type filter does not show its value",
+    )
+
+
 def test_older_tasks_load_a_page_at_a_time(page, server):
     word = unique("many")
     ids = [post(server, type="fake_blocking", input=1, wait=0, name=word) for _ in range(PAGE + 3)]
