@@ -109,6 +109,7 @@ def test_a_read_only_token_from_the_urls_fragment(browser):
             assert not browser.find_element("id", id).is_enabled(), id
     finally:
         browser.execute_script("sessionStorage.clear();")
+        browser.get("about:blank")  # before the server goes, or the page's reconnects log errors
         server.stop()
 
 

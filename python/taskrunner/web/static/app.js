@@ -884,12 +884,15 @@ async function reloadTasks() {
   const from = filters;
   keep = MAX_KEPT;
   $("load-more").hidden = true;
+  const asked = performance.now();
   try {
     const page = await api(`api/tasks?${apiQuery(from)}`);
     if (generation !== loadGeneration) return;
-    const newest = page.tasks.length ? page.tasks[0].id : 0;
-    for (const id of [...tasks.keys()]) {
-      if (id <= newest || !matches(tasks.get(id).status)) forget(id);
+    const newest = page.tasks.length ? page.tasks[0].id : null;
+    for (const [id, entry] of [...tasks]) {
+      const inPage = newest !== null && id <= newest; // the page has them as they are now
+      const stale = newest === null && entry.receivedAt < asked; // none match: the stream's later news stays
+      if (inPage || stale || !matches(entry.status)) forget(id);
     }
     page.tasks.forEach((status) => upsert(status, false));
     cursor = page.next_cursor;
