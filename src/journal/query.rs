@@ -236,19 +236,32 @@ impl PageQuery<'_> {
         };
         // Each state and each matching name walks its own (value, id)
         // index in order, so a rare one's first page costs what it returns;
-        // the walks are merged.
-        let mut merged = Vec::new();
+        // the walks are merged. Once `want` ids are in hand, a later walk
+        // looks only for ids ahead of the last of them.
+        let (mut above, mut upto) = ids;
+        let mut merged: Vec<i64> = Vec::new();
         for state in &states {
             for name in &names {
-                merged.extend(self.select(*state, name.as_deref(), ids, want)?);
+                if above >= upto {
+                    break;
+                }
+                merged.extend(self.select(*state, name.as_deref(), (above, upto), want)?);
+                merged.sort_unstable_by(|a, b| {
+                    if self.newest_first {
+                        b.cmp(a)
+                    } else {
+                        a.cmp(b)
+                    }
+                });
+                merged.truncate(want);
+                if let (true, Some(&last)) = (merged.len() == want, merged.last()) {
+                    if self.newest_first {
+                        above = above.max(last);
+                    } else {
+                        upto = upto.min(last - 1);
+                    }
+                }
             }
-        }
-        if states.len() * names.len() > 1 {
-            merged.sort_unstable();
-            if self.newest_first {
-                merged.reverse();
-            }
-            merged.truncate(want);
         }
         Ok(merged
             .into_iter()
