@@ -97,13 +97,15 @@ pub const VERSION: u32 = MIGRATIONS.len() as u32;
 /// attempt, then stage (pending, running, final), then polls, whatever
 /// order writes arrive in. `TaskRow::order_key` is the same rule in Rust.
 /// A write without a recipe keeps the stored one: it is sent once, at submit.
+/// A task's name and type never change, so an update leaves them out: SQLite
+/// rewrites the entries of every index on a column an UPDATE sets.
 pub const UPSERT_TASK: &str = "INSERT INTO tasks (id, name, kind, state, submitted_at,
         started_at, finished_at, polls, attempt, result_encoding, result, error_type,
         error_message, error_traceback, recipe_encoding, recipe, origin, worker, priority,
         not_before, limit_label, after_ids, retry, task_type)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
         ?19, ?20, ?21, ?22, ?23, ?24)
-    ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
+    ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
         state = excluded.state, submitted_at = excluded.submitted_at,
         started_at = excluded.started_at, finished_at = excluded.finished_at,
         polls = excluded.polls, attempt = excluded.attempt,
@@ -115,7 +117,7 @@ pub const UPSERT_TASK: &str = "INSERT INTO tasks (id, name, kind, state, submitt
         origin = excluded.origin, worker = excluded.worker,
         priority = excluded.priority, not_before = excluded.not_before,
         limit_label = excluded.limit_label, after_ids = excluded.after_ids,
-        retry = excluded.retry, task_type = excluded.task_type
+        retry = excluded.retry
     WHERE tasks.state IN ('pending', 'running')
         AND (excluded.attempt,
              CASE excluded.state WHEN 'pending' THEN 0 WHEN 'running' THEN 1 ELSE 2 END,
