@@ -199,6 +199,8 @@ def build(path: Path, n: int) -> None:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     partial.rename(path)
+    for leftover in path.parent.glob(partial.name + "*"):
+        leftover.unlink()  # the making runner's lock file
 
 
 def journal_for(n: int, cache: Path) -> Path:
