@@ -411,6 +411,32 @@ fn pages_follow_the_filter_in_id_order() {
     }
 }
 
+#[test]
+fn a_name_search_over_more_names_than_it_lists_scans_the_rows_instead() {
+    let dir = Scratch::new();
+    let journal = open(&dir.path("j.db"));
+    let rows: Vec<TaskRow> = (1..=5_100)
+        .map(|id| TaskRow {
+            name: format!("job-{id}").into(),
+            ..row(id, "succeeded")
+        })
+        .collect();
+    write_all(&journal, rows);
+    let filter = Filter {
+        name_contains: Some("-42".into()),
+        ..Filter::default()
+    };
+    let mut expected: Vec<u64> = (1..=5_100)
+        .filter(|id| format!("job-{id}").contains("-42"))
+        .collect();
+    expected.reverse();
+    let page = journal.page_ids(&filter, None, true, 1000).unwrap();
+    assert_eq!(page.ids, expected);
+    let few = journal.page_ids(&filter, None, true, 3).unwrap();
+    assert_eq!(few.ids, expected[..3]);
+    assert_eq!(few.next, Some(expected[2]));
+}
+
 fn passes(f: &Filter, r: &TaskRow) -> bool {
     (f.states.is_empty() || f.states.iter().any(|s| s == r.state))
         && f.name_contains
