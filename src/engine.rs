@@ -104,6 +104,8 @@ pub struct Submission<'py> {
     pub not_before: Option<f64>,
     /// The records of `plan.after`.
     pub upstream: Vec<Arc<Record>>,
+    /// A label for the task (`submit(type=...)`).
+    pub task_type: Option<Arc<str>>,
 }
 
 /// Which tasks a listing holds, and from where.
@@ -430,10 +432,11 @@ impl Engine {
                 .unbind(),
         };
         let policy = sub.policy.unwrap_or(self.policy);
-        let (plan, not_before) = (sub.plan, sub.not_before);
+        let (plan, not_before, task_type) = (sub.plan, sub.not_before, sub.task_type);
         let record = self.store.insert(|id| {
             let mut record = Record::new(id, name, sub.task.unbind(), sub.kind, policy);
             record.plan = plan;
+            record.task_type = task_type;
             record.progress.get_mut().not_before = not_before;
             record
         });
@@ -468,14 +471,21 @@ impl Engine {
 
     /// The ids `list` would give, without reading any result back.
     pub fn list_ids(&self, py: Python<'_>, listing: &Listing) -> PyResult<Vec<u64>> {
-        Ok(match self.list_journal(py, listing)? {
-            None => self
+        match self.journal().filter(|j| j.health() == Health::Ok) {
+            Some(_) if listing.limit == 0 => Ok(Vec::new()),
+            Some(journal) => journal.page_ids(
+                py,
+                &listing.filter,
+                listing.cursor,
+                listing.newest_first,
+                listing.limit,
+            ),
+            None => Ok(self
                 .list_memory(py, listing)?
                 .iter()
                 .map(|r| r.id)
-                .collect(),
-            Some((_, rows)) => rows.iter().map(|row| row.id).collect(),
-        })
+                .collect()),
+        }
     }
 
     /// The journal's rows for `listing`; None when memory must answer.
@@ -526,7 +536,8 @@ impl Engine {
                         .bind(py)
                         .to_str()
                         .is_ok_and(|n| n.contains(part.as_str()))
-                });
+                })
+                && passes_labels(py, f, &record);
             if passes {
                 listed.push(record);
             }
@@ -937,6 +948,7 @@ impl Engine {
             record.submitted_at = row.submitted_at;
             record.attempt = row.attempt + 1;
             record.plan = plan;
+            record.task_type = row.task_type.clone();
             let p = record.progress.get_mut();
             p.not_before = row.schedule.not_before;
             // A task waiting for a retry keeps its last error.
@@ -1166,6 +1178,26 @@ pub fn run_callbacks(py: Python<'_>, callbacks: Vec<(Py<PyAny>, Py<PyAny>)>) {
             log_exception(py, "exception in a done callback", err);
         }
     }
+}
+
+/// Whether `record` passes the filter's kind, type, worker and error type.
+fn passes_labels(py: Python<'_>, f: &Filter, record: &Record) -> bool {
+    let same =
+        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
+    if !same(&f.task_type, record.task_type.as_deref()) {
+        return false;
+    }
+    if f.kind.is_none() && f.worker.is_none() && f.error_type.is_none() {
+        return true;
+    }
+    let p = record.progress.lock();
+    let worker = p.worker.as_ref().and_then(|w| w.bind(py).to_str().ok());
+    same(&f.kind, p.kind.map(Kind::as_str))
+        && same(&f.worker, worker)
+        && same(
+            &f.error_type,
+            p.error.as_ref().map(|e| e.type_name.as_str()),
+        )
 }
 
 /// A panic inside taskrunner, as the failure of the task it hit.

@@ -175,6 +175,7 @@ impl Codec {
                 ..Plan::default()
             },
             not_before: row.schedule.not_before.filter(|_| !row.is_final()),
+            task_type: row.task_type.clone(),
         }))
     }
 }
@@ -347,6 +348,7 @@ impl Journaling {
         row.attempt = record.attempt;
         row.schedule = schedule;
         row.kind = record.kind().map(Kind::as_str);
+        row.task_type = record.task_type.clone();
         self.live
             .lock()
             .insert(record.id, (row.clone(), recipe.is_some()));
@@ -392,6 +394,21 @@ impl Journaling {
         .map_err(journal_error)
     }
 
+    /// The ids of a page, as `page` finds them, without reading rows.
+    pub fn page_ids(
+        &self,
+        py: Python<'_>,
+        filter: &Filter,
+        cursor: Option<u64>,
+        newest_first: bool,
+        limit: usize,
+    ) -> PyResult<Vec<u64>> {
+        self.flush(py, FRESH_WAIT);
+        py.detach(|| self.journal.page_ids(filter, cursor, newest_first, limit))
+            .map(|page| page.ids)
+            .map_err(journal_error)
+    }
+
     pub fn health(&self) -> Health {
         self.journal.health()
     }
@@ -404,6 +421,7 @@ impl Journaling {
         row.attempt = record.attempt;
         row.kind = last.kind;
         row.schedule = last.schedule.clone();
+        row.task_type = last.task_type.clone();
         self.live.lock().insert(record.id, (row.clone(), true));
         self.write(row);
     }

@@ -251,6 +251,7 @@ pub struct Recorded {
     pub worker: Option<Py<PyString>>,
     pub plan: Plan,
     pub not_before: Option<f64>,
+    pub task_type: Option<Arc<str>>,
 }
 
 pub struct Record {
@@ -262,6 +263,8 @@ pub struct Record {
     pub attempt: u32,
     pub policy: PollPolicy,
     pub plan: Plan,
+    /// The label it was submitted with: `submit(type=...)`, an HTTP task's type.
+    pub task_type: Option<Arc<str>>,
     /// Tasks in `plan.after` not yet succeeded, plus one while the submit
     /// that registers them is under way.
     pub unmet: AtomicUsize,
@@ -288,6 +291,7 @@ impl Record {
             attempt: 1,
             policy,
             plan: Plan::default(),
+            task_type: None,
             unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
             state: AtomicU8::new(State::Pending as u8),
@@ -325,6 +329,7 @@ impl Record {
             attempt: r.attempt,
             policy: PollPolicy::default(),
             plan: r.plan,
+            task_type: r.task_type,
             unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
             state: AtomicU8::new(r.state as u8),

@@ -42,6 +42,22 @@ fn parse_kind(kind: Option<&str>) -> PyResult<Option<Kind>> {
     .transpose()
 }
 
+/// The longest `type` label a submit takes, in characters (as a name over HTTP).
+const MAX_TYPE_CHARS: usize = 200;
+
+/// `type=` of a submit, checked: 1 to `MAX_TYPE_CHARS` characters.
+fn checked_type(label: Option<&str>) -> PyResult<Option<Arc<str>>> {
+    match label {
+        Some(label) if label.is_empty() || label.chars().count() > MAX_TYPE_CHARS => {
+            Err(PyValueError::new_err(format!(
+                "type must be a str of 1 to {MAX_TYPE_CHARS} characters, got {} characters",
+                label.chars().count()
+            )))
+        }
+        label => Ok(label.map(Arc::from)),
+    }
+}
+
 /// The most a start time may lie ahead: a year.
 const MAX_DELAY_SECONDS: f64 = 365.0 * 86_400.0;
 
@@ -299,7 +315,7 @@ impl Runner {
     #[pyo3(signature = (
         task, *, kind=None, timeout=None, name=None, poll=None, durable=false, recipe=None, key=None,
         retries=None, delay=None, not_before=None, priority=0, after=None, limit=None,
-        _elsewhere=false
+        r#type=None, _elsewhere=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
@@ -319,9 +335,11 @@ impl Runner {
         priority: i32,
         after: Option<Bound<'_, PyAny>>,
         limit: Option<&str>,
+        r#type: Option<&str>,
         _elsewhere: bool,
     ) -> PyResult<TaskHandle> {
         let kind = classify(&task, parse_kind(kind)?)?;
+        let task_type = checked_type(r#type)?;
         let recipe = match (durable || recipe.is_some(), self.engine.journal()) {
             (false, _) => None,
             (true, Some(journal)) => Some(match &recipe {
@@ -387,6 +405,7 @@ impl Runner {
             plan,
             not_before,
             upstream,
+            task_type,
         };
         let record = self.engine.submit(py, submission)?;
         Ok(TaskHandle {
@@ -548,10 +567,14 @@ impl Runner {
     }
 
     /// Status dicts of tasks, oldest first: those in `state`, whose name
-    /// contains `name`, submitted at or after `since` and before `until`
+    /// contains `name`, of `kind`, `type` and `worker`, whose error's type
+    /// is named `error`, submitted at or after `since` and before `until`
     /// (Unix seconds), with ids after `after` (a paging cursor), at most
     /// `limit`. With a journal, tasks no longer in memory are listed too.
-    #[pyo3(signature = (state=None, *, name=None, since=None, until=None, after=None, limit=None))]
+    #[pyo3(signature = (
+        state=None, *, name=None, since=None, until=None, after=None, limit=None, kind=None,
+        r#type=None, worker=None, error=None
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn tasks<'py>(
         &self,
@@ -562,10 +585,20 @@ impl Runner {
         until: Option<f64>,
         after: Option<&Bound<'_, PyInt>>,
         limit: Option<&Bound<'_, PyInt>>,
+        kind: Option<String>,
+        r#type: Option<String>,
+        worker: Option<String>,
+        error: Option<String>,
     ) -> PyResult<Bound<'py, PyList>> {
         // Below every id, a negative cursor lists them all.
         let after = after.and_then(|a| a.extract::<u64>().ok());
-        let listing = listing(state, name, since, until, after, false, limit)?;
+        let labels = Labels {
+            kind,
+            task_type: r#type,
+            worker,
+            error_type: error,
+        };
+        let listing = listing(state, name, since, until, labels, after, false, limit)?;
         let list = PyList::empty(py);
         for record in self.engine.list(py, &listing)? {
             list.append(status_dict(py, &record)?)?;
@@ -575,7 +608,10 @@ impl Runner {
 
     /// Ids of tasks, newest first, below `before` (a paging cursor), at
     /// most `limit`; filtered as `tasks` filters.
-    #[pyo3(signature = (state=None, limit=None, before=None, *, name=None, since=None, until=None))]
+    #[pyo3(signature = (
+        state=None, limit=None, before=None, *, name=None, since=None, until=None, kind=None,
+        r#type=None, worker=None, error=None
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn ids(
         &self,
@@ -586,6 +622,10 @@ impl Runner {
         name: Option<String>,
         since: Option<f64>,
         until: Option<f64>,
+        kind: Option<String>,
+        r#type: Option<String>,
+        worker: Option<String>,
+        error: Option<String>,
     ) -> PyResult<Vec<u64>> {
         // Out-of-range ints mean what they say: no id is below a negative
         // cursor, every id is below a huge one, and a huge limit is no limit.
@@ -593,7 +633,13 @@ impl Runner {
             return Ok(Vec::new());
         }
         let before = before.and_then(|b| b.extract::<u64>().ok());
-        let listing = listing(state, name, since, until, before, true, limit)?;
+        let labels = Labels {
+            kind,
+            task_type: r#type,
+            worker,
+            error_type: error,
+        };
+        let listing = listing(state, name, since, until, labels, before, true, limit)?;
         self.engine.list_ids(py, &listing)
     }
 
@@ -837,12 +883,23 @@ pub fn _after_fork_in_child(py: Python<'_>) {
     }
 }
 
+/// The exact-match filters of a listing: kind, type, worker, error type.
+#[derive(Default)]
+pub struct Labels {
+    pub kind: Option<String>,
+    pub task_type: Option<String>,
+    pub worker: Option<String>,
+    pub error_type: Option<String>,
+}
+
 /// A listing from the arguments of `tasks` and `ids`.
+#[allow(clippy::too_many_arguments)]
 pub fn listing(
     state: Option<&str>,
     name: Option<String>,
     since: Option<f64>,
     until: Option<f64>,
+    labels: Labels,
     cursor: Option<u64>,
     newest_first: bool,
     limit: Option<&Bound<'_, PyInt>>,
@@ -857,6 +914,9 @@ pub fn listing(
                 "{what} must be a time, got nan"
             )));
         }
+    }
+    if let Some(kind) = &labels.kind {
+        parse_kind(Some(kind))?;
     }
     let limit = match limit {
         Some(l) if l.lt(0)? => {
@@ -873,6 +933,10 @@ pub fn listing(
             name_contains: name,
             since,
             until,
+            kind: labels.kind,
+            task_type: labels.task_type,
+            worker: labels.worker,
+            error_type: labels.error_type,
         },
         cursor,
         newest_first,

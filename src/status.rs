@@ -12,7 +12,7 @@ use crate::record::{unix_now, Kind, Record, State};
 
 /// Every key of the status dict, in the order the dict has them: the one
 /// list that the Python package, the HTTP API and the dashboard read.
-pub const STATUS_KEYS: [&str; 19] = [
+pub const STATUS_KEYS: [&str; 20] = [
     "id",
     "name",
     "kind",
@@ -32,6 +32,7 @@ pub const STATUS_KEYS: [&str; 19] = [
     "not_before",
     "after",
     "limit",
+    "type",
 ];
 
 /// The status dict's keys, states and kinds as Python strings, made at
@@ -131,6 +132,10 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
         not_before.into_pyobject(py)?.into_any(),
         PyList::new(py, record.plan.after.iter())?.into_any(),
         match &record.plan.limit_label {
+            Some(label) => PyString::new(py, label).into_any(),
+            None => py.None().into_bound(py),
+        },
+        match &record.task_type {
             Some(label) => PyString::new(py, label).into_any(),
             None => py.None().into_bound(py),
         },

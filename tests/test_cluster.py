@@ -95,6 +95,15 @@ def test_a_local_task_has_no_worker():
         assert runner.status(handle.id)["worker"] is None
 
 
+def test_a_type_label_stays_with_the_runner_and_the_worker_is_searchable(on_local):
+    handle = on_local.submit(Sleep("slept", 0), type="nap")
+    assert handle.result(timeout=10) == "slept"
+    status = on_local.status(handle.id)
+    assert status["type"] == "nap" and status["worker"].startswith("tcp://127.0.0.1:")
+    assert on_local.ids(type="nap", worker=status["worker"]) == [handle.id]
+    assert on_local.ids(type="nap", worker="tcp://elsewhere:1") == []
+
+
 def test_a_failure_comes_back_with_the_remote_traceback(on_local):
     handle = on_local.submit(Boom(), kind="blocking")
     with pytest.raises(ValueError, match="boom on the worker") as raised:

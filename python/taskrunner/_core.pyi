@@ -59,6 +59,10 @@ class JournalView:
         cursor: Optional[int] = None,
         limit: Optional[int] = None,
         newest_first: bool = False,
+        kind: Optional[str] = None,
+        type: Optional[str] = None,
+        worker: Optional[str] = None,
+        error: Optional[str] = None,
     ) -> list[TaskStatus]: ...
     @property
     def path(self) -> str: ...
@@ -185,6 +189,7 @@ class Runner:
         priority: int = 0,
         after: Optional[Iterable[Union[int, TaskHandle]]] = None,
         limit: Optional[str] = None,
+        type: Optional[str] = None,
         _elsewhere: bool = False,
     ) -> TaskHandle: ...
     def set_limit(self, label: str, limit: Union[int, Rate]) -> None: ...
@@ -202,6 +207,10 @@ class Runner:
         until: Optional[float] = None,
         after: Optional[int] = None,
         limit: Optional[int] = None,
+        kind: Optional[str] = None,
+        type: Optional[str] = None,
+        worker: Optional[str] = None,
+        error: Optional[str] = None,
     ) -> list[TaskStatus]: ...
     def ids(
         self,
@@ -212,6 +221,10 @@ class Runner:
         name: Optional[str] = None,
         since: Optional[float] = None,
         until: Optional[float] = None,
+        kind: Optional[str] = None,
+        type: Optional[str] = None,
+        worker: Optional[str] = None,
+        error: Optional[str] = None,
     ) -> list[int]: ...
     def counts(self) -> dict[str, int]: ...
     def result(self, id: int, timeout: Optional[float] = None) -> Any: ...

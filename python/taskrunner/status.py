@@ -52,6 +52,7 @@ class TaskStatus(TypedDict):
     not_before: Optional[float]
     after: list[int]
     limit: Optional[str]
+    type: Optional[str]
 
 
 class RunnerStats(TypedDict):

@@ -24,7 +24,7 @@ mod bench;
 mod tests;
 
 pub use error::JournalError;
-pub use query::{Filter, Page, Reader};
+pub use query::{Filter, IdPage, Page, Reader};
 pub use row::{AuditRow, Encoding, ErrorRow, KeyRow, Schedule, Stored, TaskRow, STATES};
 pub use schema::VERSION;
 
@@ -319,6 +319,17 @@ impl Journal {
         limit: usize,
     ) -> Result<Page, JournalError> {
         self.reader.page_newest(filter, before, limit)
+    }
+
+    /// The ids of a page, without their rows (see `Reader::page_ids`).
+    pub fn page_ids(
+        &self,
+        filter: &Filter,
+        cursor: Option<u64>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<IdPage, JournalError> {
+        self.reader.page_ids(filter, cursor, newest_first, limit)
     }
 
     /// The task an unexpired key started, once the key is committed.

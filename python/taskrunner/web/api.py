@@ -97,6 +97,7 @@ def submit_task() -> tuple[Response, int, dict[str, str]]:
         recipe=recipe(submission.type, submission.input, submission.wait, task),
         key=key,
         scheduling=submission.scheduling(),
+        type=submission.type,
     )
     # Absolute, with the scheme and host the client used (through a trusted proxy too).
     location = url_for("taskrunner_api.get_task", task_id=accepted.status["id"], _external=True)
@@ -115,6 +116,32 @@ class PageQuery(NamedTuple):
     name: Optional[str]
     since: Optional[float]
     until: Optional[float]
+    kind: Optional[str] = None
+    type: Optional[str] = None
+    worker: Optional[str] = None
+    error: Optional[str] = None
+
+    def admits(self, status: dict[str, Any]) -> bool:
+        """Whether a listed task still passes: the journal's row of a task can
+        trail its status in memory by a commit (a state, an error moved on)."""
+        error = status["error"]["type"] if status["error"] else None
+        return (
+            (self.state is None or status["state"] == self.state)
+            and (self.name is None or self.name in status["name"])
+            and all(
+                want is None or have == want
+                for want, have in (
+                    (self.kind, status["kind"]),
+                    (self.type, status["type"]),
+                    (self.worker, status["worker"]),
+                    (self.error, error),
+                )
+            )
+        )
+
+
+# The exact-match filters of ``GET /api/tasks``, beside ``kind``.
+LABEL_FILTERS = ("type", "worker", "error")
 
 
 def _page_query() -> PageQuery:
@@ -132,6 +159,13 @@ def _page_query() -> PageQuery:
     name = request.args.get("name") or None
     if name is not None and len(name) > MAX_NAME_CHARS:
         reasons["name"] = f"must be at most {MAX_NAME_CHARS} characters"
+    kind = request.args.get("kind") or None
+    if kind is not None and kind not in KINDS:
+        reasons["kind"] = f"must be one of {', '.join(KINDS)}"
+    labels = {label: request.args.get(label) or None for label in LABEL_FILTERS}
+    for label, value in labels.items():
+        if value is not None and len(value) > MAX_LABEL_CHARS:
+            reasons[label] = f"must be at most {MAX_LABEL_CHARS} characters"
     times: dict[str, Optional[float]] = {}
     for bound in ("since", "until"):
         times[bound] = _time(request.args.get(bound))
@@ -141,7 +175,14 @@ def _page_query() -> PageQuery:
         raise invalid_params(reasons, where="query")
     # A cursor past every id pages from the newest.
     return PageQuery(
-        state, limit, min(cursor, MAX_ID) or None, name, times["since"], times["until"]
+        state,
+        limit,
+        min(cursor, MAX_ID) or None,
+        name,
+        times["since"],
+        times["until"],
+        kind=kind,
+        **labels,
     )
 
 
@@ -164,7 +205,8 @@ def _positive_int(raw: Optional[str], default: int) -> Optional[int]:
 
 @api.get("/tasks")
 def list_tasks() -> Response:
-    """Tasks newest first, optionally filtered by state, name and submit time, a page at a time."""
+    """Tasks newest first, optionally filtered by state, name, kind, type, worker,
+    error type and submit time, a page at a time."""
     query = _page_query()
     runner = current_state().runner
     # With a journal, ids come from it (tasks no longer in memory included),
@@ -176,6 +218,10 @@ def list_tasks() -> Response:
         name=query.name,
         since=query.since,
         until=query.until,
+        kind=query.kind,
+        type=query.type,
+        worker=query.worker,
+        error=query.error,
     )
     limit = query.limit
     page = ids[:limit]
@@ -185,9 +231,7 @@ def list_tasks() -> Response:
             status = runner.status(id)
         except KeyError:
             continue  # forgotten since it was listed
-        # The journal's state can trail the task's by a commit: moved on, it
-        # no longer belongs in the page.
-        if query.state is None or status["state"] == query.state:
+        if query.admits(status):
             tasks.append(task_json(status))
     next_cursor = page[-1] if len(ids) > limit else None
     return jsonify({"tasks": tasks, "next_cursor": next_cursor})

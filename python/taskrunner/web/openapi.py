@@ -107,6 +107,13 @@ TASK_PROPERTIES: dict[str, Any] = {
     "limit": _nullable(
         {"type": "string", "description": "the label of the limit the task runs under"}
     ),
+    "type": _nullable(
+        {
+            "type": "string",
+            "description": "the task type it was submitted as (POST /api/tasks), or the "
+            "type= label given to submit() in Python; null otherwise",
+        }
+    ),
 }
 
 # The runner's stats (``taskrunner.STATS_KEYS``, in order) between the counts
@@ -523,6 +530,31 @@ LIST_PARAMETERS = [
         "in": "query",
         "description": "only tasks whose name contains this text",
         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS},
+    },
+    {
+        "name": "kind",
+        "in": "query",
+        "description": "only tasks of this kind (a task whose kind is not known yet has none)",
+        "schema": {"enum": list(KINDS)},
+    },
+    {
+        "name": "type",
+        "in": "query",
+        "description": "only tasks of this task type (exact)",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_CHARS},
+    },
+    {
+        "name": "worker",
+        "in": "query",
+        "description": "only tasks that run or ran on this cluster worker (its address, exact)",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_CHARS},
+    },
+    {
+        "name": "error",
+        "in": "query",
+        "description": "only tasks whose error has this type name (exact, such as ValueError): "
+        "failed tasks, and tasks waiting for a retry after one",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_CHARS},
     },
     {
         "name": "since",

@@ -99,6 +99,7 @@ class WebState:
         recipe: Optional[Recipe] = None,
         key: Optional[str] = None,
         scheduling: Optional[dict[str, Any]] = None,
+        type: Optional[str] = None,
     ) -> Accepted:
         """Submits ``task`` within the limit of unfinished tasks, and waits for its commit.
 
@@ -108,6 +109,7 @@ class WebState:
         ``scheduling`` holds the submit's scheduling options (``retries``,
         ``delay``, ``priority``, ``after``, ``limit``...), already checked
         but for what only the runner knows: the ids and the labels it has.
+        ``type`` is the task type it was submitted as, kept in its status.
 
         Raises:
             Problem: 503 when shutting down, at the limit, when the journal
@@ -145,6 +147,7 @@ class WebState:
                     name=name,
                     recipe=recipe if journaled else None,
                     key=key,
+                    type=type,
                     **(scheduling or {}),
                 )
             except KeyError as error:
