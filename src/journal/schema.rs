@@ -14,7 +14,7 @@ pub const APPLICATION_ID: i32 = 0x5452_4a4e;
 
 /// Migration `i` takes a file from version `i` to `i + 1`. Append only: a
 /// released entry never changes, since files in the field were made by it.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     // v1: tasks, and meta for the id high-water mark.
     "CREATE TABLE tasks (
         id INTEGER PRIMARY KEY,
@@ -76,6 +76,43 @@ const MIGRATIONS: [&str; 5] = [
     ALTER TABLE tasks ADD COLUMN limit_label TEXT;
     ALTER TABLE tasks ADD COLUMN after_ids TEXT;
     ALTER TABLE tasks ADD COLUMN retry TEXT;",
+    // v6: a task's timeline. `attempts` holds the attempts a task made
+    // before its last one (a retry, a lost run), written as each ends: a
+    // task that runs once has none. `task_after` indexes `after_ids` the
+    // other way round (which tasks start after this one), filled by a
+    // trigger when a task's first row lands. Both go with their task when
+    // retention deletes it.
+    "CREATE TABLE attempts (
+        task_id INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at REAL,
+        ended_at REAL,
+        error_type TEXT,
+        error_message TEXT,
+        error_traceback TEXT,
+        PRIMARY KEY (task_id, attempt)
+    );
+    CREATE TABLE task_after (
+        upstream INTEGER NOT NULL,
+        dependent INTEGER NOT NULL,
+        PRIMARY KEY (upstream, dependent)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO task_after (upstream, dependent)
+        SELECT CAST(j.value AS INTEGER), tasks.id
+        FROM tasks, json_each('[' || tasks.after_ids || ']') AS j
+        WHERE json_valid('[' || tasks.after_ids || ']');
+    CREATE TRIGGER task_after_filled AFTER INSERT ON tasks
+        WHEN json_valid('[' || new.after_ids || ']')
+    BEGIN
+        INSERT OR IGNORE INTO task_after (upstream, dependent)
+            SELECT CAST(value AS INTEGER), new.id
+            FROM json_each('[' || new.after_ids || ']');
+    END;
+    CREATE TRIGGER timeline_pruned AFTER DELETE ON tasks
+    BEGIN
+        DELETE FROM attempts WHERE task_id = old.id;
+        DELETE FROM task_after WHERE upstream = old.id;
+    END;",
 ];
 
 pub const VERSION: u32 = MIGRATIONS.len() as u32;
