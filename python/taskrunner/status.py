@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, TypedDict
 
-__all__ = ["Attempt", "ErrorInfo", "Progress", "RunnerStats", "TaskStatus", "Timeline", "TimelineEvent"]
+__all__ = [
+    "Attempt",
+    "ErrorInfo",
+    "Progress",
+    "RunnerStats",
+    "TaskStatus",
+    "Timeline",
+    "TimelineEvent",
+]
 
 State = Literal["pending", "running", "succeeded", "failed", "cancelled", "timed_out"]
 Kind = Literal["blocking", "polling"]

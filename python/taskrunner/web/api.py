@@ -95,9 +95,7 @@ def submit_task() -> tuple[Response, int, dict[str, str]]:
         task,
         timeout=submission.timeout,
         name=submission.name,
-        recipe=recipe(
-            submission.type, submission.input, submission.wait, task, submission.timeout
-        ),
+        recipe=recipe(submission.type, submission.input, submission.wait, task, submission.timeout),
         key=key,
         scheduling=submission.scheduling(),
     )

@@ -104,7 +104,8 @@ class WebState:
 
         The runner keeps the task's ``recipe`` (for ``POST .../again``); with
         a journal it goes with the task's row (so that it runs again after a
-        crash), and this returns only once that row is committed. With ``key``, a repeat returns the task the key first made.
+        crash), and this returns only once that row is committed. With
+        ``key``, a repeat returns the task the key first made.
         ``scheduling`` holds the submit's scheduling options (``retries``,
         ``delay``, ``priority``, ``after``, ``limit``...), already checked
         but for what only the runner knows: the ids and the labels it has.
