@@ -79,9 +79,10 @@ const MIGRATIONS: [&str; 6] = [
     // v6: a task's timeline. `attempts` holds the attempts a task made
     // before its last one (a retry, a lost run), written as each ends: a
     // task that runs once has none. `task_after` indexes `after_ids` the
-    // other way round (which tasks start after this one), filled by a
-    // trigger when a task's first row lands. Both go with their task when
-    // retention deletes it.
+    // other way round (which tasks start after this one); the writer fills
+    // it for the rows that have `after_ids`, and this fills it for the rows
+    // already there. Both go when retention deletes the task they belong to
+    // (only a task that ran again, or came after others, has any).
     "CREATE TABLE attempts (
         task_id INTEGER NOT NULL,
         attempt INTEGER NOT NULL,
@@ -101,17 +102,13 @@ const MIGRATIONS: [&str; 6] = [
         SELECT CAST(j.value AS INTEGER), tasks.id
         FROM tasks, json_each('[' || tasks.after_ids || ']') AS j
         WHERE json_valid('[' || tasks.after_ids || ']');
-    CREATE TRIGGER task_after_filled AFTER INSERT ON tasks
-        WHEN json_valid('[' || new.after_ids || ']')
-    BEGIN
-        INSERT OR IGNORE INTO task_after (upstream, dependent)
-            SELECT CAST(value AS INTEGER), new.id
-            FROM json_each('[' || new.after_ids || ']');
-    END;
     CREATE TRIGGER timeline_pruned AFTER DELETE ON tasks
+        WHEN old.attempt > 1 OR old.after_ids IS NOT NULL
     BEGIN
         DELETE FROM attempts WHERE task_id = old.id;
-        DELETE FROM task_after WHERE upstream = old.id;
+        DELETE FROM task_after WHERE dependent = old.id AND upstream IN
+            (SELECT value FROM json_each('[' || old.after_ids || ']')
+             WHERE json_valid('[' || old.after_ids || ']'));
     END;",
 ];
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::attempts::{AttemptRow, INSERT_ATTEMPT};
+use super::attempts::{write_dependents, AttemptRow, INSERT_ATTEMPT};
 use super::error::JournalError;
 use super::row::{to_i64, AuditRow, KeyRow, TaskRow};
 use super::schema::{
@@ -408,6 +408,7 @@ fn write_batch(conn: &mut Connection, backlog: &Backlog, key_cutoff: f64) -> rus
         for (block, (low, high)) in submitted_ranges(&backlog.tasks) {
             widen.execute(params![block, low, high])?;
         }
+        write_dependents(&tx, &backlog.tasks)?;
     }
     if !backlog.keys.is_empty() {
         let mut upsert = tx.prepare_cached(UPSERT_KEY)?;
