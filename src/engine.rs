@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::attempts::{AttemptError, Trail};
 use crate::errors::{failure, log_exception};
 use crate::events::{Events, Subscription};
 use crate::journal::{Encoding, Stored, TaskRow};
@@ -402,12 +403,34 @@ impl Engine {
         }
     }
 
-    /// A task that runs elsewhere lost its worker and is queued again;
-    /// returns its attempt now, or None when it is already final.
-    pub fn requeue(&self, record: &Arc<Record>) -> Option<u32> {
-        let attempt = record.requeue(&self.store.counts)?;
+    /// A task that runs elsewhere lost its worker and is queued again (the
+    /// attempt that ended is kept, saying so); returns its attempt now, or
+    /// None when it is already final.
+    pub fn requeue(&self, py: Python<'_>, record: &Arc<Record>) -> Option<u32> {
+        let worker = record
+            .progress
+            .lock()
+            .worker
+            .as_ref()
+            .map(|w| w.clone_ref(py));
+        let why = match worker {
+            Some(worker) => format!(
+                "its cluster worker {} was lost",
+                worker.bind(py).to_string_lossy()
+            ),
+            None => "the cluster worker it was sent to was lost before it started".into(),
+        };
+        let attempt = record.requeue(Some(AttemptError::lost(why)), &self.store.counts)?;
+        if let Some(journal) = self.journal() {
+            journal.attempt_ended(record);
+        }
         self.events.publish(record, State::Pending);
         Some(attempt)
+    }
+
+    /// A task's record if it is still in memory (not read back from the journal).
+    pub fn in_memory(&self, id: u64) -> Option<Arc<Record>> {
+        self.store.get(id)
     }
 
     /// A new record, pending, in the store, the journal and the events.
@@ -433,10 +456,12 @@ impl Engine {
         };
         let policy = sub.policy.unwrap_or(self.policy);
         let (plan, not_before, task_type) = (sub.plan, sub.not_before, sub.task_type);
+        let recipe = sub.recipe.as_ref().and_then(crate::journaling::recipe_text);
         let record = self.store.insert(|id| {
             let mut record = Record::new(id, name, sub.task.unbind(), sub.kind, policy);
             record.plan = plan;
             record.task_type = task_type;
+            record.recipe = recipe;
             record.progress.get_mut().not_before = not_before;
             record
         });
@@ -949,6 +974,11 @@ impl Engine {
             record.attempt = row.attempt + 1;
             record.plan = plan;
             record.task_type = row.task_type.clone();
+            record.recipe = crate::journaling::recipe_text(recipe);
+            // The attempts it made before, and the one lost with the process.
+            let lost = crate::journaling::lost_attempt(row);
+            let mut attempts = journal.past_attempts(py, row.id)?;
+            attempts.push(lost.clone());
             let p = record.progress.get_mut();
             p.not_before = row.schedule.not_before;
             // A task waiting for a retry keeps its last error.
@@ -956,8 +986,10 @@ impl Engine {
                 .error
                 .as_ref()
                 .map(|e| crate::journaling::error_of(py, e));
+            Trail::of(&mut p.trail).attempts = attempts;
             let record = self.store.insert_recovered(record);
             journal.resubmitted(&record, row);
+            journal.write_attempt(record.id, &lost);
             self.events.publish(&record, State::Pending);
             if self.recover_elsewhere {
                 self.recovered.lock().push(record);

@@ -17,8 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::attempts::{AttemptError, PastAttempt};
 use crate::journal::{
-    AuditRow, Encoding, ErrorRow, Filter, Health, Journal, JournalError as StoreError, KeyRow,
+    AttemptRow, AuditRow, Encoding, ErrorRow, Filter, Health, Journal, JournalError as StoreError,
+    KeyRow,
     Options, Page, Schedule, Stored, TaskRow,
 };
 use crate::record::{ErrorInfo, Kind, Plan, Record, Recorded, State};
@@ -125,6 +127,17 @@ impl Codec {
         same.then(|| text.extract::<String>().ok()).flatten()
     }
 
+    /// A recipe given as data, as JSON that reads back equal, else `TypeError`.
+    fn recipe_data(&self, data: &Bound<'_, PyAny>) -> PyResult<Stored> {
+        match self.json_round_trip(data.py(), data) {
+            Some(text) => Ok(stored(Encoding::Json, text.into_bytes())),
+            None => Err(PyTypeError::new_err(format!(
+                "a recipe must be JSON that reads back equal, and this {} is not",
+                type_name(data)
+            ))),
+        }
+    }
+
     fn pickle(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         let bytes = self.pickle_dumps.bind(py).call1((value,))?;
         Ok(bytes.cast_into::<PyBytes>()?.as_bytes().to_vec())
@@ -155,7 +168,7 @@ impl Codec {
             None => None,
         };
         let error = row.error.as_ref().map(|e| error_of(py, e));
-        Ok(Record::restored(Recorded {
+        let mut record = Record::restored(Recorded {
             id: row.id,
             name: PyString::new(py, &row.name).unbind(),
             kind: row.kind.and_then(Kind::parse),
@@ -176,7 +189,70 @@ impl Codec {
             },
             not_before: row.schedule.not_before.filter(|_| !row.is_final()),
             task_type: row.task_type.clone(),
-        }))
+        });
+        record.recipe = row.recipe.as_ref().and_then(recipe_text);
+        Ok(record)
+    }
+}
+
+/// The text of a recipe given as data (JSON); None for a pickled task.
+pub fn recipe_text(recipe: &Stored) -> Option<Box<str>> {
+    if recipe.encoding != Encoding::Json {
+        return None;
+    }
+    std::str::from_utf8(&recipe.bytes).ok().map(Box::from)
+}
+
+/// A recipe given as data, as JSON text: JSON that reads back equal, else
+/// `TypeError`. Kept by the runner with or without a journal.
+pub fn recipe_json(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Stored> {
+    Codec::new(py)?.recipe_data(data)
+}
+
+/// An attempt as the journal keeps it.
+fn attempt_row(task_id: u64, past: &PastAttempt) -> AttemptRow {
+    AttemptRow {
+        task_id,
+        attempt: past.attempt,
+        started_at: past.started_at,
+        ended_at: past.ended_at,
+        error: past.error.as_ref().map(|e| ErrorRow {
+            type_name: e.type_name.clone(),
+            message: e.message.clone(),
+            traceback: Some(e.traceback.clone()),
+        }),
+    }
+}
+
+/// An attempt read back from the journal.
+fn past_attempt(row: AttemptRow) -> PastAttempt {
+    PastAttempt {
+        attempt: row.attempt,
+        started_at: row.started_at,
+        ended_at: row.ended_at,
+        error: row.error.map(|e| AttemptError {
+            type_name: e.type_name,
+            message: e.message,
+            traceback: e.traceback.unwrap_or_default(),
+        }),
+    }
+}
+
+/// The attempt a task the last process left unfinished was on: lost with
+/// that process, at a moment nobody saw (so it has no end time).
+pub fn lost_attempt(row: &TaskRow) -> PastAttempt {
+    let message = if row.started_at.is_some() && row.state == State::Running.as_str() {
+        "its process ended while this attempt ran; the task ran again when the journal was next opened"
+    } else {
+        "its process ended before this attempt started; the task ran again when the journal was next opened"
+    };
+    PastAttempt {
+        attempt: row.attempt,
+        started_at: row
+            .started_at
+            .filter(|_| row.state == State::Running.as_str()),
+        ended_at: None,
+        error: Some(AttemptError::lost(message.into())),
     }
 }
 
@@ -309,14 +385,8 @@ impl Journaling {
 
     /// A recipe given as data (a JSON-able value, such as an HTTP task's
     /// type and input), which the runner's `recreate` turns back into a task.
-    pub fn recipe_data(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Stored> {
-        match self.codec.json_round_trip(py, data) {
-            Some(text) => Ok(stored(Encoding::Json, text.into_bytes())),
-            None => Err(PyTypeError::new_err(format!(
-                "a recipe must be JSON that reads back equal, and this {} is not",
-                type_name(data)
-            ))),
-        }
+    pub fn recipe_data(&self, data: &Bound<'_, PyAny>) -> PyResult<Stored> {
+        self.codec.recipe_data(data)
     }
 
     /// Re-creates a task from its recipe: a pickled task is unpickled, a
@@ -462,8 +532,51 @@ impl Journaling {
             message: e.message.clone(),
             traceback: Some(e.traceback.clone()),
         });
+        let ended = crate::attempts::Trail::attempts_in(&p.trail)
+            .last()
+            .cloned();
         drop(p);
         self.write(row);
+        if let Some(ended) = ended {
+            self.write_attempt(record.id, &ended);
+        }
+    }
+
+    /// The attempt a task just left behind (its worker was lost): the last
+    /// of its trail.
+    pub fn attempt_ended(&self, record: &Record) {
+        let p = record.progress.lock();
+        let ended = crate::attempts::Trail::attempts_in(&p.trail)
+            .last()
+            .cloned();
+        drop(p);
+        if let Some(ended) = ended {
+            self.write_attempt(record.id, &ended);
+        }
+    }
+
+    /// Writes one past attempt of task `id`.
+    pub fn write_attempt(&self, id: u64, past: &PastAttempt) {
+        // Refused only as `write` says.
+        let _ = self.journal.write_attempt(attempt_row(id, past));
+    }
+
+    /// The attempts task `id` made before its last one, as committed.
+    pub fn past_attempts(&self, py: Python<'_>, id: u64) -> PyResult<Vec<PastAttempt>> {
+        let rows = py
+            .detach(|| self.journal.attempts(id))
+            .map_err(journal_error)?;
+        Ok(rows.into_iter().map(past_attempt).collect())
+    }
+
+    /// The tasks that start after task `id`, as committed; with `fresh`,
+    /// once what is written so far is (for at most `FRESH_WAIT`).
+    pub fn dependents(&self, py: Python<'_>, id: u64, fresh: bool) -> PyResult<Vec<u64>> {
+        if fresh {
+            self.flush(py, FRESH_WAIT);
+        }
+        py.detach(|| self.journal.dependents(id))
+            .map_err(journal_error)
     }
 
     /// A task started on a cluster worker (its attempt counts the reruns

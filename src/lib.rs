@@ -1,5 +1,6 @@
 //! taskrunner's Rust core, exposed to Python as `taskrunner._core`.
 
+mod attempts;
 mod classify;
 mod engine;
 mod errors;
@@ -22,6 +23,7 @@ mod retry;
 mod runner;
 mod status;
 mod store;
+mod timeline;
 mod viewer;
 mod wait;
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::attempts::{AttemptError, PastAttempt, Trail};
 use crate::limits::{Gate, Waiter};
 use crate::policy::{PollPolicy, NO_BUCKET};
 use crate::retry::Retry;
@@ -204,6 +205,9 @@ pub struct Progress {
     pub report: Option<Report>,
     /// Its `progress()` raised once already (and was logged).
     pub report_failed: bool,
+    /// Its past attempts and the tasks submitted after it, for its
+    /// timeline; None until it has either.
+    pub trail: Option<Box<Trail>>,
 }
 
 /// A task's progress as the status dict shows it.
@@ -270,6 +274,9 @@ pub struct Record {
     pub unmet: AtomicUsize,
     /// Where the poll budget counts this task (`policy::Demand`).
     pub poll_bucket: AtomicU8,
+    /// The recipe given as data at submit (JSON text), which makes the task
+    /// again (the HTTP API's "run again"); None for a task without one.
+    pub recipe: Option<Box<str>>,
     /// The state, also readable without the lock (a done check takes no lock);
     /// written only under `progress`, with it.
     state: AtomicU8,
@@ -294,6 +301,7 @@ impl Record {
             task_type: None,
             unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
+            recipe: None,
             state: AtomicU8::new(State::Pending as u8),
             progress: Mutex::new(Progress {
                 state: State::Pending,
@@ -315,6 +323,7 @@ impl Record {
                 poll_errors: 0,
                 report: None,
                 report_failed: false,
+                trail: None,
             }),
         }
     }
@@ -332,6 +341,7 @@ impl Record {
             task_type: r.task_type,
             unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
+            recipe: None,
             state: AtomicU8::new(r.state as u8),
             progress: Mutex::new(Progress {
                 state: r.state,
@@ -353,6 +363,7 @@ impl Record {
                 poll_errors: 0,
                 report: None,
                 report_failed: false,
+                trail: None,
             }),
         }
     }
@@ -407,10 +418,20 @@ impl Record {
     }
 
     /// A task whose cluster worker was lost runs again: back to pending,
-    /// with the next attempt. Returns the attempt it is now on, or None
-    /// when it is already final.
-    pub fn requeue(&self, counts: &Counts) -> Option<u32> {
+    /// with the next attempt; the attempt that ended goes to its trail with
+    /// `error` (why). Returns the attempt it is now on, or None when it is
+    /// already final.
+    pub fn requeue(&self, error: Option<AttemptError>, counts: &Counts) -> Option<u32> {
         let mut p = self.progress.lock();
+        self.run_again(&mut p, error, counts)
+    }
+
+    fn run_again(
+        &self,
+        p: &mut Progress,
+        error: Option<AttemptError>,
+        counts: &Counts,
+    ) -> Option<u32> {
         match p.state {
             State::Pending => {}
             State::Running => {
@@ -420,27 +441,38 @@ impl Record {
                 if p.kind == Some(Kind::Polling) {
                     counts.polling.fetch_sub(1, Ordering::Relaxed);
                 }
-                p.started_at = None;
             }
             _ => return None,
         }
+        let ended = PastAttempt {
+            attempt: self.attempt + p.reruns,
+            started_at: p.started_at.take(),
+            ended_at: Some(unix_now()),
+            error,
+        };
+        Trail::of(&mut p.trail).attempts.push(ended);
         p.worker = None;
         p.reruns += 1;
         Some(self.attempt + p.reruns)
     }
 
     /// A task whose run failed waits to run again (with the next attempt)
-    /// until `not_before`, keeping its error. Returns the attempt it is now
-    /// on and whether it gave back a limit slot, or None when it is already
-    /// final.
+    /// until `not_before`, keeping its error (and, in its trail, the attempt
+    /// that ended with it). Returns the attempt it is now on and whether it
+    /// gave back a limit slot, or None when it is already final.
     pub fn retry_later(
         &self,
         error: ErrorInfo,
         not_before: f64,
         counts: &Counts,
     ) -> Option<(u32, bool)> {
-        let attempt = self.requeue(counts)?;
         let mut p = self.progress.lock();
+        let why = AttemptError {
+            type_name: error.type_name.clone(),
+            message: error.message.clone(),
+            traceback: error.traceback.clone(),
+        };
+        let attempt = self.run_again(&mut p, Some(why), counts)?;
         p.error = Some(error);
         p.not_before = Some(not_before);
         p.get_output = None;
@@ -452,6 +484,7 @@ impl Record {
     /// state instead when it has ended already.
     pub fn add_dependent(&self, dependent: &Arc<Record>) -> Option<State> {
         let mut p = self.progress.lock();
+        Trail::of(&mut p.trail).dependents.push(dependent.id);
         if p.state.is_final() {
             return Some(p.state);
         }

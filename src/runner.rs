@@ -117,6 +117,20 @@ impl Drop for Runner {
     }
 }
 
+/// An id as Python gives it: an int out of range is simply an unknown id.
+fn id_of(id: &Bound<'_, PyAny>) -> PyResult<u64> {
+    match id.extract::<u64>() {
+        Ok(number) => Ok(number),
+        Err(_) if id.is_instance_of::<PyInt>() => {
+            Err(PyKeyError::new_err(format!("no task with id {id}")))
+        }
+        Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "a task id is an int, got {}",
+            id.get_type().name()?
+        ))),
+    }
+}
+
 impl Runner {
     fn record(&self, py: Python<'_>, id: u64) -> PyResult<Arc<Record>> {
         self.engine.record(py, id)?.ok_or_else(|| unknown(id))
@@ -340,18 +354,18 @@ impl Runner {
     ) -> PyResult<TaskHandle> {
         let kind = classify(&task, parse_kind(kind)?)?;
         let task_type = checked_type(r#type)?;
-        let recipe = match (durable || recipe.is_some(), self.engine.journal()) {
-            (false, _) => None,
-            (true, Some(journal)) => Some(match &recipe {
-                Some(data) => journal.recipe_data(py, data)?,
-                None => journal.recipe(py, &task)?,
-            }),
-            (true, None) => {
+        // A recipe given as data is kept (`recipe(id)`) with or without a
+        // journal; with one, it also makes the task durable.
+        let recipe = match (&recipe, durable, self.engine.journal()) {
+            (Some(data), _, Some(journal)) => Some(journal.recipe_data(data)?),
+            (Some(data), false, None) => Some(crate::journaling::recipe_json(py, data)?),
+            (None, true, Some(journal)) => Some(journal.recipe(py, &task)?),
+            (_, true, None) => {
                 return Err(PyValueError::new_err(
-                    "a durable task (durable=True, or a recipe) needs a journal: \
-                     TaskRunner(journal=PATH)",
+                    "a durable task needs a journal: TaskRunner(journal=PATH)",
                 ))
             }
+            (None, false, _) => None,
         };
         if let Some(key) = &key {
             if key.is_empty() || key.len() > MAX_KEY_BYTES {
@@ -507,7 +521,7 @@ impl Runner {
         let mut requeued = Vec::new();
         for id in ids {
             if let Some(record) = self.engine.record(py, id)? {
-                if let Some(attempt) = self.engine.requeue(&record) {
+                if let Some(attempt) = self.engine.requeue(py, &record) {
                     requeued.push((id, attempt));
                 }
             }
@@ -559,6 +573,34 @@ impl Runner {
     /// `get_task_status`. Builds no status dict.
     fn unfinished(&self, id: &Bound<'_, PyAny>) -> PyResult<bool> {
         Ok(!self.state_of(id)?.is_final())
+    }
+
+    /// The timeline of one task, in memory or known only to the journal:
+    /// `{"id", "events", "attempts", "after", "dependents", "again"}` (see
+    /// the Python API's docs). `KeyError` for an unknown id.
+    fn timeline<'py>(
+        &self,
+        py: Python<'py>,
+        id: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let number = id_of(id)?;
+        crate::timeline::timeline(py, &self.engine, number)?.ok_or_else(|| unknown(number))
+    }
+
+    /// The recipe given as data at the task's submit (`recipe=`), read back
+    /// from its JSON; None for a task submitted without one. `KeyError` for
+    /// an unknown id.
+    fn recipe<'py>(
+        &self,
+        py: Python<'py>,
+        id: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let record = self.record_of(id)?;
+        let Some(text) = &record.recipe else {
+            return Ok(None);
+        };
+        let loads = py.import("json")?.getattr("loads")?;
+        loads.call1((&**text,)).map(Some)
     }
 
     /// The status dict of one task.

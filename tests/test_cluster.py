@@ -88,6 +88,15 @@ def test_a_task_is_pending_then_running_on_its_worker_soon_after_submit(on_local
     assert handle.result(timeout=5) == "slept"
 
 
+def test_a_task_run_on_a_worker_has_its_timeline_here(on_local):
+    handle = on_local.submit(Sleep(3, 0.1))
+    assert handle.result(timeout=30) == 3
+    timeline = on_local.timeline(handle.id)
+    assert [e["state"] for e in timeline["events"]] == ["pending", "running", "succeeded"]
+    [attempt] = timeline["attempts"]
+    assert attempt["started_at"] == handle.status()["started_at"]
+
+
 def test_a_local_task_has_no_worker():
     with TaskRunner() as runner:
         handle = runner.submit(Sleep(1, 0))
@@ -205,6 +214,10 @@ def test_a_worker_killed_while_200_tasks_run_on_it_loses_no_task():
             assert {s["id"] for s in rerun} == {h.id for h in on_victim}
             assert all(s["worker"] != victim for s in rerun)
             assert all(s["attempt"] == 1 for s in statuses if s not in rerun)
+            # The lost attempt stays in the task's timeline, naming the worker.
+            lost, last = runner.timeline(rerun[0]["id"])["attempts"]
+            assert lost["error"]["type"] == "TaskLost" and victim in lost["error"]["message"]
+            assert last["error"] is None and last["ended_at"] is not None
             assert runner.counts()["succeeded"] == 400
     finally:
         cluster.close()

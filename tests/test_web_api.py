@@ -72,6 +72,7 @@ class Server:
         self.gates: list[Gate] = []
         types = dict(default_task_types())
         types.update(gate=self._gate, broken=broken_factory, strict=strict_factory)
+        types["once"] = self._once
         types["returns"] = ReturnsTask
         self.runner = TaskRunner()
         config = {"TESTING": True, "TASKRUNNER_TOKEN": None}
@@ -84,6 +85,13 @@ class Server:
         gate = Gate(input)
         self.gates.append(gate)
         return gate
+
+    def _once(self, input: Any) -> ReturnsTask:
+        """A task type whose factory works once, then crashes (as on a run again)."""
+        if getattr(self, "made_once", False):
+            raise RuntimeError("this factory works once")
+        self.made_once = True
+        return ReturnsTask(input)
 
     def submit(self, type: str = "fake_blocking", input: Any = 21, **fields: Any) -> dict:
         response = self.client.post("/api/tasks", json={"type": type, "input": input, **fields})
@@ -964,6 +972,18 @@ def test_every_documented_response_is_produced_and_conforms(make_server):
     finished = plain.submit("fake_blocking", 1, wait=0)
     plain.finish(finished["id"])
     client.delete(f"/api/tasks/{finished['id']}")  # 409
+    client.get(f"/api/tasks/{finished['id']}/timeline")  # 200
+    client.get("/api/tasks/999/timeline")  # 404
+    plain.finish(client.post(f"/api/tasks/{finished['id']}/again").get_json()["id"])  # 202
+    client.post("/api/tasks/999/again")  # 404
+    client.post(f"/api/tasks/{finished['id']}/again", headers={"Idempotency-Key": ""})  # 400
+    once = plain.submit("once", 1)
+    plain.finish(once["id"])
+    client.post(f"/api/tasks/{once['id']}/again")  # 500
+    holder = plain.submit("fake_polling", 1, wait=60)
+    client.post(f"/api/tasks/{holder['id']}/again")  # 409: not finished
+    client.post(f"/api/tasks/{finished['id']}/again")  # 503: the one slot is taken
+    client.delete(f"/api/tasks/{holder['id']}")
     client.get("/api/task-types")
     client.get("/api/meta")
     client.get("/api/access")

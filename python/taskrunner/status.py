@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, TypedDict
 
-__all__ = ["ErrorInfo", "Progress", "RunnerStats", "TaskStatus"]
+__all__ = [
+    "Attempt",
+    "ErrorInfo",
+    "Progress",
+    "RunnerStats",
+    "TaskStatus",
+    "Timeline",
+    "TimelineEvent",
+]
 
 State = Literal["pending", "running", "succeeded", "failed", "cancelled", "timed_out"]
 Kind = Literal["blocking", "polling"]
@@ -70,3 +78,32 @@ class RunnerStats(TypedDict):
     unfinished: int
     journal: Optional[str]
     journal_problem: Optional[str]
+
+
+class TimelineEvent(TypedDict):
+    """A moment a task's state changed, in its ``Timeline``."""
+
+    at: float
+    state: State
+    attempt: int
+    error: Optional[ErrorInfo]
+
+
+class Attempt(TypedDict):
+    """One run of a task, in its ``Timeline``."""
+
+    attempt: int
+    started_at: Optional[float]
+    ended_at: Optional[float]
+    error: Optional[ErrorInfo]
+
+
+class Timeline(TypedDict):
+    """A task's history, as ``TaskRunner.timeline(id)`` and the HTTP API give it."""
+
+    id: int
+    events: list[TimelineEvent]
+    attempts: list[Attempt]
+    after: list[int]
+    dependents: list[int]
+    again: bool

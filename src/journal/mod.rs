@@ -11,6 +11,7 @@
 // version serve the tests only so far.
 #![allow(dead_code, unused_imports)]
 
+mod attempts;
 mod error;
 mod owner;
 mod query;
@@ -23,6 +24,7 @@ mod bench;
 #[cfg(test)]
 mod tests;
 
+pub use attempts::AttemptRow;
 pub use error::JournalError;
 pub use query::{Filter, IdPage, Page, Reader};
 pub use row::{AuditRow, Encoding, ErrorRow, KeyRow, Schedule, Stored, TaskRow, STATES};
@@ -219,6 +221,18 @@ impl Journal {
         self.send(|seq| Msg::Audit(seq, audit))
     }
 
+    /// Writes an attempt a task left behind (a retry, a lost run). Refuses
+    /// one that could never be stored, as `write` does.
+    pub fn write_attempt(&self, attempt: AttemptRow) -> Result<u64, JournalError> {
+        let times = [attempt.started_at, attempt.ended_at];
+        if i64::try_from(attempt.task_id).is_err()
+            || !times.into_iter().flatten().all(f64::is_finite)
+        {
+            return Err(self.invalid(format!("{attempt:?}")));
+        }
+        self.send(|seq| Msg::Attempt(seq, attempt))
+    }
+
     fn invalid(&self, detail: String) -> JournalError {
         JournalError::InvalidRow {
             path: self.path.clone(),
@@ -330,6 +344,16 @@ impl Journal {
         limit: usize,
     ) -> Result<IdPage, JournalError> {
         self.reader.page_ids(filter, cursor, newest_first, limit)
+    }
+
+    /// The attempts task `id` made before its last one, oldest first.
+    pub fn attempts(&self, id: u64) -> Result<Vec<AttemptRow>, JournalError> {
+        self.reader.read(|conn| attempts::attempts_of(conn, id))
+    }
+
+    /// The ids of the tasks that start after task `id` (and are still held).
+    pub fn dependents(&self, id: u64) -> Result<Vec<u64>, JournalError> {
+        self.reader.read(|conn| attempts::dependents_of(conn, id))
     }
 
     /// The task an unexpired key started, once the key is committed.

@@ -191,6 +191,15 @@ impl Reader {
         Ok(u64::try_from(high).unwrap_or(0) + 1)
     }
 
+    /// Runs `read` on this reader's connection: for reads that live with
+    /// their own tables (`attempts.rs`).
+    pub(super) fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, JournalError> {
+        read(&self.conn.lock()).at(&self.path)
+    }
+
     #[cfg(test)]
     pub fn query_i64(&self, sql: &str) -> i64 {
         self.conn.lock().query_row(sql, [], |r| r.get(0)).unwrap()

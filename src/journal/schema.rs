@@ -14,7 +14,7 @@ pub const APPLICATION_ID: i32 = 0x5452_4a4e;
 
 /// Migration `i` takes a file from version `i` to `i + 1`. Append only: a
 /// released entry never changes, since files in the field were made by it.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     // v1: tasks, and meta for the id high-water mark.
     "CREATE TABLE tasks (
         id INTEGER PRIMARY KEY,
@@ -88,6 +88,40 @@ const MIGRATIONS: [&str; 6] = [
     CREATE INDEX tasks_by_type ON tasks (task_type, id) WHERE task_type IS NOT NULL;
     CREATE INDEX tasks_by_worker ON tasks (worker, id) WHERE worker IS NOT NULL;
     CREATE INDEX tasks_by_error ON tasks (error_type, id) WHERE error_type IS NOT NULL;",
+    // v7: a task's timeline. `attempts` holds the attempts a task made
+    // before its last one (a retry, a lost run), written as each ends: a
+    // task that runs once has none. `task_after` indexes `after_ids` the
+    // other way round (which tasks start after this one); the writer fills
+    // it for the rows that have `after_ids`, and this fills it for the rows
+    // already there. Both go when retention deletes the task they belong to
+    // (only a task that ran again, or came after others, has any).
+    "CREATE TABLE attempts (
+        task_id INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at REAL,
+        ended_at REAL,
+        error_type TEXT,
+        error_message TEXT,
+        error_traceback TEXT,
+        PRIMARY KEY (task_id, attempt)
+    );
+    CREATE TABLE task_after (
+        upstream INTEGER NOT NULL,
+        dependent INTEGER NOT NULL,
+        PRIMARY KEY (upstream, dependent)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO task_after (upstream, dependent)
+        SELECT CAST(j.value AS INTEGER), tasks.id
+        FROM tasks, json_each('[' || tasks.after_ids || ']') AS j
+        WHERE json_valid('[' || tasks.after_ids || ']');
+    CREATE TRIGGER timeline_pruned AFTER DELETE ON tasks
+        WHEN old.attempt > 1 OR old.after_ids IS NOT NULL
+    BEGIN
+        DELETE FROM attempts WHERE task_id = old.id;
+        DELETE FROM task_after WHERE dependent = old.id AND upstream IN
+            (SELECT value FROM json_each('[' || old.after_ids || ']')
+             WHERE json_valid('[' || old.after_ids || ']'));
+    END;",
 ];
 
 pub const VERSION: u32 = MIGRATIONS.len() as u32;

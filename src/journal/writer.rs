@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::attempts::{write_dependents, AttemptRow, INSERT_ATTEMPT};
 use super::error::JournalError;
 use super::row::{to_i64, AuditRow, KeyRow, TaskRow};
 use super::schema::{
@@ -38,6 +39,8 @@ pub enum Msg {
     /// A task's first row and its idempotency key, for the same commit.
     Keyed(u64, TaskRow, KeyRow),
     Audit(u64, AuditRow),
+    /// An attempt a task left behind (a retry, a lost run).
+    Attempt(u64, AttemptRow),
     Stop,
     #[cfg(test)]
     Run(Box<dyn FnOnce(&mut Writer) + Send>),
@@ -118,6 +121,7 @@ struct Backlog {
     last: HashMap<u64, usize>,
     keys: Vec<KeyRow>,
     audits: Vec<AuditRow>,
+    attempts: Vec<AttemptRow>,
     /// The sequence numbers received, as ranges (start, end exclusive).
     seqs: Vec<(u64, u64)>,
     writes: usize,
@@ -174,6 +178,7 @@ impl Backlog {
         self.last.clear();
         self.keys.clear();
         self.audits.clear();
+        self.attempts.clear();
         self.seqs.clear();
         self.writes = 0;
     }
@@ -283,6 +288,10 @@ impl Writer {
             Msg::Audit(seq, audit) => {
                 self.backlog.received(seq);
                 self.backlog.audits.push(audit);
+            }
+            Msg::Attempt(seq, attempt) => {
+                self.backlog.received(seq);
+                self.backlog.attempts.push(attempt);
             }
             Msg::Stop => return true,
             #[cfg(test)]
@@ -399,6 +408,7 @@ fn write_batch(conn: &mut Connection, backlog: &Backlog, key_cutoff: f64) -> rus
         for (block, (low, high)) in submitted_ranges(&backlog.tasks) {
             widen.execute(params![block, low, high])?;
         }
+        write_dependents(&tx, &backlog.tasks)?;
     }
     if !backlog.keys.is_empty() {
         let mut upsert = tx.prepare_cached(UPSERT_KEY)?;
@@ -410,6 +420,12 @@ fn write_batch(conn: &mut Connection, backlog: &Backlog, key_cutoff: f64) -> rus
         let mut insert = tx.prepare_cached(INSERT_AUDIT)?;
         for a in &backlog.audits {
             insert.execute(params![a.at, a.route, a.task_id.map(to_i64), a.token_label])?;
+        }
+    }
+    if !backlog.attempts.is_empty() {
+        let mut insert = tx.prepare_cached(INSERT_ATTEMPT)?;
+        for a in &backlog.attempts {
+            a.execute(&mut insert)?;
         }
     }
     tx.commit()

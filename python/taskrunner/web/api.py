@@ -16,6 +16,7 @@ from taskrunner.web.encoding import task_json
 from taskrunner.web.limits import limit_entries, read_limit
 from taskrunner.web.openapi import openapi_document
 from taskrunner.web.problems import (
+    CANNOT_RUN_AGAIN,
     NOT_CANCELLABLE,
     SHUTTING_DOWN,
     TOO_MANY_STREAMS,
@@ -35,7 +36,7 @@ from taskrunner.web.submission import (
     parse_submission,
     read_json_object,
 )
-from taskrunner.web.tasktypes import recipe
+from taskrunner.web.tasktypes import Recipe, is_recipe, recipe
 
 api = Blueprint("taskrunner_api", __name__, url_prefix="/api")
 guard(api, public={"openapi"})
@@ -94,7 +95,7 @@ def submit_task() -> tuple[Response, int, dict[str, str]]:
         task,
         timeout=submission.timeout,
         name=submission.name,
-        recipe=recipe(submission.type, submission.input, submission.wait, task),
+        recipe=recipe(submission.type, submission.input, submission.wait, task, submission.timeout),
         key=key,
         scheduling=submission.scheduling(),
         type=submission.type,
@@ -260,6 +261,77 @@ def cancel_task(task_id: str) -> Response:
     else:
         detail = f"task {id} is a blocking task that is already running; it cannot be stopped"
     raise Problem(409, detail, type=NOT_CANCELLABLE, state=status["state"])
+
+
+@api.get("/tasks/<task_id>/timeline")
+def get_timeline(task_id: str) -> Response:
+    """A task's states with their times, its attempts with their errors, the tasks
+    before and after it, and whether it can run again."""
+    state = current_state()
+    id = _task_id(task_id)
+    try:
+        timeline = state.runner.timeline(id)
+    except KeyError:
+        raise unknown_task(id) from None
+    if timeline["again"]:
+        timeline["again"] = _why_not_again(state, id) is None
+    return jsonify(timeline)
+
+
+def _why_not_again(state: WebState, id: int) -> Optional[str]:
+    """Why task ``id`` cannot run again; None when it can.
+
+    Raises:
+        Problem: 404 for an unknown id.
+    """
+    status = _status(state, id)
+    made = state.runner.recipe(id)
+    if made is None or not is_recipe(made):
+        return f"task {id} was not submitted over HTTP: it has no type and input to run again"
+    if not status["done"]:
+        return f"task {id} is {status['state']}; a task runs again once it has finished"
+    if made["type"] not in state.task_types.names():
+        return f"task {id} is of type {made['type']!r}, which this server no longer has"
+    return None
+
+
+def _given_name(status: dict[str, Any], made: Recipe) -> Optional[str]:
+    """The name a task was submitted with; None when it took its class's name."""
+    default = made["class"].rsplit(".", 1)[-1]
+    return None if status["name"] == default else status["name"]
+
+
+@api.post("/tasks/<task_id>/again")
+def run_again(task_id: str) -> tuple[Response, int, dict[str, str]]:
+    """Submits a new task of a finished task's type, input, wait and timeout (and
+    name, if it was given one); 202 with the new task's status and Location."""
+    state = current_state()
+    id = _task_id(task_id)
+    key = _idempotency_key()
+    why = _why_not_again(state, id)
+    if why is not None:
+        raise Problem(409, why, type=CANNOT_RUN_AGAIN)
+    made = state.runner.recipe(id)
+    task_type = state.task_types.get(made["type"])
+    try:
+        task = task_type.build(made["input"], made["wait"])
+    except Problem as problem:
+        reasons = [p["reason"] for p in problem.extensions.get("invalid_params", ())]
+        detail = "; ".join(reasons) or problem.detail
+        raise Problem(409, f"task {id} cannot run again: {detail}", type=CANNOT_RUN_AGAIN) from None
+    timeout = made.get("timeout")
+    accepted = state.submit(
+        task,
+        timeout=timeout,
+        name=_given_name(_status(state, id), made),
+        recipe=recipe(made["type"], made["input"], made["wait"], task, timeout),
+        key=key,
+    )
+    location = url_for("taskrunner_api.get_task", task_id=accepted.status["id"])
+    headers = {"Location": location}
+    if accepted.replayed:
+        headers[REPLAYED] = "true"
+    return jsonify(task_json(accepted.status)), 202, headers
 
 
 @api.get("/task-types")

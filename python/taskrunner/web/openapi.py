@@ -455,6 +455,84 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "Timeline": {
+        "type": "object",
+        "description": "A task's history: its states with their times, its attempts with "
+        "their errors, the tasks before and after it.",
+        "required": ["id", "events", "attempts", "after", "dependents", "again"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "integer", "minimum": 1},
+            "events": {
+                "type": "array",
+                "items": _ref("TimelineEvent"),
+                "description": "oldest first: pending at submit, running at each start, "
+                "pending again at each retry or lost run (with that attempt's error), the "
+                "final state (with the task's error)",
+            },
+            "attempts": {
+                "type": "array",
+                "items": _ref("Attempt"),
+                "description": "the runs the task made, oldest first; none for a task that "
+                "never started",
+            },
+            "after": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1},
+                "description": "ids of the tasks this one starts after",
+            },
+            "dependents": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1},
+                "description": "ids of the tasks that start after this one",
+            },
+            "again": {
+                "type": "boolean",
+                "description": "POST /api/tasks/{task_id}/again would make a new task of it",
+            },
+        },
+    },
+    "TimelineEvent": {
+        "type": "object",
+        "required": ["at", "state", "attempt", "error"],
+        "additionalProperties": False,
+        "properties": {
+            "at": {"type": "number", "description": "Unix seconds"},
+            "state": {"enum": list(STATES), "description": "the state the task entered"},
+            "attempt": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "the attempt the task was on (or, pending again, waited for)",
+            },
+            "error": {
+                **_nullable(_ref("TaskError")),
+                "description": "pending again: the error that ended the attempt before; "
+                "the final state: the task's error; null otherwise",
+            },
+        },
+    },
+    "Attempt": {
+        "type": "object",
+        "required": ["attempt", "started_at", "ended_at", "error"],
+        "additionalProperties": False,
+        "properties": {
+            "attempt": {"type": "integer", "minimum": 1},
+            "started_at": {
+                **_nullable({"type": "number"}),
+                "description": "Unix seconds; null for an attempt lost before it started",
+            },
+            "ended_at": {
+                **_nullable({"type": "number"}),
+                "description": "Unix seconds; null while it runs, and for an attempt lost "
+                "with its process (when is not known)",
+            },
+            "error": {
+                **_nullable(_ref("TaskError")),
+                "description": "why it ended: what it raised, or TaskLost for a run lost "
+                "with its process or cluster worker; null for one that did not fail",
+            },
+        },
+    },
     "Problem": {
         "type": "object",
         "description": "RFC 9457 problem details",
@@ -685,6 +763,62 @@ def _paths() -> dict[str, Any]:
                     "200": _json(_ref("Task"), "cancelled (or already was)"),
                     "404": no_such_task,
                     "409": _problem("a running blocking task, or one already finished"),
+                },
+            },
+        },
+        "/api/tasks/{task_id}/timeline": {
+            "parameters": [TASK_ID],
+            "get": {
+                "operationId": "getTimeline",
+                "summary": "A task's states, attempts and dependencies over time",
+                "responses": {
+                    "200": _json(_ref("Timeline"), "the task's timeline"),
+                    "404": no_such_task,
+                },
+            },
+        },
+        "/api/tasks/{task_id}/again": {
+            "parameters": [TASK_ID],
+            "post": {
+                "operationId": "runAgain",
+                "summary": "Submit a new task of a finished task's type, input, wait and timeout",
+                "parameters": [IDEMPOTENCY_KEY_PARAMETER],
+                "responses": {
+                    "202": {
+                        **_json(
+                            _ref("Task"),
+                            "accepted, and recorded in the journal when the server has "
+                            "one: the new task's status",
+                        ),
+                        "headers": {
+                            "Location": {
+                                "description": "the new task's URL",
+                                "required": True,
+                                "schema": {"type": "string"},
+                            },
+                            REPLAYED: {
+                                "description": "true when the Idempotency-Key had made the "
+                                "task before",
+                                "schema": {"const": "true"},
+                            },
+                        },
+                        "links": {"GetTask": _task_link("getTask")},
+                    },
+                    "400": _problem("a bad Idempotency-Key"),
+                    "404": no_such_task,
+                    "409": _problem(
+                        "the task cannot run again (cannot-run-again): it was not submitted "
+                        "over HTTP, has not finished, its type is no longer served, or its "
+                        "type now refuses its input"
+                    ),
+                    "500": _problem("the task type's factory failed"),
+                    "503": {
+                        **_problem(
+                            "as for POST /api/tasks: too many unfinished tasks, shutting "
+                            "down, the cluster out of reach, or the journal cannot record it"
+                        ),
+                        "headers": {"Retry-After": RETRY_AFTER},
+                    },
                 },
             },
         },

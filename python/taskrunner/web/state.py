@@ -103,9 +103,10 @@ class WebState:
     ) -> Accepted:
         """Submits ``task`` within the limit of unfinished tasks, and waits for its commit.
 
-        With a journal, the task's ``recipe`` goes with it (so that it runs
-        again after a crash), and this returns only once its first row is
-        committed. With ``key``, a repeat returns the task the key first made.
+        The runner keeps the task's ``recipe`` (for ``POST .../again``); with
+        a journal it goes with the task's row (so that it runs again after a
+        crash), and this returns only once that row is committed. With
+        ``key``, a repeat returns the task the key first made.
         ``scheduling`` holds the submit's scheduling options (``retries``,
         ``delay``, ``priority``, ``after``, ``limit``...), already checked
         but for what only the runner knows: the ids and the labels it has.
@@ -145,7 +146,7 @@ class WebState:
                     task,
                     timeout=timeout,
                     name=name,
-                    recipe=recipe if journaled else None,
+                    recipe=recipe,
                     key=key,
                     type=type,
                     **(scheduling or {}),
