@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::errors::{failure, log_exception};
 use crate::events::{Events, Subscription};
+use crate::history::History;
 use crate::journal::{Encoding, Stored, TaskRow};
 use crate::journal::{Filter, Health};
 use crate::journaling::Journaling;
@@ -27,6 +28,7 @@ use crate::progress;
 use crate::record::{unix_now, Finished, Kind, Outcome, Plan, Record, State};
 use crate::store::{Retention, Store};
 
+mod history;
 mod reports;
 mod schedule;
 
@@ -83,6 +85,8 @@ pub struct Engine {
     watched: Mutex<Vec<Arc<Record>>>,
     /// Shut down with its pending tasks cancelled: a failed task is not retried.
     cancelling: AtomicBool,
+    /// Tasks finished, running and pending over the last hour and day.
+    history: History,
 }
 
 /// What a caller asks for at submit.
@@ -167,6 +171,7 @@ impl Engine {
             journal: config.journal.map(Arc::new),
             journal_paused: AtomicBool::new(false),
             keys: Keys::default(),
+            history: History::new(unix_now()),
         });
         ENGINES.lock().push(Arc::downgrade(&engine));
         engine
@@ -179,6 +184,7 @@ impl Engine {
         if let Err(err) = self.poller.warm_up(self) {
             poller_start_error(err).print(py);
         }
+        self.poller.chore_at(Self::first_tick());
         // Nothing is queued yet: a worker that cannot start orphans no task.
         drop(self.pool.warm_up(self));
     }
@@ -792,6 +798,7 @@ impl Engine {
             }
         }
         self.demand.place(&record.poll_bucket, NO_BUCKET);
+        self.note_finished(record, to);
         if let Some(journal) = self.journal() {
             journal.finished(py, record);
         }
@@ -1012,6 +1019,7 @@ impl Engine {
 
     /// Writes what is left and closes the journal (at exit, once joined).
     pub fn close_journal(&self, py: Python<'_>) -> PyResult<()> {
+        self.write_open_minute();
         match self.journal() {
             Some(journal) => journal.close(py),
             None => Ok(()),
@@ -1096,7 +1104,8 @@ impl Polled for Engine {
     }
 
     /// Forgets the records that reached their age; due again at the next one's.
-    /// And reads the progress of the running blocking tasks that report it.
+    /// And reads the progress of the running blocking tasks that report it,
+    /// and closes the history's last second.
     fn chore(self: &Arc<Self>, py: Python<'_>) -> Option<Instant> {
         self.expire();
         let forget = self
@@ -1104,10 +1113,13 @@ impl Polled for Engine {
             .next_age_limit()
             .and_then(Self::age_limit_instant);
         let read = self.read_watched_progress(py);
-        match (forget, read) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let tick = self.tick_history();
+        Some(
+            [forget, read]
+                .into_iter()
+                .flatten()
+                .fold(tick, Instant::min),
+        )
     }
 }
 

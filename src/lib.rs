@@ -7,6 +7,7 @@ mod events;
 mod fork;
 mod growth;
 mod handle;
+mod history;
 mod journal;
 mod journaling;
 mod keys;

@@ -7,7 +7,7 @@ from typing import Any, Optional, Union, final
 
 from typing_extensions import disjoint_base
 
-from taskrunner.status import RunnerStats, TaskStatus
+from taskrunner.status import History, RunnerStats, TaskStatus
 
 __all__ = [
     "__version__",
@@ -242,6 +242,7 @@ class Runner:
     @property
     def journal(self) -> Optional[str]: ...
     def stats(self) -> RunnerStats: ...
+    def history(self, window: str = "1h") -> History: ...
     @property
     def max_workers(self) -> int: ...
     @property

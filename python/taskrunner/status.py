@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, TypedDict
 
-__all__ = ["ErrorInfo", "Progress", "RunnerStats", "TaskStatus"]
+__all__ = ["ErrorInfo", "History", "Progress", "RunnerStats", "TaskStatus"]
 
 State = Literal["pending", "running", "succeeded", "failed", "cancelled", "timed_out"]
 Kind = Literal["blocking", "polling"]
@@ -69,3 +69,38 @@ class RunnerStats(TypedDict):
     unfinished: int
     journal: Optional[str]
     journal_problem: Optional[str]
+
+
+class FinishedSeries(TypedDict):
+    """Tasks finished per second in each step of a history, by final state."""
+
+    succeeded: list[float]
+    failed: list[float]
+    cancelled: list[float]
+    timed_out: list[float]
+
+
+class RuntimePercentiles(TypedDict):
+    """Runtime percentiles (seconds) over a window; None when no task finished."""
+
+    count: int
+    p50: Optional[float]
+    p90: Optional[float]
+    p99: Optional[float]
+
+
+RuntimeWindows = TypedDict(
+    "RuntimeWindows", {"1m": RuntimePercentiles, "1h": RuntimePercentiles, "1d": RuntimePercentiles}
+)
+
+
+class History(TypedDict):
+    """Throughput over time, as ``TaskRunner.history()`` gives it: one point per step."""
+
+    window: str
+    step: int
+    at: list[int]
+    finished: FinishedSeries
+    running: list[int]
+    pending: list[int]
+    runtime: RuntimeWindows

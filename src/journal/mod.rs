@@ -12,6 +12,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod error;
+mod minutes;
 mod owner;
 mod query;
 mod row;
@@ -24,6 +25,7 @@ mod bench;
 mod tests;
 
 pub use error::JournalError;
+pub use minutes::MinuteRow;
 pub use query::{Filter, Page, Reader};
 pub use row::{AuditRow, Encoding, ErrorRow, KeyRow, Schedule, Stored, TaskRow, STATES};
 pub use schema::VERSION;
@@ -219,6 +221,11 @@ impl Journal {
         self.send(|seq| Msg::Audit(seq, audit))
     }
 
+    /// Writes one minute of history (replacing a row of the same minute).
+    pub fn write_minute(&self, minute: MinuteRow) -> Result<u64, JournalError> {
+        self.send(|seq| Msg::Minute(seq, minute))
+    }
+
     fn invalid(&self, detail: String) -> JournalError {
         JournalError::InvalidRow {
             path: self.path.clone(),
@@ -319,6 +326,11 @@ impl Journal {
         limit: usize,
     ) -> Result<Page, JournalError> {
         self.reader.page_newest(filter, before, limit)
+    }
+
+    /// The history's minutes from `since` (Unix seconds) on, oldest first.
+    pub fn minutes(&self, since: i64) -> Result<Vec<MinuteRow>, JournalError> {
+        self.reader.minutes(since)
     }
 
     /// The task an unexpired key started, once the key is committed.

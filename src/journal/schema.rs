@@ -14,7 +14,7 @@ pub const APPLICATION_ID: i32 = 0x5452_4a4e;
 
 /// Migration `i` takes a file from version `i` to `i + 1`. Append only: a
 /// released entry never changes, since files in the field were made by it.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     // v1: tasks, and meta for the id high-water mark.
     "CREATE TABLE tasks (
         id INTEGER PRIMARY KEY,
@@ -76,6 +76,17 @@ const MIGRATIONS: [&str; 5] = [
     ALTER TABLE tasks ADD COLUMN limit_label TEXT;
     ALTER TABLE tasks ADD COLUMN after_ids TEXT;
     ALTER TABLE tasks ADD COLUMN retry TEXT;",
+    // v6: throughput and runtime per minute (see `minutes.rs`).
+    "CREATE TABLE history_minutes (
+        at INTEGER PRIMARY KEY,
+        succeeded INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        cancelled INTEGER NOT NULL,
+        timed_out INTEGER NOT NULL,
+        running INTEGER NOT NULL,
+        pending INTEGER NOT NULL,
+        runtimes TEXT NOT NULL
+    );",
 ];
 
 pub const VERSION: u32 = MIGRATIONS.len() as u32;

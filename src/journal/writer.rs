@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::error::JournalError;
+use super::minutes::{self, MinuteRow};
 use super::row::{to_i64, AuditRow, KeyRow, TaskRow};
 use super::schema::{
     BLOCK_SHIFT, INSERT_AUDIT, PRUNE_BLOCKS, RAISE_HIGH_WATER, UPSERT_KEY, UPSERT_TASK, WIDEN_BLOCK,
@@ -38,6 +39,7 @@ pub enum Msg {
     /// A task's first row and its idempotency key, for the same commit.
     Keyed(u64, TaskRow, KeyRow),
     Audit(u64, AuditRow),
+    Minute(u64, MinuteRow),
     Stop,
     #[cfg(test)]
     Run(Box<dyn FnOnce(&mut Writer) + Send>),
@@ -118,6 +120,7 @@ struct Backlog {
     last: HashMap<u64, usize>,
     keys: Vec<KeyRow>,
     audits: Vec<AuditRow>,
+    minutes: Vec<MinuteRow>,
     /// The sequence numbers received, as ranges (start, end exclusive).
     seqs: Vec<(u64, u64)>,
     writes: usize,
@@ -174,6 +177,7 @@ impl Backlog {
         self.last.clear();
         self.keys.clear();
         self.audits.clear();
+        self.minutes.clear();
         self.seqs.clear();
         self.writes = 0;
     }
@@ -283,6 +287,10 @@ impl Writer {
             Msg::Audit(seq, audit) => {
                 self.backlog.received(seq);
                 self.backlog.audits.push(audit);
+            }
+            Msg::Minute(seq, minute) => {
+                self.backlog.received(seq);
+                self.backlog.minutes.push(minute);
             }
             Msg::Stop => return true,
             #[cfg(test)]
@@ -412,6 +420,9 @@ fn write_batch(conn: &mut Connection, backlog: &Backlog, key_cutoff: f64) -> rus
             insert.execute(params![a.at, a.route, a.task_id.map(to_i64), a.token_label])?;
         }
     }
+    if !backlog.minutes.is_empty() {
+        minutes::write(&tx, &backlog.minutes)?;
+    }
     tx.commit()
 }
 
@@ -493,6 +504,7 @@ impl Writer {
         left |= !self.prune_one(PRUNE_KEYS, params![keys, PRUNE_CHUNK])?;
         left |= !self.prune_one(PRUNE_AUDIT, params![tasks, PRUNE_CHUNK])?;
         self.conn.prepare_cached(PRUNE_BLOCKS)?.execute([])?;
+        minutes::prune(&self.conn, now)?;
         Ok(left)
     }
 
