@@ -1113,13 +1113,8 @@ impl Polled for Engine {
             .next_age_limit()
             .and_then(Self::age_limit_instant);
         let read = self.read_watched_progress(py);
-        let tick = self.tick_history();
-        Some(
-            [forget, read]
-                .into_iter()
-                .flatten()
-                .fold(tick, Instant::min),
-        )
+        let next = [forget, read].into_iter().flatten();
+        Some(next.fold(self.tick_history(), Instant::min))
     }
 }
 

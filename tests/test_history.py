@@ -58,7 +58,7 @@ def finish_one_of_each(runner: TaskRunner) -> dict[str, int]:
     assert gate.entered.wait(10)
     late = runner.submit(Blocking(0), after=[held.id])
     assert runner.cancel(late.id)
-    slow = runner.submit(Blocking(wait=5.0), timeout=0.05)
+    slow = runner.submit(Blocking(wait=1.0), timeout=0.05)
     gate.release.set()
     runner.wait([*ok, *bad, held, late, slow], timeout=20)
     return {"succeeded": 4, "failed": 2, "cancelled": 1, "timed_out": 1}
