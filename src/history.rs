@@ -430,11 +430,8 @@ impl History {
             view.running.push(point.1.running);
             view.pending.push(point.1.pending);
         }
-        view.runtime = [
-            r.percentiles_of_seconds(),
-            r.percentiles_of_minutes(60),
-            r.percentiles_of_minutes(MINUTES_KEPT),
-        ];
+        let (hour, day) = r.percentiles_of_hour_and_day();
+        view.runtime = [r.percentiles_of_seconds(), hour, day];
         view
     }
 }
@@ -523,16 +520,27 @@ impl Rings {
         percentiles(&dense)
     }
 
-    /// Over the open minute and the `minutes - 1` closed before it.
-    fn percentiles_of_minutes(&self, minutes: usize) -> Percentiles {
-        let mut dense = *self.open.runtimes;
-        let oldest = self.open.at - (minutes as i64 - 1) * 60;
+    /// Over the open minute and the 59 (hour) or 1,439 (day) closed before
+    /// it, in one pass over the minute ring.
+    fn percentiles_of_hour_and_day(&self) -> (Percentiles, Percentiles) {
+        let mut hour = *self.open.runtimes;
+        let mut day = [0u64; RUNTIME_BUCKETS];
+        let oldest_in_hour = self.open.at - 59 * 60;
+        let oldest_in_day = self.open.at - (MINUTES_KEPT as i64 - 1) * 60;
         for m in &self.minutes {
-            if m.at >= oldest && m.at < self.open.at {
-                m.runtimes.add_to(&mut dense);
+            if m.at >= oldest_in_day && m.at < self.open.at {
+                let sum = if m.at >= oldest_in_hour {
+                    &mut hour
+                } else {
+                    &mut day
+                };
+                m.runtimes.add_to(sum);
             }
         }
-        percentiles(&dense)
+        for (d, h) in day.iter_mut().zip(hour.iter()) {
+            *d += h;
+        }
+        (percentiles(&hour), percentiles(&day))
     }
 }
 
@@ -664,5 +672,68 @@ mod tests {
         let r = Runtimes(vec![(1, 2), (30, 4)]);
         assert_eq!(Runtimes::from_text(&r.to_text()), r);
         assert_eq!(Runtimes::from_text("x 9999:1 5:2"), Runtimes(vec![(5, 2)]));
+    }
+}
+
+/// Figures, not checks: run with
+/// `cargo test --release history::figures -- --ignored --nocapture --test-threads=1`.
+#[cfg(test)]
+mod figures {
+    use super::*;
+    use std::hint::black_box;
+    use std::time::Instant;
+
+    const T0: f64 = 1_699_999_980.0;
+
+    fn per_call(n: u32, mut f: impl FnMut(u32)) -> f64 {
+        let started = Instant::now();
+        for i in 0..n {
+            f(i);
+        }
+        started.elapsed().as_secs_f64() / f64::from(n)
+    }
+
+    #[test]
+    #[ignore]
+    fn what_a_finish_a_tick_and_a_read_cost() {
+        let h = History::new(T0);
+        let finish = per_call(20_000_000, |i| {
+            h.finished(
+                State::Succeeded,
+                Some(black_box(f64::from(i % 1000) * 1e-3)),
+            )
+        });
+        let two = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..2)
+                .map(|_| s.spawn(|| per_call(5_000_000, |_| h.finished(State::Failed, Some(0.1)))))
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .fold(0.0, f64::max)
+        });
+        let tick = per_call(3_600, |s| {
+            black_box(h.tick(T0 + 1.0 + f64::from(s), Sample::default()));
+        });
+        // Every minute of the day with every runtime bucket in use: the worst read.
+        let full = Runtimes((0..RUNTIME_BUCKETS as u16).map(|b| (b, 1)).collect());
+        let rows = (1..=MINUTES_KEPT as i64).map(|m| Bucket {
+            runtimes: full.clone(),
+            ..Bucket::empty(T0 as i64 - m * 60)
+        });
+        let h = History::new(T0);
+        h.load(rows.collect());
+        h.tick(T0 + 1.0, Sample::default());
+        let day = per_call(50, |_| drop(black_box(h.view(Window::Day))));
+        let minute = per_call(50, |_| drop(black_box(h.view(Window::Minute))));
+        println!(
+            "finish {:.1} ns (2 threads at once: {:.1} ns); tick {:.2} us; \
+             worst read: 1d {:.0} us, 1m {:.0} us",
+            finish * 1e9,
+            two * 1e9,
+            tick * 1e6,
+            day * 1e6,
+            minute * 1e6
+        );
     }
 }
