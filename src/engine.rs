@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::attempts::{AttemptError, Trail};
 use crate::errors::{failure, log_exception};
 use crate::events::{Events, Subscription};
+use crate::history::History;
 use crate::journal::{Encoding, Stored, TaskRow};
 use crate::journal::{Filter, Health};
 use crate::journaling::Journaling;
@@ -28,6 +29,7 @@ use crate::progress;
 use crate::record::{unix_now, Finished, Kind, Outcome, Plan, Record, State};
 use crate::store::{Retention, Store};
 
+mod history;
 mod reports;
 mod schedule;
 
@@ -84,6 +86,8 @@ pub struct Engine {
     watched: Mutex<Vec<Arc<Record>>>,
     /// Shut down with its pending tasks cancelled: a failed task is not retried.
     cancelling: AtomicBool,
+    /// Tasks finished, running and pending over the last hour and day.
+    history: History,
 }
 
 /// What a caller asks for at submit.
@@ -170,6 +174,7 @@ impl Engine {
             journal: config.journal.map(Arc::new),
             journal_paused: AtomicBool::new(false),
             keys: Keys::default(),
+            history: History::new(unix_now()),
         });
         ENGINES.lock().push(Arc::downgrade(&engine));
         engine
@@ -182,6 +187,7 @@ impl Engine {
         if let Err(err) = self.poller.warm_up(self) {
             poller_start_error(err).print(py);
         }
+        self.poller.chore_at(Self::first_tick());
         // Nothing is queued yet: a worker that cannot start orphans no task.
         drop(self.pool.warm_up(self));
     }
@@ -828,6 +834,7 @@ impl Engine {
             }
         }
         self.demand.place(&record.poll_bucket, NO_BUCKET);
+        self.note_finished(record, to);
         if let Some(journal) = self.journal() {
             journal.finished(py, record);
         }
@@ -1056,6 +1063,7 @@ impl Engine {
 
     /// Writes what is left and closes the journal (at exit, once joined).
     pub fn close_journal(&self, py: Python<'_>) -> PyResult<()> {
+        self.write_open_minute();
         match self.journal() {
             Some(journal) => journal.close(py),
             None => Ok(()),
@@ -1140,7 +1148,8 @@ impl Polled for Engine {
     }
 
     /// Forgets the records that reached their age; due again at the next one's.
-    /// And reads the progress of the running blocking tasks that report it.
+    /// And reads the progress of the running blocking tasks that report it,
+    /// and closes the history's last second.
     fn chore(self: &Arc<Self>, py: Python<'_>) -> Option<Instant> {
         self.expire();
         let forget = self
@@ -1148,10 +1157,8 @@ impl Polled for Engine {
             .next_age_limit()
             .and_then(Self::age_limit_instant);
         let read = self.read_watched_progress(py);
-        match (forget, read) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let next = [forget, read].into_iter().flatten();
+        Some(next.fold(self.tick_history(), Instant::min))
     }
 }
 

@@ -20,8 +20,7 @@ use std::time::Duration;
 use crate::attempts::{AttemptError, PastAttempt};
 use crate::journal::{
     AttemptRow, AuditRow, Encoding, ErrorRow, Filter, Health, Journal, JournalError as StoreError,
-    KeyRow,
-    Options, Page, Schedule, Stored, TaskRow,
+    KeyRow, MinuteRow, Options, Page, Schedule, Stored, TaskRow,
 };
 use crate::record::{ErrorInfo, Kind, Plan, Record, Recorded, State};
 
@@ -658,6 +657,16 @@ impl Journaling {
         // Refused only for a row that could never be stored, or after close:
         // the journal's health says why, and the task itself goes on.
         let _ = self.journal.write(row);
+    }
+
+    /// The history's minutes from `since` (Unix seconds) on, oldest first.
+    pub fn minutes(&self, since: i64) -> Result<Vec<MinuteRow>, StoreError> {
+        self.journal.minutes(since)
+    }
+
+    /// Writes one minute of history; refused only after close.
+    pub fn write_minute(&self, minute: MinuteRow) {
+        let _ = self.journal.write_minute(minute);
     }
 
     /// A finished task read back from the journal, as a record.

@@ -8,6 +8,7 @@ mod events;
 mod fork;
 mod growth;
 mod handle;
+mod history;
 mod journal;
 mod journaling;
 mod keys;

@@ -320,6 +320,7 @@ impl Runner {
             limits: gates,
         };
         let engine = Engine::new(config);
+        engine.load_history(py);
         engine.warm_up(py);
         engine.recover(py)?;
         Ok(Runner { engine })
@@ -812,6 +813,20 @@ impl Runner {
     /// Load figures: workers, queues and polls so far.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         stats_dict(py, &self.engine.stats())
+    }
+
+    /// Tasks finished per second by final state, and tasks running and
+    /// pending, over `window`; runtime percentiles over the last minute,
+    /// hour and day (see `GET /api/stats/history`).
+    #[pyo3(signature = (window="1h"))]
+    fn history<'py>(&self, py: Python<'py>, window: &str) -> PyResult<Bound<'py, PyDict>> {
+        let Some(window) = crate::history::Window::parse(window) else {
+            return Err(PyValueError::new_err(format!(
+                "window must be '1m', '1h' or '1d', got {window:?}"
+            )));
+        };
+        let view = py.detach(|| self.engine.history(window));
+        crate::status::history_dict(py, &view)
     }
 
     #[getter]

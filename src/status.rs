@@ -7,6 +7,7 @@ use pyo3::types::{PyBool, PyDict, PyList, PyString};
 use std::sync::OnceLock;
 
 use crate::engine::Stats;
+use crate::history::{View, Window, FINAL_STATES};
 use crate::journal::Health;
 use crate::record::{unix_now, Kind, Record, State};
 
@@ -183,5 +184,31 @@ pub fn stats_dict<'py>(py: Python<'py>, stats: &Stats) -> PyResult<Bound<'py, Py
     };
     d.set_item(intern!(py, "journal"), health)?;
     d.set_item(intern!(py, "journal_problem"), problem)?;
+    Ok(d)
+}
+
+/// A history view as `Runner.history` returns it (see `crate::history`).
+pub fn history_dict<'py>(py: Python<'py>, view: &View) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("window", view.window)?;
+    d.set_item("step", view.step)?;
+    d.set_item("at", &view.at)?;
+    let finished = PyDict::new(py);
+    for (state, series) in FINAL_STATES.iter().zip(&view.finished) {
+        finished.set_item(state.as_str(), series)?;
+    }
+    d.set_item("finished", finished)?;
+    d.set_item("running", &view.running)?;
+    d.set_item("pending", &view.pending)?;
+    let runtime = PyDict::new(py);
+    for (window, p) in Window::ALL.iter().zip(&view.runtime) {
+        let r = PyDict::new(py);
+        r.set_item("count", p.count)?;
+        r.set_item("p50", p.p50)?;
+        r.set_item("p90", p.p90)?;
+        r.set_item("p99", p.p99)?;
+        runtime.set_item(window.as_str(), r)?;
+    }
+    d.set_item("runtime", runtime)?;
     Ok(d)
 }

@@ -988,6 +988,8 @@ def test_every_documented_response_is_produced_and_conforms(make_server):
     client.get("/api/meta")
     client.get("/api/access")
     client.get("/api/stats")
+    client.get("/api/stats/history")  # 200
+    client.get("/api/stats/history?window=5m")  # 400
     client.get("/api/workers")
     client.get("/api/limits")  # 200
     client.open("PUT", "/api/limits/gpu", json={"limit": 2})  # 200

@@ -7,7 +7,7 @@ from typing import Any, Optional, Union, final
 
 from typing_extensions import disjoint_base
 
-from taskrunner.status import RunnerStats, TaskStatus, Timeline
+from taskrunner.status import History, RunnerStats, TaskStatus, Timeline
 
 __all__ = [
     "__version__",
@@ -257,6 +257,7 @@ class Runner:
     @property
     def journal(self) -> Optional[str]: ...
     def stats(self) -> RunnerStats: ...
+    def history(self, window: str = "1h") -> History: ...
     @property
     def max_workers(self) -> int: ...
     @property

@@ -13,6 +13,7 @@
 
 mod attempts;
 mod error;
+mod minutes;
 mod owner;
 mod query;
 mod row;
@@ -26,6 +27,7 @@ mod tests;
 
 pub use attempts::AttemptRow;
 pub use error::JournalError;
+pub use minutes::MinuteRow;
 pub use query::{Filter, IdPage, Page, Reader};
 pub use row::{AuditRow, Encoding, ErrorRow, KeyRow, Schedule, Stored, TaskRow, STATES};
 pub use schema::VERSION;
@@ -233,6 +235,11 @@ impl Journal {
         self.send(|seq| Msg::Attempt(seq, attempt))
     }
 
+    /// Writes one minute of history (replacing a row of the same minute).
+    pub fn write_minute(&self, minute: MinuteRow) -> Result<u64, JournalError> {
+        self.send(|seq| Msg::Minute(seq, minute))
+    }
+
     fn invalid(&self, detail: String) -> JournalError {
         JournalError::InvalidRow {
             path: self.path.clone(),
@@ -354,6 +361,11 @@ impl Journal {
     /// The ids of the tasks that start after task `id` (and are still held).
     pub fn dependents(&self, id: u64) -> Result<Vec<u64>, JournalError> {
         self.reader.read(|conn| attempts::dependents_of(conn, id))
+    }
+
+    /// The history's minutes from `since` (Unix seconds) on, oldest first.
+    pub fn minutes(&self, since: i64) -> Result<Vec<MinuteRow>, JournalError> {
+        self.reader.minutes(since)
     }
 
     /// The task an unexpired key started, once the key is committed.

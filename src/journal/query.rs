@@ -182,6 +182,11 @@ impl Reader {
         }
     }
 
+    /// The history's minutes from `since` (Unix seconds) on, oldest first.
+    pub fn minutes(&self, since: i64) -> Result<Vec<super::MinuteRow>, JournalError> {
+        super::minutes::read(&self.conn.lock(), since).at(&self.path)
+    }
+
     /// One more than the highest id ever written, pruned or not.
     pub fn next_id(&self) -> Result<u64, JournalError> {
         let conn = self.conn.lock();

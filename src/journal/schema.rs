@@ -14,7 +14,7 @@ pub const APPLICATION_ID: i32 = 0x5452_4a4e;
 
 /// Migration `i` takes a file from version `i` to `i + 1`. Append only: a
 /// released entry never changes, since files in the field were made by it.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     // v1: tasks, and meta for the id high-water mark.
     "CREATE TABLE tasks (
         id INTEGER PRIMARY KEY,
@@ -122,6 +122,17 @@ const MIGRATIONS: [&str; 7] = [
             (SELECT value FROM json_each('[' || old.after_ids || ']')
              WHERE json_valid('[' || old.after_ids || ']'));
     END;",
+    // v8: throughput and runtime per minute (see `minutes.rs`).
+    "CREATE TABLE history_minutes (
+        at INTEGER PRIMARY KEY,
+        succeeded INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        cancelled INTEGER NOT NULL,
+        timed_out INTEGER NOT NULL,
+        running INTEGER NOT NULL,
+        pending INTEGER NOT NULL,
+        runtimes TEXT NOT NULL
+    );",
 ];
 
 pub const VERSION: u32 = MIGRATIONS.len() as u32;

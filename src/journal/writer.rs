@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::attempts::{write_dependents, AttemptRow, INSERT_ATTEMPT};
 use super::error::JournalError;
+use super::minutes::{self, MinuteRow};
 use super::row::{to_i64, AuditRow, KeyRow, TaskRow};
 use super::schema::{
     BLOCK_SHIFT, INSERT_AUDIT, PRUNE_BLOCKS, RAISE_HIGH_WATER, UPSERT_KEY, UPSERT_TASK, WIDEN_BLOCK,
@@ -41,6 +42,7 @@ pub enum Msg {
     Audit(u64, AuditRow),
     /// An attempt a task left behind (a retry, a lost run).
     Attempt(u64, AttemptRow),
+    Minute(u64, MinuteRow),
     Stop,
     #[cfg(test)]
     Run(Box<dyn FnOnce(&mut Writer) + Send>),
@@ -122,6 +124,7 @@ struct Backlog {
     keys: Vec<KeyRow>,
     audits: Vec<AuditRow>,
     attempts: Vec<AttemptRow>,
+    minutes: Vec<MinuteRow>,
     /// The sequence numbers received, as ranges (start, end exclusive).
     seqs: Vec<(u64, u64)>,
     writes: usize,
@@ -179,6 +182,7 @@ impl Backlog {
         self.keys.clear();
         self.audits.clear();
         self.attempts.clear();
+        self.minutes.clear();
         self.seqs.clear();
         self.writes = 0;
     }
@@ -292,6 +296,10 @@ impl Writer {
             Msg::Attempt(seq, attempt) => {
                 self.backlog.received(seq);
                 self.backlog.attempts.push(attempt);
+            }
+            Msg::Minute(seq, minute) => {
+                self.backlog.received(seq);
+                self.backlog.minutes.push(minute);
             }
             Msg::Stop => return true,
             #[cfg(test)]
@@ -428,6 +436,9 @@ fn write_batch(conn: &mut Connection, backlog: &Backlog, key_cutoff: f64) -> rus
             a.execute(&mut insert)?;
         }
     }
+    if !backlog.minutes.is_empty() {
+        minutes::write(&tx, &backlog.minutes)?;
+    }
     tx.commit()
 }
 
@@ -509,6 +520,7 @@ impl Writer {
         left |= !self.prune_one(PRUNE_KEYS, params![keys, PRUNE_CHUNK])?;
         left |= !self.prune_one(PRUNE_AUDIT, params![tasks, PRUNE_CHUNK])?;
         self.conn.prepare_cached(PRUNE_BLOCKS)?.execute([])?;
+        minutes::prune(&self.conn, now)?;
         Ok(left)
     }
 

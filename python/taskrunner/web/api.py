@@ -363,6 +363,21 @@ def stats() -> Response:
     )
 
 
+HISTORY_WINDOWS = ("1m", "1h", "1d")
+
+
+@api.get("/stats/history")
+def stats_history() -> Response:
+    """Tasks finished per second by final state, running and pending, over a window;
+    runtime percentiles over the last minute, hour and day."""
+    window = request.args.get("window", "1h")
+    if window not in HISTORY_WINDOWS:
+        raise invalid_params(
+            {"window": "must be one of " + ", ".join(HISTORY_WINDOWS)}, where="query"
+        )
+    return jsonify(current_state().runner.history(window))
+
+
 @api.get("/workers")
 def list_workers() -> Response:
     """The cluster's live workers, each with its tasks, threads and last report's age;

@@ -5,14 +5,20 @@ The stream opens with ``ready``. Then, for every batch of state changes, one
 sent (changes close together may fold into one event), and one ``counts``
 event. ``resync`` says events were dropped because the client read too
 slowly: reload the list. ``forgotten`` names a task that no longer exists.
-A comment line every few quiet seconds keeps proxies from closing the
-connection. The stream ends when the server shuts down; clients reconnect.
+``stats``, once a second, gives the tasks finished in the last whole second
+by final state and those running and pending at its end (made once a second
+for all open streams). A comment line every few seconds without task changes
+keeps proxies from closing the connection. The stream ends when the server
+shuts down; clients reconnect.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -43,6 +49,44 @@ def _changed_tasks(state: WebState, batch: list[tuple[int, str]]) -> Iterator[st
         yield message("task", task_json(status))
 
 
+def stats_of(history: dict[str, Any]) -> dict[str, Any]:
+    """The ``stats`` event of the last second of a ``runner.history("1m")``."""
+    return {
+        "at": float(history["at"][-1]),
+        "finished": {state: round(series[-1]) for state, series in history["finished"].items()},
+        "running": history["running"][-1],
+        "pending": history["pending"][-1],
+    }
+
+
+class SecondStats:
+    """The ``stats`` event of the last whole second, made at most once a second
+    however many streams send it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._second = -1
+        self._message = ""
+
+    def message(self, runner: Any) -> str:
+        second = math.floor(time.time())
+        with self._lock:
+            if second != self._second:
+                self._second = second
+                self._message = message("stats", stats_of(runner.history("1m")))
+            return self._message
+
+
+_second_stats: weakref.WeakKeyDictionary[WebState, SecondStats] = weakref.WeakKeyDictionary()
+_second_stats_lock = threading.Lock()
+
+
+def second_stats(state: WebState) -> SecondStats:
+    """The one ``SecondStats`` of an app."""
+    with _second_stats_lock:
+        return _second_stats.setdefault(state, SecondStats())
+
+
 def task_events(
     state: WebState, stream: EventStream, gone: Callable[[], bool] = lambda: False
 ) -> Iterator[str]:
@@ -55,9 +99,11 @@ def task_events(
     yield f"retry: {RETRY_MILLISECONDS}\n\n"
     yield message("ready", {"counts": runner.counts()})
     quiet_since = time.monotonic()
+    stats, stats_at = second_stats(state), math.floor(time.time()) + 1
     while not (state.stopping.is_set() or runner.closed or gone()):
         heartbeat_due = quiet_since + state.settings.heartbeat - time.monotonic()
-        batch = stream.next_batch(timeout=min(max(heartbeat_due, 0.0), WAKE_SECONDS), max=BATCH)
+        wait = min(max(heartbeat_due, 0.0), max(stats_at - time.time(), 0.0), WAKE_SECONDS)
+        batch = stream.next_batch(timeout=wait, max=BATCH)
         if stream.take_lagged():
             yield message("resync", {"counts": runner.counts()})
         if batch:
@@ -67,6 +113,9 @@ def task_events(
         elif time.monotonic() - quiet_since >= state.settings.heartbeat:
             yield ": keep-alive\n\n"
             quiet_since = time.monotonic()
+        if time.time() >= stats_at:
+            yield stats.message(runner)
+            stats_at = math.floor(time.time()) + 1
 
 
 def open_stream(state: WebState) -> EventStream:

@@ -175,6 +175,66 @@ CLUSTER = {
     "description": "the runner's Dask cluster; absent when tasks run in the server's process",
 }
 
+# ``GET /api/stats/history`` (``TaskRunner.history``) and the ``stats`` event.
+FINAL_STATES = [state for state in STATES if state not in ("pending", "running")]
+_SERIES = {"type": "array", "items": {"type": "number", "minimum": 0}}
+_COUNT_SERIES = {"type": "array", "items": _COUNT}
+_SECONDS = _nullable({"type": "number", "minimum": 0})
+_RUNTIME = {
+    "type": "object",
+    "required": ["count", "p50", "p90", "p99"],
+    "additionalProperties": False,
+    "properties": {"count": _COUNT, "p50": _SECONDS, "p90": _SECONDS, "p99": _SECONDS},
+    "description": "runtimes (seconds, last attempt) of the tasks that finished after "
+    "starting; each percentile is within 6.25 % of the true one; null when none finished",
+}
+HISTORY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["window", "step", "at", "finished", "running", "pending", "runtime"],
+    "additionalProperties": False,
+    "properties": {
+        "window": {"enum": ["1m", "1h", "1d"]},
+        "step": {"enum": [1, 10, 60], "description": "seconds per point"},
+        "at": {
+            "type": "array",
+            "items": {"type": "integer"},
+            "description": "each step's start (Unix seconds), oldest first",
+        },
+        "finished": {
+            "type": "object",
+            "required": FINAL_STATES,
+            "additionalProperties": False,
+            "properties": {state: _SERIES for state in FINAL_STATES},
+            "description": "tasks finished per second in each step, averaged over it",
+        },
+        "running": {**_COUNT_SERIES, "description": "tasks running at each step's end"},
+        "pending": {**_COUNT_SERIES, "description": "tasks pending at each step's end"},
+        "runtime": {
+            "type": "object",
+            "required": ["1m", "1h", "1d"],
+            "additionalProperties": False,
+            "properties": {window: _RUNTIME for window in ("1m", "1h", "1d")},
+        },
+    },
+}
+STATS_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["at", "finished", "running", "pending"],
+    "additionalProperties": False,
+    "properties": {
+        "at": {"type": "number", "description": "the second's start (Unix seconds)"},
+        "finished": {
+            "type": "object",
+            "required": FINAL_STATES,
+            "additionalProperties": False,
+            "properties": {state: _COUNT for state in FINAL_STATES},
+            "description": "tasks finished in that second",
+        },
+        "running": _COUNT,
+        "pending": _COUNT,
+    },
+}
+
 SCHEMAS: dict[str, Any] = {
     "Task": {
         "type": "object",
@@ -394,6 +454,8 @@ SCHEMAS: dict[str, Any] = {
         "required": [name for name in STATS_PROPERTIES if name not in OPTIONAL_STATS],
         "properties": STATS_PROPERTIES,
     },
+    "History": HISTORY_SCHEMA,
+    "StatsEvent": STATS_EVENT_SCHEMA,
     "Meta": {
         "type": "object",
         "description": "The names a client reads tasks with, each list in its order.",
@@ -648,10 +710,19 @@ LIST_PARAMETERS = [
     },
 ]
 
+HISTORY_WINDOW = {
+    "name": "window",
+    "in": "query",
+    "description": "1m (1 s steps), 1h (10 s steps, the default) or 1d (60 s steps)",
+    "schema": {"enum": ["1m", "1h", "1d"], "default": "1h"},
+}
+
 EVENTS_DESCRIPTION = (
     "Server-sent events. `ready` {counts} when subscribed; `task` (a Task) for each task "
     "whose state changed, as it is when sent; `counts` (Counts) after each batch; `resync` "
-    "{counts} when events were dropped (reload the list); `forgotten` {id}. A comment "
+    "{counts} when events were dropped (reload the list); `forgotten` {id}; `stats` "
+    "(StatsEvent) once a second: the tasks finished in the last whole second, and those "
+    "running and pending at its end. A comment "
     "line is sent after some quiet seconds. The stream ends when the server shuts down."
 )
 
@@ -869,6 +940,17 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getStats",
                 "summary": "Counts per state, workers, poller queue, polls per second",
                 "responses": {"200": _json(_ref("Stats"), "the runner's numbers")},
+            }
+        },
+        "/api/stats/history": {
+            "get": {
+                "operationId": "getStatsHistory",
+                "summary": "Tasks finished, running and pending over time; runtime percentiles",
+                "parameters": [HISTORY_WINDOW],
+                "responses": {
+                    "200": _json(_ref("History"), "one point per step, oldest first"),
+                    "400": _problem("an unknown window"),
+                },
             }
         },
         "/api/workers": {
