@@ -122,6 +122,10 @@ STATS_PROPERTIES: dict[str, Any] = {
             "servers whose core does not report it."
         ),
     },
+    "workers_attaching": {
+        **_COUNT,
+        "description": "busy workers that hold a task and wait for the GIL to run it",
+    },
     **{name: _COUNT for name in ("queued", "polling", "poller_queue", "polls", "unfinished")},
     "journal": {
         "type": ["string", "null"],
@@ -132,6 +136,11 @@ STATS_PROPERTIES: dict[str, Any] = {
     "journal_problem": {
         "type": ["string", "null"],
         "description": "why the journal is degraded; null when it is not",
+    },
+    "paused": {
+        "type": "boolean",
+        "description": "true while the runner starts no task (POST /api/pause); running "
+        "tasks go on and submits are accepted",
     },
     "polls_per_second": {"type": "number", "minimum": 0},
     "max_unfinished": _COUNT,
