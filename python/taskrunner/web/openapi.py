@@ -649,7 +649,7 @@ EVENTS_DESCRIPTION = (
     "when something changed, `task` (a Task) for each task whose state changed (its changes "
     "in that half second folded into one, its status as it is when sent; at most 100, the "
     "latest changed) and `counts` (Counts); `resync` {counts} when task events were left out "
-    "or dropped (reload the list; at most one every 5 s); `paused` {paused} when the runner "
+    "or dropped (reload the list; at most one every 10 s); `paused` {paused} when the runner "
     "is paused or resumed; `forgotten` {id}. A comment line is sent after some quiet "
     "seconds. The stream ends when the server shuts down."
 )
