@@ -362,8 +362,10 @@ def main() -> int:
         return 0
     if args.quick:
         args.runs, args.seconds, args.warmup = 1, 3.0, 1.0
-    # The server imports taskrunner as this process would (installed, or by PYTHONPATH).
-    pythonpath = os.environ.get("PYTHONPATH", "")
+    # The server imports taskrunner as this process would (installed, or by
+    # PYTHONPATH, made absolute: the server runs in another directory).
+    entries = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    pythonpath = os.pathsep.join(os.path.abspath(e) for e in entries if e)
     headers = ["run", "done/s idle", "done/s dash", "CPU% idle", "CPU% dash", "cost %"]
     headers += ["task events", "resyncs", "pages"]
     results, rows = [], []

@@ -1059,6 +1059,7 @@ impl Engine {
         self.poller.release_locks_in_child();
         self.events.release_locks_in_child();
         self.keys.release_locks_in_child();
+        self.forget_pause_in_child();
         self.pool.forget_workers();
         drop(self.pool.drain());
         self.poller.forget_threads();

@@ -677,6 +677,7 @@ impl<J: Send + 'static> Pool<J> {
         s.monitor_alive = false;
         s.monitor_parked = false;
         s.awaiting_taker = 0;
+        s.paused = false;
         std::mem::forget(std::mem::take(&mut *self.handles.lock()));
     }
 }
@@ -785,6 +786,52 @@ mod tests {
             owner.pool.wait_exited(Duration::from_secs(10)),
             "the monitor too"
         );
+    }
+
+    #[test]
+    fn a_paused_pool_takes_no_job_until_resumed_then_keeps_the_order() {
+        let (owner, rx) = recorder(1, Duration::from_secs(60));
+        owner.pool.set_paused(&owner, true).ok().unwrap();
+        for job in 0..5 {
+            owner
+                .pool
+                .push(&owner, job, i32::from(job == 3))
+                .ok()
+                .unwrap();
+        }
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "nothing runs while paused"
+        );
+        assert_eq!(owner.pool.stats().queued, 5);
+        owner.pool.set_paused(&owner, false).ok().unwrap();
+        let seen: Vec<u32> = (0..5)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        assert_eq!(seen, vec![3, 0, 1, 2, 4], "priority, then queue order");
+        owner.pool.shutdown();
+        assert!(owner.pool.wait_exited(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn idle_workers_leave_after_their_keep_alive_while_paused() {
+        let (owner, rx) = recorder(2, Duration::from_millis(50));
+        owner.pool.warm_up(&owner).ok().unwrap();
+        owner.pool.set_paused(&owner, true).ok().unwrap();
+        owner.pool.push(&owner, 7, 0).ok().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while owner.pool.stats().threads > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(owner.pool.stats().threads, 0, "the idle worker left");
+        owner.pool.set_paused(&owner, false).ok().unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            7,
+            "resuming starts a worker"
+        );
+        owner.pool.shutdown();
+        assert!(owner.pool.wait_exited(Duration::from_secs(10)));
     }
 
     #[test]

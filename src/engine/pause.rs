@@ -97,6 +97,14 @@ impl Engine {
         true
     }
 
+    /// In a forked child: the parent's pause is not the child's (whose
+    /// inherited tasks are all cancelled).
+    pub(super) fn forget_pause_in_child(&self) {
+        crate::fork::release_in_child(&self.pause);
+        drop(std::mem::take(&mut *self.pause.lock()));
+        self.paused.store(false, Ordering::Relaxed);
+    }
+
     fn waits_for_resume(action: Action, record: &Record) -> bool {
         match action {
             Action::Start => true,
