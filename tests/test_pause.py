@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -224,6 +225,24 @@ def test_the_stats_count_attaching_workers(runner):
     stats = runner.stats()
     assert stats["workers_attaching"] == 0
     assert list(stats) == list(taskrunner.STATS_KEYS)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_of_a_paused_runner_is_not_paused(runner):
+    runner.pause()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            ok = not runner.paused and runner.submit(Blocking(2)).result(timeout=10) == 2
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1" and status == 0
+    assert runner.paused, "the parent stays paused"
 
 
 KILLED_WHILE_PAUSED = textwrap.dedent(
