@@ -3,6 +3,7 @@ the folded event stream (each checked response held to the OpenAPI document)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -11,7 +12,8 @@ from conftest_web import assert_problem, invalid_names
 from prometheus_client.parser import text_string_to_metric_families
 from test_web_api import Server, open_events, read_until
 
-from taskrunner.web import events
+from taskrunner import TaskRunner
+from taskrunner.web import create_app, events
 
 from conftest import wait_for
 
@@ -236,3 +238,28 @@ def test_streams_share_one_fold_which_stops_with_the_last_stream(server):
     first.close()
     second.close()
     assert wait_for(lambda: server.state not in events._FOLDS, WAIT), "the fold stopped"
+
+
+def test_pause_resume_and_bulk_cancel_are_audited_with_the_tokens_label(caplog):
+    runner = TaskRunner()
+    config = {"TESTING": True, "TASKRUNNER_TOKEN": "s3cret", "TASKRUNNER_TOKEN_LABEL": "ops"}
+    app = create_app(runner=runner, config=config)
+    client, auth = app.test_client(), {"Authorization": "Bearer s3cret"}
+    try:
+        with caplog.at_level(logging.INFO, logger="taskrunner.web.audit"):
+            client.post("/api/pause", headers=auth)
+            body = {"type": "fake", "input": 1, "wait": 0}
+            submits = [client.post("/api/tasks", json=body, headers=auth) for _ in "ab"]
+            ids = [response.get_json()["id"] for response in submits]
+            client.post("/api/tasks/cancel", json={"ids": ids}, headers=auth)
+            client.post("/api/resume", headers=auth)
+        logged = [r.getMessage() for r in caplog.records if r.name == "taskrunner.web.audit"]
+        assert logged[0] == "POST /api/pause task=None token=ops"
+        assert logged[3:] == [
+            f"POST /api/tasks/cancel task={ids[0]} token=ops",
+            f"POST /api/tasks/cancel task={ids[1]} token=ops",
+            "POST /api/resume task=None token=ops",
+        ]
+    finally:
+        app.extensions["taskrunner"].close()
+        runner.shutdown(cancel_pending=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from taskrunner.web.audit import audited
 from taskrunner.web.auth import guard
 from taskrunner.web.problems import SHUTTING_DOWN, Problem, invalid_params
 from taskrunner.web.state import current_state
@@ -14,6 +15,7 @@ from taskrunner.web.submission import read_json_object
 
 control = Blueprint("taskrunner_control", __name__, url_prefix="/api")
 guard(control)
+audited(control)
 
 MAX_CANCEL_IDS = 1000
 MAX_ID = 2**64 - 1
