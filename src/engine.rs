@@ -30,6 +30,7 @@ use crate::record::{unix_now, Finished, Kind, Outcome, Plan, Record, State};
 use crate::store::{Retention, Store};
 
 mod history;
+mod pause;
 mod reports;
 mod schedule;
 
@@ -88,6 +89,9 @@ pub struct Engine {
     cancelling: AtomicBool,
     /// Tasks finished, running and pending over the last hour and day.
     history: History,
+    /// No pending task starts (see `engine/pause.rs`); `pause` holds what waits.
+    paused: AtomicBool,
+    pause: Mutex<pause::Pause>,
 }
 
 /// What a caller asks for at submit.
@@ -129,6 +133,8 @@ pub struct Stats {
     pub workers_busy: usize,
     pub workers_idle: usize,
     pub workers_timed_out: usize,
+    /// Busy workers waiting for the GIL with a task in hand.
+    pub workers_attaching: usize,
     pub queued: usize,
     pub polling: usize,
     pub poller_queue: usize,
@@ -136,6 +142,7 @@ pub struct Stats {
     pub unfinished: usize,
     /// The journal's health; None without a journal.
     pub journal: Option<Health>,
+    pub paused: bool,
 }
 
 /// Every engine alive, so that interpreter exit and fork can reach them.
@@ -168,6 +175,8 @@ impl Engine {
             limits: config.limits,
             watched: Mutex::new(Vec::new()),
             cancelling: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            pause: Mutex::default(),
             run_pending_at_exit: config.run_pending_at_exit,
             closed: AtomicBool::new(false),
             pid: AtomicU32::new(std::process::id()),
@@ -293,12 +302,14 @@ impl Engine {
             workers_busy: pool.busy - timed_out,
             workers_idle: pool.idle,
             workers_timed_out: timed_out,
+            workers_attaching: pool.attaching,
             queued: pool.queued,
             polling: counts.polling(),
             poller_queue: self.poller.queue_len(),
             polls: counts.polls(),
             unfinished: self.store.unfinished(),
             journal: self.journal_health(),
+            paused: self.is_paused(),
         }
     }
 
@@ -766,6 +777,9 @@ impl Engine {
 
     fn poll(self: &Arc<Self>, py: Python<'_>, due: &Due, again: &mut Vec<Due>) {
         let record = &due.record;
+        if matches!(due.action, Action::Start | Action::Expire) && self.held_by_pause(due) {
+            return;
+        }
         match due.action {
             Action::Expire => self.complete(py, record, Outcome::TimedOut),
             Action::Start => {
@@ -877,6 +891,7 @@ impl Engine {
 
     /// Stops taking tasks. With `cancel_pending`, tasks that have not started
     /// are cancelled; with `cancel_polling`, running polling tasks are too.
+    /// Ends a pause (after those cancels), so that the rest can drain.
     pub fn close(self: &Arc<Self>, py: Python<'_>, cancel_pending: bool, cancel_polling: bool) {
         self.closed.store(true, Ordering::Release);
         if cancel_pending {
@@ -896,6 +911,7 @@ impl Engine {
                 }
             }
         }
+        self.resume(py);
         if self.store.unfinished() == 0 {
             drop(self.poller.stop());
         }
@@ -1095,6 +1111,7 @@ impl Engine {
         self.poller.release_locks_in_child();
         self.events.release_locks_in_child();
         self.keys.release_locks_in_child();
+        self.forget_pause_in_child();
         self.pool.forget_workers();
         drop(self.pool.drain());
         self.poller.forget_threads();

@@ -849,6 +849,28 @@ impl Runner {
     fn closed(&self) -> bool {
         self.engine.is_closed()
     }
+
+    /// Stops starting tasks until `resume()`: pending tasks wait (blocking
+    /// and polling ones, delayed tasks and retries whose time comes), running
+    /// ones go on, and submits are still accepted. Does nothing when paused.
+    ///
+    /// Raises:
+    ///     RuntimeError: after shutdown.
+    fn pause(&self) -> PyResult<()> {
+        self.engine.pause().map(drop)
+    }
+
+    /// Starts at once what waited during the pause, in the usual order
+    /// (priority, then submit order). Does nothing when not paused.
+    fn resume(&self, py: Python<'_>) {
+        self.engine.resume(py);
+    }
+
+    /// True between `pause()` and `resume()` (or shutdown, which resumes).
+    #[getter]
+    fn paused(&self) -> bool {
+        self.engine.is_paused()
+    }
 }
 
 impl Runner {

@@ -149,12 +149,13 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
 }
 
 /// Every key of the stats dict, in order.
-pub const STATS_KEYS: [&str; 12] = [
+pub const STATS_KEYS: [&str; 14] = [
     "max_workers",
     "workers",
     "workers_busy",
     "workers_idle",
     "workers_timed_out",
+    "workers_attaching",
     "queued",
     "polling",
     "poller_queue",
@@ -162,6 +163,7 @@ pub const STATS_KEYS: [&str; 12] = [
     "unfinished",
     "journal",
     "journal_problem",
+    "paused",
 ];
 
 pub fn stats_dict<'py>(py: Python<'py>, stats: &Stats) -> PyResult<Bound<'py, PyDict>> {
@@ -171,6 +173,7 @@ pub fn stats_dict<'py>(py: Python<'py>, stats: &Stats) -> PyResult<Bound<'py, Py
     d.set_item(intern!(py, "workers_busy"), stats.workers_busy)?;
     d.set_item(intern!(py, "workers_idle"), stats.workers_idle)?;
     d.set_item(intern!(py, "workers_timed_out"), stats.workers_timed_out)?;
+    d.set_item(intern!(py, "workers_attaching"), stats.workers_attaching)?;
     d.set_item(intern!(py, "queued"), stats.queued)?;
     d.set_item(intern!(py, "polling"), stats.polling)?;
     d.set_item(intern!(py, "poller_queue"), stats.poller_queue)?;
@@ -184,6 +187,7 @@ pub fn stats_dict<'py>(py: Python<'py>, stats: &Stats) -> PyResult<Bound<'py, Py
     };
     d.set_item(intern!(py, "journal"), health)?;
     d.set_item(intern!(py, "journal_problem"), problem)?;
+    d.set_item(intern!(py, "paused"), stats.paused)?;
     Ok(d)
 }
 

@@ -74,6 +74,13 @@ def test_the_mixed_fake_tasks_run_on_the_workers_with_their_results(on_local, lo
     assert all(s["polls"] == 0 for s in statuses if s["kind"] == "blocking")
 
 
+def test_a_cluster_runner_cannot_pause_and_says_so(on_local):
+    for operation in (on_local.pause, on_local.resume):
+        with pytest.raises(NotImplementedError, match="cluster"):
+            operation()
+    assert on_local.paused is False
+
+
 def test_a_task_is_pending_then_running_on_its_worker_soon_after_submit(on_local):
     handle = on_local.submit(Sleep("slept", 1.0))
     assert on_local.status(handle.id)["state"] == "pending"

@@ -11,7 +11,7 @@ import pytest
 from conftest_web import CheckedClient, assert_problem, invalid_names, parse_sse
 
 from taskrunner import TaskRunner
-from taskrunner.web import create_app, default_task_types, events
+from taskrunner.web import create_app, default_task_types
 
 from conftest import Gate, wait_for
 
@@ -170,7 +170,3 @@ def test_every_stream_shares_one_stats_computation_a_second(app, monkeypatch):
     assert all(len(ats) == 3 for ats in got), got
     # Five streams, three seconds' events each: one computation a second, not per stream.
     assert len(calls) <= took + 2, (len(calls), took)
-
-
-def test_a_second_stats_cache_serves_one_app(app):
-    assert events.second_stats(app.state) is events.second_stats(app.state)

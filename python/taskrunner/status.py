@@ -72,6 +72,7 @@ class RunnerStats(TypedDict):
     workers_busy: int
     workers_idle: int
     workers_timed_out: int
+    workers_attaching: int
     queued: int
     polling: int
     poller_queue: int
@@ -79,6 +80,7 @@ class RunnerStats(TypedDict):
     unfinished: int
     journal: Optional[str]
     journal_problem: Optional[str]
+    paused: bool
 
 
 class TimelineEvent(TypedDict):

@@ -446,6 +446,7 @@ def event_stream() -> Response:
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+    response.call_on_close(stream.close)
     response.call_on_close(state.streams.release)
     return response
 

@@ -129,6 +129,10 @@ STATS_PROPERTIES: dict[str, Any] = {
             "servers whose core does not report it."
         ),
     },
+    "workers_attaching": {
+        **_COUNT,
+        "description": "busy workers that hold a task and wait for the GIL to run it",
+    },
     **{name: _COUNT for name in ("queued", "polling", "poller_queue", "polls", "unfinished")},
     "journal": {
         "type": ["string", "null"],
@@ -139,6 +143,11 @@ STATS_PROPERTIES: dict[str, Any] = {
     "journal_problem": {
         "type": ["string", "null"],
         "description": "why the journal is degraded; null when it is not",
+    },
+    "paused": {
+        "type": "boolean",
+        "description": "true while the runner starts no task (POST /api/pause); running "
+        "tasks go on and submits are accepted",
     },
     "polls_per_second": {"type": "number", "minimum": 0},
     "max_unfinished": _COUNT,
@@ -626,6 +635,103 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+# The runner-wide operations: pause, resume, and cancel in bulk.
+CONTROL_SCHEMAS: dict[str, Any] = {
+    "Paused": {
+        "type": "object",
+        "required": ["paused"],
+        "additionalProperties": False,
+        "properties": {"paused": STATS_PROPERTIES["paused"]},
+    },
+    "CancelRequest": {
+        "type": "object",
+        "required": ["ids"],
+        "additionalProperties": False,
+        "properties": {
+            "ids": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1},
+                "minItems": 1,
+                "maxItems": 1000,
+                "description": "the tasks to cancel (a repeated id counts once)",
+            }
+        },
+    },
+    "CancelResult": {
+        "type": "object",
+        "required": ["cancelled", "not_cancelled"],
+        "additionalProperties": False,
+        "properties": {
+            "cancelled": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1},
+                "description": "the tasks cancelled now, or already cancelled before",
+            },
+            "not_cancelled": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "reason"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "id": {"type": "integer", "minimum": 1},
+                        "reason": {
+                            "enum": ["finished", "running", "unknown"],
+                            "description": "finished: in another final state; running: a "
+                            "blocking task already running; unknown: no task with that id",
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+SCHEMAS.update(CONTROL_SCHEMAS)
+
+
+def _control_paths() -> dict[str, Any]:
+    paused = _json(_ref("Paused"), "whether the runner is paused now")
+    not_here = _problem("the runner's tasks run on a cluster, which cannot pause yet")
+    return {
+        "/api/pause": {
+            "post": {
+                "operationId": "pause",
+                "summary": "Stop starting tasks (running ones go on, submits are accepted)",
+                "responses": {
+                    "200": paused,
+                    "501": not_here,
+                    "503": _problem("the runner is shut down"),
+                },
+            }
+        },
+        "/api/resume": {
+            "post": {
+                "operationId": "resume",
+                "summary": "Start at once what waited while paused",
+                "responses": {"200": paused, "501": not_here},
+            }
+        },
+        "/api/tasks/cancel": {
+            "post": {
+                "operationId": "cancelTasks",
+                "summary": "Cancel several tasks at once",
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("CancelRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("CancelResult"), "what was cancelled, and why not the rest"),
+                    "400": _problem(
+                        "bad JSON, an unknown field, or ids that are not 1 to 1000 task ids"
+                    ),
+                    "413": _problem("the body is too large"),
+                    "415": _problem("the body is declared as something other than JSON"),
+                },
+            }
+        },
+    }
+
+
 TASK_ID = {
     "name": "task_id",
     "in": "path",
@@ -718,11 +824,13 @@ HISTORY_WINDOW = {
 }
 
 EVENTS_DESCRIPTION = (
-    "Server-sent events. `ready` {counts} when subscribed; `task` (a Task) for each task "
-    "whose state changed, as it is when sent; `counts` (Counts) after each batch; `resync` "
-    "{counts} when events were dropped (reload the list); `forgotten` {id}; `stats` "
-    "(StatsEvent) once a second: the tasks finished in the last whole second, and those "
-    "running and pending at its end. A comment "
+    "Server-sent events. `ready` {counts, paused} when subscribed; then, twice a second "
+    "when something changed, `task` (a Task) for each task whose state changed (its changes "
+    "in that half second folded into one, its status as it is when sent; at most 100, the "
+    "latest changed) and `counts` (Counts); `resync` {counts} when task events were left out "
+    "or dropped (reload the list; at most one every 10 s); `paused` {paused} when the runner "
+    "is paused or resumed; `forgotten` {id}; `stats` (StatsEvent) once a second: the tasks "
+    "finished in the last whole second, and those running and pending at its end. A comment "
     "line is sent after some quiet seconds. The stream ends when the server shuts down."
 )
 
@@ -1002,6 +1110,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
             }
         },
+        **_control_paths(),
         "/healthz": {
             "get": {
                 "operationId": "health",
