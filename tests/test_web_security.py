@@ -210,7 +210,7 @@ def test_the_read_token_gets_403_on_every_change_and_reads_everything_else(app):
 def test_the_full_token_still_changes_things(app):
     client = CheckedClient(app)
     response = client.post(
-        "/api/tasks", json={"type": "fake", "input": 1, "wait": 60}, headers=bearer(FULL)
+        "/api/tasks", json={"type": "fake_polling", "input": 1, "wait": 60}, headers=bearer(FULL)
     )
     assert response.status_code == 202
     cancelled = client.delete(f"/api/tasks/{response.get_json()['id']}", headers=bearer(FULL))
@@ -241,7 +241,9 @@ def test_a_submit_and_a_cancel_are_audited_with_the_tokens_label(app, caplog):
     client = app.test_client()
     with caplog.at_level(logging.INFO, logger="taskrunner.web.audit"):
         task = client.post(
-            "/api/tasks", json={"type": "fake", "input": 1, "wait": 60}, headers=bearer(FULL)
+            "/api/tasks",
+            json={"type": "fake_polling", "input": 1, "wait": 60},
+            headers=bearer(FULL),
         ).get_json()
         assert client.delete(f"/api/tasks/{task['id']}", headers=bearer(FULL)).status_code == 200
         # Refused and read-only requests change nothing: no entry.
