@@ -20,8 +20,7 @@ use std::time::Duration;
 use crate::attempts::{AttemptError, PastAttempt};
 use crate::journal::{
     AttemptRow, AuditRow, Encoding, ErrorRow, Filter, Health, Journal, JournalError as StoreError,
-    KeyRow,
-    Options, Page, Schedule, Stored, TaskRow,
+    KeyRow, Options, Page, Schedule, Stored, TaskRow,
 };
 use crate::record::{ErrorInfo, Kind, Plan, Record, Recorded, State};
 
