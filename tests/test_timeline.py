@@ -384,3 +384,14 @@ def test_attempts_and_dependents_are_pruned_with_their_task(db):
         assert (rows("attempts"), rows("task_after")) == (0, 0)
         with pytest.raises(KeyError):
             runner.timeline(upstream.id)
+
+
+def test_a_durable_task_has_no_recipe_to_run_again_from(db):
+    # Its recipe is its pickled object, not data a new task can be made from.
+    with TaskRunner(journal=db) as runner:
+        handle = runner.submit(Wakes(3), kind="blocking", durable=True, delay=60)
+        handle.cancel()
+        assert runner.recipe(handle.id) is None
+    with TaskRunner(journal=db) as runner:
+        assert runner.recipe(handle.id) is None
+        assert runner.timeline(handle.id)["again"] is False

@@ -327,7 +327,7 @@ def run_again(task_id: str) -> tuple[Response, int, dict[str, str]]:
         recipe=recipe(made["type"], made["input"], made["wait"], task, timeout),
         key=key,
     )
-    location = url_for("taskrunner_api.get_task", task_id=accepted.status["id"])
+    location = url_for("taskrunner_api.get_task", task_id=accepted.status["id"], _external=True)
     headers = {"Location": location}
     if accepted.replayed:
         headers[REPLAYED] = "true"
