@@ -4,6 +4,7 @@ paged with the cursor, and across a restart; the ``type=`` label of a submit."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -345,3 +346,28 @@ def test_the_search_benchmark_builds_a_journal_and_times_every_query(tmp_path):
     assert len(rows) == 22 and first.returncode in (0, 1)  # 1 only for a time past the target
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert "reusing" in again.stdout and "wrong page" not in again.stdout
+
+
+def test_the_tasks_command_takes_the_filters(tmp_path):
+    db = str(tmp_path / "tasks.db")
+    runner = TaskRunner(max_workers=4, journal=db)
+    statuses = fill(runner)
+    runner.shutdown()
+    expected = [s["id"] for s in statuses if passes(s, error="KeyError", type="mail")]
+    assert expected
+    command = [sys.executable, "-m", "taskrunner", "tasks", "--db", db, "--json", "--limit", "100"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run(
+        [*command, "--error", "KeyError", "--type", "mail"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
+    ).stdout
+    listed = [json.loads(line)["id"] for line in out.splitlines()]
+    assert listed == sorted(expected, reverse=True)
+    refused = subprocess.run(
+        [*command, "--kind", "quick"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert refused.returncode == 2 and "--kind" in refused.stderr
