@@ -159,6 +159,7 @@ def test_run_again_makes_a_new_task_of_the_same_type_input_wait_and_timeout(app)
     assert again["id"] > failed["id"]
     assert response.headers["Location"].endswith(f"/api/tasks/{again['id']}")
     assert again["name"] == "mine", "the name it was given goes with it"
+    assert again["type"] == failed["type"] == "fails"
     made = app.runner.recipe(again["id"])
     assert made == app.runner.recipe(failed["id"])
     assert (made["type"], made["input"], made["wait"], made["timeout"]) == (

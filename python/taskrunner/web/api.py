@@ -326,6 +326,7 @@ def run_again(task_id: str) -> tuple[Response, int, dict[str, str]]:
         name=_given_name(_status(state, id), made),
         recipe=recipe(made["type"], made["input"], made["wait"], task, timeout),
         key=key,
+        type=made["type"],
     )
     location = url_for("taskrunner_api.get_task", task_id=accepted.status["id"], _external=True)
     headers = {"Location": location}
