@@ -6,68 +6,23 @@ Skips where Chromium, chromedriver or selenium is missing, unless
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
+from browser import WIDE, require_browser
 from conftest_web import ServerProcess
 
 from taskrunner import STATES
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 PATIENCE = 20.0  # seconds to wait for the page to show a change
-WIDE = (1400, 1000)
-
-
-def _missing() -> list[str]:
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
-    if importlib.util.find_spec("selenium") is None:
-        missing.append("the selenium package")
-    return missing
-
-
-def _require_browser() -> None:
-    """Skips without a browser; fails instead when TASKRUNNER_REQUIRE_BROWSER=1."""
-    missing = _missing()
-    if missing:
-        message = "no headless browser: missing " + ", ".join(missing)
-        if os.environ.get("TASKRUNNER_REQUIRE_BROWSER") == "1":
-            pytest.fail(message + " (TASKRUNNER_REQUIRE_BROWSER=1)")
-        pytest.skip(message)
 
 
 def test_a_browser_is_available():
-    _require_browser()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        f"--window-size={WIDE[0]},{WIDE[1]}",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
+    require_browser()
 
 
 @pytest.fixture(scope="module")
@@ -525,10 +480,20 @@ def test_the_filters_by_limit_and_by_waiting(scheduling_page, scheduling_server)
 
 
 def limit_panel_rows(driver) -> dict[str, list[str]]:
-    return {
-        r.get_attribute("data-label"): [td.text for td in r.find_elements("css selector", "td")]
-        for r in driver.find_elements("css selector", "#limit-rows tr")
-    }
+    """The panel's rows by label; read again when the panel redraws under the read."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(5):
+        try:
+            return {
+                r.get_attribute("data-label"): [
+                    td.text for td in r.find_elements("css selector", "td")
+                ]
+                for r in driver.find_elements("css selector", "#limit-rows tr")
+            }
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError("the limits panel kept redrawing")
 
 
 def test_the_limits_panel_shows_each_limit_live(scheduling_page, scheduling_server):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import requests
 import test_web_dashboard as dashboard
+from browser import require_browser
 from conftest_web import ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -15,7 +16,6 @@ distributed = pytest.importorskip("distributed", reason="the cluster tests need 
 
 from taskrunner.cluster.link import live_workers  # noqa: E402
 
-browser = dashboard.browser
 wait_until = dashboard.wait_until
 
 
@@ -23,7 +23,7 @@ wait_until = dashboard.wait_until
 def browser_before_cluster():
     # Autouse fixtures set up first in their scope: without a browser, the shared
     # dask_processes (tests/dask_cluster.py) starts no cluster for nothing.
-    dashboard._require_browser()
+    require_browser()
 
 
 def open_page(driver, url: str) -> None:
