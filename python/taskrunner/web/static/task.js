@@ -97,14 +97,12 @@ function showStatusList(current) {
   const keys = statusKeys.length ? statusKeys : Object.keys(current).filter((k) => k !== "result_is_repr");
   const items = [];
   for (const key of keys) {
-    const row = document.createElement("div");
-    row.dataset.key = key;
     const dt = document.createElement("dt");
     dt.textContent = key;
     const dd = document.createElement("dd");
+    dt.dataset.key = dd.dataset.key = key;
     dd.appendChild(statusValue(key, current[key], current));
-    row.append(dt, dd);
-    items.push(row);
+    items.push(dt, dd);
   }
   $("status").replaceChildren(...items);
 }
