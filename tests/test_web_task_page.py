@@ -271,7 +271,8 @@ def test_a_running_blocking_task_cannot_be_cancelled_and_says_why(browser, serve
 
 
 def test_run_again_makes_a_new_task_and_goes_to_its_page(browser, server):
-    id = post(server, type="fake_blocking", input={"not": "a number"}, wait=0)["id"]
+    body = {"type": "fake_blocking", "input": {"not": "a number"}, "wait": 0, "name": "again"}
+    id = post(server, **body)["id"]
     assert finished(server, id)["state"] == "failed"
     open_task(browser, server, id)
     wait_until(browser, lambda d: d.find_element("id", "again").is_displayed(), "no Run again")
@@ -280,7 +281,8 @@ def test_run_again_makes_a_new_task_and_goes_to_its_page(browser, server):
     new = int(browser.current_url.rsplit("/", 1)[1])
     assert new > id
     wait_until(browser, lambda d: text(d, "#title") == f"Task {new}", "the new task never showed")
-    assert status(server, new)["type"] == "fake_blocking"
+    assert text(browser, "#task-name") == "again"
+    assert finished(server, new)["state"] == "failed"  # the same input, the same error
 
 
 def test_an_id_that_is_no_task_says_so(browser, server):
