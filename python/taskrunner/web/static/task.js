@@ -93,18 +93,29 @@ function statusValue(key, value, current) {
   }
 }
 
+// Rows are rebuilt only when their value changes, so that a focused link stays focused.
 function showStatusList(current) {
   const keys = statusKeys.length ? statusKeys : Object.keys(current).filter((k) => k !== "result_is_repr");
-  const items = [];
-  for (const key of keys) {
-    const dt = document.createElement("dt");
-    dt.textContent = key;
-    const dd = document.createElement("dd");
-    dt.dataset.key = dd.dataset.key = key;
-    dd.appendChild(statusValue(key, current[key], current));
-    items.push(dt, dd);
+  const list = $("status");
+  if (list.dataset.keys !== keys.join(",")) {
+    list.dataset.keys = keys.join(",");
+    const items = [];
+    for (const key of keys) {
+      const dt = document.createElement("dt");
+      dt.textContent = key;
+      const dd = document.createElement("dd");
+      dt.dataset.key = dd.dataset.key = key;
+      items.push(dt, dd);
+    }
+    list.replaceChildren(...items);
   }
-  $("status").replaceChildren(...items);
+  for (const dd of list.querySelectorAll("dd")) {
+    const key = dd.dataset.key;
+    const value = JSON.stringify([current[key], key === "result" ? current.result_is_repr : null]);
+    if (dd.dataset.value === value) continue;
+    dd.dataset.value = value;
+    dd.replaceChildren(statusValue(key, current[key], current));
+  }
 }
 
 function showProgress(current) {
@@ -264,7 +275,18 @@ function showAttempts() {
   $("attempts").replaceChildren(...sections);
 }
 
+// Each linked task with its state, read once per list.
+async function addStates(items, ids) {
+  const statuses = await Promise.all(ids.slice(0, 50).map((id) => tr.api(`api/tasks/${id}`).catch(() => null)));
+  statuses.forEach((linked, i) => {
+    if (linked) items[i].append(" ", tr.badge(linked.state));
+  });
+}
+
 function fillLinks(list, ids, none) {
+  const key = ids.join(",") || `-${none}`;
+  if (list.dataset.key === key) return;
+  list.dataset.key = key;
   const items = ids.map((id) => {
     const li = document.createElement("li");
     li.appendChild(taskLink(id));
@@ -273,9 +295,11 @@ function fillLinks(list, ids, none) {
   if (!items.length) {
     const li = document.createElement("li");
     li.appendChild(muted(none));
-    items.push(li);
+    list.replaceChildren(li);
+    return;
   }
   list.replaceChildren(...items);
+  addStates(items, ids);
 }
 
 function showDependencies() {
