@@ -313,6 +313,24 @@ def test_a_task_known_only_to_the_journal_shows_after_a_restart(browser, tmp_pat
         second.stop()
 
 
+def test_with_a_token_the_page_asks_for_it_then_shows_the_task(browser, tmp_path):
+    guarded = serve(tmp_path, TASKRUNNER_TOKEN="open sesame")
+    try:
+        headers = {"Authorization": "Bearer open sesame"}
+        body = {"type": "fake_blocking", "input": 2, "wait": 0, "name": "guarded"}
+        response = requests.post(f"{guarded.url}/api/tasks", json=body, headers=headers)
+        id = response.json()["id"]
+        browser.get(f"{guarded.url}/tasks/{id}")
+        wait_until(browser, lambda d: d.find_element("id", "token-form").is_displayed(), "no form")
+        assert not browser.find_element("id", "task").is_displayed()
+        browser.find_element("id", "token-input").send_keys("open sesame")
+        browser.find_element("css selector", "#token-form button").click()
+        wait_until(browser, lambda d: text(d, "#task-name") == "guarded", "the task never showed")
+        assert text(browser, '#status dd[data-key="result"]') == "4"
+    finally:
+        guarded.stop()
+
+
 # ---- from the dashboard ----------------------------------------------------------------------
 
 
