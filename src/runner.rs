@@ -640,34 +640,23 @@ impl Runner {
     fn _wait(
         &self,
         py: Python<'_>,
-        ids: Option<Vec<u64>>,
+        ids: Option<Vec<Bound<'_, PyAny>>>,
         timeout: Option<f64>,
         return_when: &str,
     ) -> PyResult<(Vec<u64>, Vec<u64>)> {
         let condition = WaitFor::parse(return_when)?;
         let deadline = deadline_of(timeout)?;
-        wait_for(
-            py,
-            &self.engine,
-            self.records_of(py, ids)?,
-            deadline,
-            condition,
-        )
+        wait_for(py, &self.engine, self.records_of(ids)?, deadline, condition)
     }
 
     /// An iterator of ids as their tasks finish (all tasks when None).
     #[pyo3(signature = (ids=None, timeout=None))]
     fn _completions(
         &self,
-        py: Python<'_>,
-        ids: Option<Vec<u64>>,
+        ids: Option<Vec<Bound<'_, PyAny>>>,
         timeout: Option<f64>,
     ) -> PyResult<Completions> {
-        Completions::new(
-            &self.engine,
-            self.records_of(py, ids)?,
-            deadline_of(timeout)?,
-        )
+        Completions::new(&self.engine, self.records_of(ids)?, deadline_of(timeout)?)
     }
 
     /// A stream of every state change, for dashboards. A consumer that falls
@@ -749,11 +738,23 @@ impl Runner {
 }
 
 impl Runner {
-    fn records_of(&self, py: Python<'_>, ids: Option<Vec<u64>>) -> PyResult<Vec<Arc<Record>>> {
-        match ids {
-            None => Ok(self.engine.records()),
-            Some(ids) => ids.into_iter().map(|id| self.record(py, id)).collect(),
-        }
+    /// The records of ids and handles (every record when None). A handle of
+    /// this runner brings its own record, so waiting on it works even once
+    /// its task has been forgotten.
+    fn records_of(&self, tasks: Option<Vec<Bound<'_, PyAny>>>) -> PyResult<Vec<Arc<Record>>> {
+        let Some(tasks) = tasks else {
+            return Ok(self.engine.records());
+        };
+        tasks
+            .iter()
+            .map(|task| match task.cast::<TaskHandle>() {
+                Ok(handle) if Arc::ptr_eq(&handle.get().engine, &self.engine) => {
+                    Ok(handle.get().record.clone())
+                }
+                Ok(handle) => self.record(task.py(), handle.get().record.id),
+                Err(_) => self.record_of(task),
+            })
+            .collect()
     }
 }
 

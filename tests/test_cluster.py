@@ -300,6 +300,7 @@ def test_journaled_tasks_of_a_killed_client_run_again_on_the_cluster(dask_proces
 @pytest.mark.parametrize("where", ["local", "address"])
 def test_the_docs_examples_run_unchanged_on_a_cluster(where, dask_processes):
     cluster = "local" if where == "local" else dask_processes.address
+    main = 'if __name__ == "__main__":'
     # Every TaskRunner the example makes gets the cluster; its code is as written.
     prelude = (
         "import taskrunner, taskrunner.runner\n"
@@ -311,18 +312,25 @@ def test_the_docs_examples_run_unchanged_on_a_cluster(where, dask_processes):
         "        print('cluster:', self.cluster is not None)\n"
         "taskrunner.TaskRunner = taskrunner.runner.TaskRunner = OnCluster\n"
     )
-    for example in doc_examples():
-        code = example.replace('if __name__ == "__main__":', "if True:")
-        done = subprocess.run(
-            [sys.executable, "-c", prelude + code],
+    # The examples run side by side: each mostly waits on its fake tasks.
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", prelude + example.replace(main, "if True:")],
             env={**os.environ, "PYTHONPATH": WORKER_PATH},
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=120,
         )
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert "cluster: True" in done.stdout
-        assert "tcp://127.0.0.1:" in done.stdout or "succeeded" in done.stdout
+        for example in doc_examples()
+    ]
+    for run in runs:
+        try:
+            stdout, stderr = run.communicate(timeout=120)
+        finally:
+            run.kill()
+        assert run.returncode == 0, stderr[-3000:]
+        assert "cluster: True" in stdout
+        assert "tcp://127.0.0.1:" in stdout or "succeeded" in stdout
 
 
 def doc_examples() -> list[str]:

@@ -146,7 +146,7 @@ def test_shutdown_from_inside_a_task_is_refused_not_deadlocked(runner):
     assert runner.closed
 
 
-EXIT_RUNS = int(os.environ.get("TASKRUNNER_EXIT_RUNS", "50"))
+EXIT_RUNS = int(os.environ.get("TASKRUNNER_EXIT_RUNS", "20"))
 
 
 @pytest.mark.slow  # EXIT_RUNS interpreters, four at a time

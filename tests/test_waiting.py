@@ -228,3 +228,19 @@ def test_event_stream_ends_promptly_after_shutdown():
     started = time.monotonic()
     assert stream.next_batch(timeout=30) == []
     assert time.monotonic() - started < 5
+
+
+def test_waiting_on_handles_of_forgotten_tasks_counts_them_done():
+    # The runner keeps one finished task: the others are forgotten before the
+    # wait begins, and their handles still know how they ended.
+    with taskrunner.TaskRunner(retain_finished=1) as runner:
+        handles = [runner.submit(FakeTaskBlocking(i, wait=0)) for i in range(20)]
+        for handle in handles:
+            handle.result(timeout=10)
+        with pytest.raises(KeyError):
+            runner.status(handles[0].id)
+        done, not_done = runner.wait(handles, timeout=10)
+        assert done == {h.id for h in handles} and not not_done
+        assert sorted(runner.as_completed(handles, timeout=10)) == [h.id for h in handles]
+        with pytest.raises(KeyError):
+            runner.wait([handles[0].id], timeout=10)

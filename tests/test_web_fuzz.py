@@ -41,7 +41,7 @@ from conftest_web import (
     invalid_names,
 )
 
-FUZZ_SECONDS = int(os.environ.get("TASKRUNNER_FUZZ_SECONDS", "12"))
+FUZZ_SECONDS = int(os.environ.get("TASKRUNNER_FUZZ_SECONDS", "8"))
 FLOOD_SECONDS = float(os.environ.get("TASKRUNNER_FLOOD_SECONDS", "5"))
 FUZZ_SEED = os.environ.get("TASKRUNNER_FUZZ_SEED")
 TOKEN = "fuzz-token"

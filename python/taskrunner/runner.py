@@ -21,20 +21,22 @@ class DoneAndNotDone(NamedTuple):
     not_done: set[int]
 
 
-def _ids(tasks: Optional[Iterable[TaskRef]]) -> Optional[list[int]]:
+def _refs(tasks: Optional[Iterable[TaskRef]]) -> Optional[list[TaskRef]]:
+    """``tasks`` checked: ids and handles (a handle keeps its task's record, so
+    waiting on it works even after the task is forgotten)."""
     if tasks is None:
         return None
-    ids = []
+    refs: list[TaskRef] = []
     for task in tasks:
         if isinstance(task, TaskHandle):
-            ids.append(task.id)
+            refs.append(task)
         elif isinstance(task, int) and not isinstance(task, bool):
             if not 0 <= task < 2**64:
                 raise KeyError(f"no task with id {task}")
-            ids.append(task)
+            refs.append(task)
         else:
             raise TypeError(f"expected a task id or TaskHandle, got {task!r}")
-    return ids
+    return refs
 
 
 class TaskRunner(Runner):
@@ -171,7 +173,7 @@ class TaskRunner(Runner):
         Raises:
             KeyError: for an unknown id.
         """
-        done, not_done = self._wait(_ids(ids), timeout, return_when)
+        done, not_done = self._wait(_refs(ids), timeout, return_when)
         return DoneAndNotDone(set(done), set(not_done))
 
     def as_completed(
@@ -183,7 +185,7 @@ class TaskRunner(Runner):
             TimeoutError: if ``timeout`` seconds pass before all are done.
             KeyError: for an unknown id.
         """
-        return self._completions(_ids(ids), timeout)
+        return self._completions(_refs(ids), timeout)
 
     def __repr__(self) -> str:
         counts = {state: n for state, n in self.counts().items() if n}
