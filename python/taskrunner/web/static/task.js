@@ -144,6 +144,8 @@ function showOutcome(current) {
     outcome.classList.add("error-text");
   } else if (current.state === "pending" && current.not_before) {
     text = `Starts no earlier than ${new Date(current.not_before * 1000).toLocaleString()}.`;
+  } else if (current.state === "pending" && current.after && current.after.length) {
+    text = `Starts once ${current.after.map((id) => `task ${id}`).join(", ")} ${current.after.length > 1 ? "have" : "has"} succeeded.`;
   } else if (current.kind === "polling" && current.state === "running") {
     text = `Polled ${current.polls} times so far.`;
   }
