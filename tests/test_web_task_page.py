@@ -187,7 +187,7 @@ def test_a_failed_task_shows_every_status_key_and_its_whole_traceback(browser, s
 
 
 def test_a_retried_task_lists_each_attempt_with_its_error(browser, server):
-    retry = {"attempts": 2, "backoff": 0.05, "max_backoff": 0.05, "jitter": False}
+    retry = {"attempts": 3, "backoff": 0.05, "max_backoff": 0.05, "jitter": False}
     id = post(server, type="flaky", input="cache.example", retries=retry)["id"]
     assert finished(server, id)["attempt"] == 3
     open_task(browser, server, id)
@@ -351,7 +351,7 @@ def test_the_dashboard_table_links_each_id_to_its_page(browser, server):
 @pytest.fixture
 def failed_page(browser, server):
     """The page of a retried task that failed, with long tracebacks."""
-    retry = {"attempts": 1, "backoff": 0.05, "max_backoff": 0.05, "jitter": False}
+    retry = {"attempts": 2, "backoff": 0.05, "max_backoff": 0.05, "jitter": False}
     id = post(server, type="flaky", input="x" * 300, retries=retry, name="n" * 80)["id"]
     finished(server, id)
     open_task(browser, server, id)
