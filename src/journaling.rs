@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::journal::{
-    Encoding, ErrorRow, Filter, Health, Journal, JournalError as StoreError, KeyRow, Options, Page,
-    Schedule, Stored, TaskRow,
+    AuditRow, Encoding, ErrorRow, Filter, Health, Journal, JournalError as StoreError, KeyRow,
+    Options, Page, Schedule, Stored, TaskRow,
 };
 use crate::record::{ErrorInfo, Kind, Plan, Record, Recorded, State};
 
@@ -506,6 +506,21 @@ impl Journaling {
         });
         row.recipe = None;
         self.write(row);
+    }
+
+    /// Records a change made through the API: its route, its task, and the
+    /// name of the token that made it.
+    pub fn audit(&self, route: &str, task_id: Option<u64>, token_label: &str) -> PyResult<()> {
+        let row = AuditRow {
+            at: crate::record::unix_now(),
+            route: route.to_owned(),
+            task_id,
+            token_label: Some(token_label.to_owned()),
+        };
+        self.journal
+            .write_audit(row)
+            .map(drop)
+            .map_err(journal_error)
     }
 
     fn write(&self, row: TaskRow) {

@@ -704,6 +704,17 @@ impl Runner {
         }
     }
 
+    /// Writes an audit entry to the journal: a change made through the API
+    /// (its route, its task, the name of the token that made it). Returns
+    /// False for a runner without a journal.
+    #[pyo3(signature = (route, task_id, token_label))]
+    fn _audit(&self, route: &str, task_id: Option<u64>, token_label: &str) -> PyResult<bool> {
+        match self.engine.journal() {
+            Some(journal) => journal.audit(route, task_id, token_label).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// The journal's file, or None for a runner that keeps tasks in memory only.
     #[getter]
     fn journal(&self) -> Option<String> {

@@ -11,7 +11,7 @@ import pytest
 import taskrunner
 
 # The cluster tests' shared fixtures: a real Dask cluster and a server in front of it.
-pytest_plugins = ["dask_cluster"]
+pytest_plugins = ["dask_cluster", "browser"]
 
 
 @pytest.fixture

@@ -136,7 +136,7 @@ def test_submit_answers_202_with_location_and_the_status(server):
     )
     assert response.status_code == 202
     body = response.get_json()
-    assert response.headers["Location"] == f"/api/tasks/{body['id']}"
+    assert response.headers["Location"] == f"http://localhost/api/tasks/{body['id']}"
     assert body["name"] == "job"
     assert body["state"] in STATES
     assert [key for key in body if key != "result_is_repr"] == list(STATUS_KEYS)
@@ -833,7 +833,6 @@ def token_server(make_server) -> Server:
         ("GET", "/api/meta"),
         ("GET", "/api/stats"),
         ("GET", "/api/events"),
-        ("GET", "/metrics"),
     ],
 )
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Basic s3cret", "s3cret"])
@@ -853,8 +852,9 @@ def test_the_right_token_passes(token_server):
     assert token_server.client.get("/api/stats", headers=headers).status_code == 200
 
 
-def test_health_openapi_and_page_need_no_token(token_server):
+def test_health_metrics_openapi_and_page_need_no_token(token_server):
     assert token_server.client.get("/healthz").status_code == 200
+    assert token_server.client.get("/metrics").status_code == 200
     assert token_server.client.get("/api/openapi.json").status_code == 200
     assert token_server.client.get("/").status_code == 200
 
@@ -966,6 +966,7 @@ def test_every_documented_response_is_produced_and_conforms(make_server):
     client.delete(f"/api/tasks/{finished['id']}")  # 409
     client.get("/api/task-types")
     client.get("/api/meta")
+    client.get("/api/access")
     client.get("/api/stats")
     client.get("/api/workers")
     client.get("/api/limits")  # 200

@@ -249,7 +249,7 @@ def test_a_commit_that_does_not_come_in_time_is_503_naming_the_task(open_app, db
     monkeypatch.undo()
     again = app.post(key="late")
     assert again.status_code == 202 and again.get_json()["id"] == body["id"]
-    assert again.headers["Location"] == f"/api/tasks/{body['id']}"
+    assert again.headers["Location"] == f"http://localhost/api/tasks/{body['id']}"
 
 
 # ---- Idempotency-Key -------------------------------------------------------------
@@ -311,7 +311,7 @@ def test_keys_are_remembered_across_a_restart(open_app, db):
     second = open_app(db)
     response = second.post({"type": "fake_polling", "input": 5, "wait": 60}, key="across")
     assert response.status_code == 202
-    assert response.headers["Location"] == f"/api/tasks/{task['id']}"
+    assert response.headers["Location"] == f"http://localhost/api/tasks/{task['id']}"
     assert response.get_json()["result"] == 42
     assert response.headers["Idempotent-Replayed"] == "true"
     assert second.runner.stats()["unfinished"] == 0

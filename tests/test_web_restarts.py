@@ -289,7 +289,7 @@ class Flood:
                         self.unexpected.append(f"{key}: {response.status_code} {response.text}")
                         return
                     id = response.json()["id"]
-                    if response.headers["Location"] != f"/api/tasks/{id}":
+                    if response.headers["Location"] != f"{self.url}/api/tasks/{id}":
                         self.unexpected.append(f"{key}: Location {response.headers['Location']}")
                     self.answered[key] = id
 

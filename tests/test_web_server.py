@@ -65,7 +65,7 @@ def test_submit_100_tasks_and_watch_all_finish(server, checker):
         body = {"type": "fake", "input": i, "wait": 0.05 + (i % 10) * 0.05, "name": f"job-{i}"}
         response = checked(checker, requests.post(f"{server.url}/api/tasks", json=body, timeout=30))
         assert response.status_code == 202, response.text
-        assert response.headers["Location"] == f"/api/tasks/{response.json()['id']}"
+        assert response.headers["Location"] == f"{server.url}/api/tasks/{response.json()['id']}"
         return response.json()["id"]
 
     with ThreadPoolExecutor(max_workers=8) as pool:

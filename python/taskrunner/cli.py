@@ -473,7 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_args.add_argument("-h", "--help", action=_LazyHelp, epilog=_serve_epilog)
     serve_args.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)"
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine); on any other, the API "
+        "needs a token: $TASKRUNNER_TOKEN, else one made up for the run and printed",
     )
     serve_args.add_argument(
         "--port",
@@ -527,6 +530,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LABEL=N|LABEL=COUNT/PER",
         help="start with this limit, which tasks name in their limit field: at most N at "
         "once, or COUNT starts per PER (1s, 5m, 1h); repeatable; default $TASKRUNNER_LIMITS",
+    )
+    serve_args.add_argument(
+        "--no-auth",
+        dest="no_auth",
+        action="store_true",
+        default=None,
+        help="no token even on an address beyond this machine: anyone who reaches the port "
+        "may submit and cancel tasks (warns at start); default $TASKRUNNER_NO_AUTH",
+    )
+    serve_args.add_argument(
+        "--proxy",
+        type=_number(int, 0),
+        metavar="N",
+        help="trust the X-Forwarded-* headers of N reverse proxies in front (nginx, a load "
+        "balancer); default $TASKRUNNER_PROXY, else 0",
     )
     tasks_args = commands.add_parser(
         "tasks",
@@ -670,4 +688,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.entry_points,
         args.allow_commands,
         limits=args.limits,
+        no_auth=args.no_auth,
+        proxy=args.proxy,
     )

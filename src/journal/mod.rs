@@ -7,9 +7,8 @@
 //! reads use a connection of their own. One live process owns a file
 //! (`owner.rs`); a viewer may read it meanwhile (`Journal::open_read_only`).
 
-// Audit entries wait for the served API's access control; a key written
-// apart from its task, the failure count and the schema version serve the
-// tests only so far. This goes when the audit uses its part.
+// A key written apart from its task, the failure count and the schema
+// version serve the tests only so far.
 #![allow(dead_code, unused_imports)]
 
 mod error;

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple, Optional
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, g, jsonify, request, url_for
 
 from taskrunner import KINDS, STATES, STATUS_KEYS
 from taskrunner.web import events
+from taskrunner.web.audit import audited
 from taskrunner.web.auth import guard
 from taskrunner.web.commands import serves_commands
 from taskrunner.web.encoding import task_json
@@ -38,6 +39,7 @@ from taskrunner.web.tasktypes import recipe
 
 api = Blueprint("taskrunner_api", __name__, url_prefix="/api")
 guard(api, public={"openapi"})
+audited(api)
 
 DEFAULT_PAGE = 100
 # A task id is an unsigned 64-bit number: 20 digits at most. Longer text is no
@@ -96,7 +98,8 @@ def submit_task() -> tuple[Response, int, dict[str, str]]:
         key=key,
         scheduling=submission.scheduling(),
     )
-    location = url_for("taskrunner_api.get_task", task_id=accepted.status["id"])
+    # Absolute, with the scheme and host the client used (through a trusted proxy too).
+    location = url_for("taskrunner_api.get_task", task_id=accepted.status["id"], _external=True)
     headers = {"Location": location}
     if accepted.replayed:
         headers[REPLAYED] = "true"
@@ -316,6 +319,20 @@ def event_stream() -> Response:
     return response
 
 
+@api.get("/access")
+def access() -> Response:
+    """What the request's token may do: read only, or change too; and its name."""
+    settings = current_state().settings
+    granted = g.access
+    return jsonify(
+        {
+            "label": granted.label,
+            "can_change": granted.can_change,
+            "token_required": settings.token is not None,
+        }
+    )
+
+
 @api.get("/openapi.json")
 def openapi() -> Response:
     """The OpenAPI 3.1 document of this server."""
@@ -324,5 +341,8 @@ def openapi() -> Response:
         auth=state.settings.token is not None,
         task_types=state.task_types.names(),
         commands=serves_commands(state.task_types),
+        read_token=state.settings.read_token is not None,
+        server_url=request.host_url.rstrip("/"),
+        protect_metrics=state.settings.protect_metrics,
     )
     return jsonify(document)

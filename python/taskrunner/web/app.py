@@ -8,6 +8,7 @@ from typing import Any, Optional, Union
 
 from flask import Flask, Response, request
 from prometheus_client import CollectorRegistry
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from taskrunner import TaskRunner
 from taskrunner.web.api import api
@@ -97,6 +98,11 @@ def create_app(
 
     register_problem_handlers(app)
     app.wsgi_app = contain_base_exceptions(app.wsgi_app)  # type: ignore[method-assign, assignment]
+    if settings.proxy:
+        hops = settings.proxy
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
     instrument(app, state)
     app.after_request(_harden)
     app.after_request(_log_access)

@@ -670,6 +670,34 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("Meta"), "the lists, each in order")},
             }
         },
+        "/api/access": {
+            "get": {
+                "operationId": "getAccess",
+                "summary": "What the request's token may do, and its name",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["label", "can_change", "token_required"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "label": {
+                                    "type": "string",
+                                    "description": "the token's name in the audit log "
+                                    "(anonymous on a server with no token)",
+                                },
+                                "can_change": {
+                                    "type": "boolean",
+                                    "description": "false for the read-only token",
+                                },
+                                "token_required": {"type": "boolean"},
+                            },
+                        },
+                        "the access",
+                    )
+                },
+            }
+        },
         "/api/stats": {
             "get": {
                 "operationId": "getStats",
@@ -745,6 +773,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "metrics",
                 "summary": "Prometheus metrics",
+                "security": [],
                 "responses": {
                     "200": {
                         "description": "Prometheus text format, or OpenMetrics when asked for",
@@ -798,8 +827,25 @@ def _schemas(task_types: Optional[Sequence[str]]) -> dict[str, Any]:
     return {**SCHEMAS, "Submission": {**submission, "properties": properties}}
 
 
+def _refuse_read_token(paths: dict[str, Any]) -> None:
+    """Adds the read token's 403 to every guarded operation that changes something."""
+    for item in paths.values():
+        for method, operation in item.items():
+            if method in ("post", "put", "patch", "delete") and operation.get("security") != []:
+                responses = operation["responses"]
+                refused = "the token may only read (read-only-token): nothing was changed"
+                if "403" in responses:
+                    refused = f"{responses['403']['description']}; or {refused}"
+                responses["403"] = _problem(refused)
+
+
 def openapi_document(
-    auth: bool = False, task_types: Optional[Sequence[str]] = None, commands: bool = False
+    auth: bool = False,
+    task_types: Optional[Sequence[str]] = None,
+    commands: bool = False,
+    read_token: bool = False,
+    server_url: Optional[str] = None,
+    protect_metrics: bool = False,
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of a server.
 
@@ -808,8 +854,14 @@ def openapi_document(
         task_types: the names of its task types (any string when None).
         commands: it serves the ``command`` task type, which refuses programs
             not on its allow-list with a 403.
+        read_token: it has a read-only token too, which gets 403 for changes.
+        server_url: the server's URL as the client reached it.
+        protect_metrics: ``/metrics`` and ``/healthz`` need the token too.
     """
     paths = _paths()
+    if protect_metrics:
+        for path in ("/metrics", "/healthz"):
+            del paths[path]["get"]["security"]
     if commands:
         paths["/api/tasks"]["post"]["responses"]["403"] = _problem(
             "the program of a command task is not on the server's allow-list "
@@ -825,6 +877,10 @@ def openapi_document(
         "paths": paths,
         "components": {"schemas": _schemas(task_types)},
     }
+    if server_url is not None:
+        document["servers"] = [{"url": server_url}]
+    if read_token:
+        _refuse_read_token(paths)
     if auth:
         _require_token(paths)
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}

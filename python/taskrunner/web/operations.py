@@ -10,8 +10,8 @@ from taskrunner.web.problems import SHUTTING_DOWN, Problem
 from taskrunner.web.state import current_state
 
 operations = Blueprint("taskrunner_operations", __name__)
-# A load balancer asks for health without credentials; metrics tell more.
-guard(operations, public={"healthz"})
+# Load balancers and scrapers ask without credentials, unless the owner says otherwise.
+guard(operations, metrics={"healthz", "metrics"})
 
 
 @operations.get("/healthz")

@@ -31,6 +31,7 @@ JOURNAL_DEGRADED = "/problems/journal-degraded"
 NOT_RECORDED = "/problems/not-recorded"
 CLUSTER_UNREACHABLE = "/problems/cluster-unreachable"
 COMMAND_NOT_ALLOWED = "/problems/command-not-allowed"
+READ_ONLY = "/problems/read-only-token"
 
 TITLES = {
     INVALID_BODY: "The request body is not a usable JSON object",
@@ -45,6 +46,7 @@ TITLES = {
     NOT_RECORDED: "The task was not recorded in time",
     CLUSTER_UNREACHABLE: "The cluster's scheduler is out of reach",
     COMMAND_NOT_ALLOWED: "The program is not on the server's allow-list",
+    READ_ONLY: "The token may only read",
 }
 
 logger = logging.getLogger("taskrunner.web")

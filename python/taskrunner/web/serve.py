@@ -7,10 +7,13 @@ runner's threads live in the one process that serves every request.
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import logging
 import os
 import re
+import secrets
 import signal
+import socket
 import sys
 import textwrap
 from dataclasses import fields
@@ -59,7 +62,33 @@ def _stop_on_signals(state: WebState, stopped_by: list[int]) -> dict[int, Any]:
     return {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
 
 
-def run_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, threads: int = 16) -> int:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` keeps the server to this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def _dashboard_url(host: str, port: int) -> str:
+    """The dashboard's address for people elsewhere: a wildcard address
+    becomes this machine's name."""
+    if host in ("0.0.0.0", "::", "[::]", ""):
+        host = socket.gethostname()
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+def run_server(
+    app: Flask,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    threads: int = 16,
+    made_token: Optional[str] = None,
+) -> int:
     """Serves an app made by ``create_app`` until SIGTERM or Ctrl-C; returns the exit code.
 
     On the signal, event streams end, requests in flight finish, and the
@@ -75,6 +104,8 @@ def run_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, threads: i
         host: the address to listen on; 127.0.0.1 keeps it to this machine.
         port: the TCP port; 0 picks a free one (the address is printed).
         threads: the server's threads, at least 2.
+        made_token: a token made up for this run, printed once in the
+            dashboard's URL.
 
     Returns:
         0 after a graceful stop; 1 when it cannot listen on ``host:port``.
@@ -89,6 +120,9 @@ def run_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, threads: i
             ident="taskrunner",
             # Reading ahead lets an event stream notice at once that its client left.
             channel_request_lookahead=1,
+            # waitress drops X-Forwarded-* headers by default; with trusted
+            # proxies, the app's ProxyFix reads them (the last N hops only).
+            clear_untrusted_proxy_headers=not state.settings.proxy,
         )
     except OSError as error:  # the port is taken, the host unknown, ...
         print(f"taskrunner: cannot listen on {host}:{port}: {error}", file=sys.stderr)
@@ -103,6 +137,8 @@ def run_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, threads: i
                 f"with {threads} threads; Ctrl-C or SIGTERM stops",
                 flush=True,
             )
+            if made_token is not None:
+                _announce_made_token(made_token, host, server.effective_port)
             # run() returns on SystemExit or KeyboardInterrupt, after its threads end.
             server.run()
         finally:
@@ -118,6 +154,18 @@ def run_server(app: Flask, host: str = "127.0.0.1", port: int = 8000, threads: i
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _announce_made_token(token: str, host: str, port: int) -> None:
+    # In the URL's fragment, which browsers never send: it stays out of server
+    # and proxy logs. The dashboard moves it to the tab's storage.
+    print(
+        f"taskrunner: {host} is reachable beyond this machine and TASKRUNNER_TOKEN is not "
+        "set, so every request needs this run's token. Open the dashboard at\n"
+        f"    {_dashboard_url(host, port)}#token={token}\n"
+        "  and send API requests with the header: Authorization: Bearer <the token>",
+        flush=True,
+    )
 
 
 def _attribute_docs(cls: type) -> dict[str, str]:
@@ -159,6 +207,12 @@ def settings_help(width: int = 79) -> str:
             default = "unset: no command type; --allow-command overrides"
         elif field.name == "limits":
             default = "unset: no limits; --limit overrides"
+        elif field.name == "token":
+            default = "unset: none on 127.0.0.1, else made up for the run and printed"
+        elif field.name == "no_auth":
+            default = "false; --no-auth overrides"
+        elif field.name == "proxy":
+            default = "0; --proxy overrides"
         lines += textwrap.wrap(
             f"{docs.get(field.name, '')} (default: {default})",
             width=width,
@@ -178,6 +232,8 @@ def main(
     entry_points: Optional[bool] = None,
     allow_commands: Optional[list[str]] = None,
     limits: Optional[list[str]] = None,
+    no_auth: Optional[bool] = None,
+    proxy: Optional[int] = None,
 ) -> int:
     """``python -m taskrunner serve``: the default app, served until SIGTERM or Ctrl-C.
 
@@ -201,6 +257,12 @@ def main(
         limits: the limits to start with, each ``LABEL=N`` or
             ``LABEL=COUNT/PER`` (``gpu=2``, ``api=100/1s``); None takes
             ``TASKRUNNER_LIMITS``, else none.
+        no_auth: serve with no token on an address beyond this machine (a
+            warning is printed); None takes ``TASKRUNNER_NO_AUTH``. Without
+            it, such an address with no ``TASKRUNNER_TOKEN`` gets a token
+            made up for the run, printed in the dashboard's URL.
+        proxy: how many reverse proxies' ``X-Forwarded-*`` headers to
+            trust; None takes ``TASKRUNNER_PROXY``, else 0.
 
     Returns:
         The exit code: 0 after a graceful stop, 1 when the journal cannot be
@@ -231,6 +293,10 @@ def main(
         config["TASKRUNNER_ALLOW_COMMANDS"] = tuple(allow_commands)
     if limits is not None:
         config["TASKRUNNER_LIMITS"] = " ".join(limits)
+    if no_auth is not None:
+        config["TASKRUNNER_NO_AUTH"] = no_auth
+    if proxy is not None:
+        config["TASKRUNNER_PROXY"] = proxy
     try:
         # Read here too: a cluster is checked for, and announced, before the wait to reach it.
         settings = Settings.load(config)
@@ -239,6 +305,23 @@ def main(
         return 2
     if settings.cluster and dask_missing("taskrunner serve"):
         return 2
+    if settings.no_auth and settings.token:
+        print(
+            "taskrunner serve: --no-auth and TASKRUNNER_TOKEN contradict each other",
+            file=sys.stderr,
+        )
+        return 2
+    made_token = None
+    if not is_loopback(host) and not settings.token:
+        if settings.no_auth:
+            print(
+                f"taskrunner: WARNING: --no-auth on {host}: anyone who can reach port {port} "
+                "may submit, cancel and pause tasks, and read every result",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            made_token = config["TASKRUNNER_TOKEN"] = secrets.token_urlsafe(32)
     try:
         # Loaded here, not by create_app: a failure is the types', never the cluster's.
         found = find_task_types(settings.type_sources, settings.entry_points)
@@ -271,7 +354,7 @@ def main(
     _announce_journal(runner)
     _announce_limits(runner)
     _announce_workers(runner)
-    return run_server(app, host, port, threads)
+    return run_server(app, host, port, threads, made_token)
 
 
 def _announce_task_types(found: list[Found], task_types: TaskTypes) -> None:

@@ -10,6 +10,8 @@ from typing import Any, Optional
 from taskrunner.web.limits import parse_limits
 
 ENV_PREFIX = "TASKRUNNER_"
+# The longest name of a token in the audit log.
+MAX_LABEL_CHARS = 64
 # The journal "file" that means no journal, as SQLite names an in-memory database.
 MEMORY = ":memory:"
 
@@ -22,8 +24,24 @@ class Settings:
     ``TASKRUNNER_`` plus the field's name in capitals (``TASKRUNNER_TOKEN``).
 
     Attributes:
-        token: the bearer token every API request must carry; unset or empty
-            for none.
+        token: the bearer token that may do everything; unset or empty for
+            none. Unset, ``serve`` on an address beyond this machine makes
+            one up for the run and prints it (see ``no_auth``).
+        token_label: the name the audit log gives the ``token``'s requests.
+        read_token: a second bearer token that may only read: lists,
+            statuses, events, stats, the dashboard; a change answers 403.
+            Needs ``token`` set.
+        read_token_label: the name the audit log gives the ``read_token``.
+        no_auth: serve with no token even on an address beyond this
+            machine, where anyone who reaches the port may submit and cancel
+            tasks (``serve`` warns at start).
+        protect_metrics: ``/metrics`` and ``/healthz`` need a token too
+            (either one); by default they are open, for scrapers and load
+            balancers.
+        proxy: how many reverse proxies in front to trust: their
+            ``X-Forwarded-For``, ``-Proto``, ``-Host`` and ``-Port`` headers
+            give the client's address and the URL it used (for ``Location``
+            headers and the OpenAPI document's server). 0 trusts none.
         max_unfinished: the most pending and running tasks; a submission past
             it gets 503.
         max_event_streams: the most open ``/api/events`` connections (each
@@ -72,6 +90,12 @@ class Settings:
     """
 
     token: Optional[str] = None
+    token_label: str = "token"
+    read_token: Optional[str] = None
+    read_token_label: str = "read_token"
+    no_auth: bool = False
+    protect_metrics: bool = False
+    proxy: int = 0
     max_unfinished: int = 10_000
     max_event_streams: int = 8
     retain_finished: int = 10_000
@@ -109,6 +133,22 @@ class Settings:
 
     def check(self) -> None:
         """Raises ValueError for a setting out of range."""
+        if self.read_token and not self.token:
+            raise ValueError(
+                f"{ENV_PREFIX}READ_TOKEN needs {ENV_PREFIX}TOKEN too: without it, "
+                "anyone could change what the read token may only read"
+            )
+        if self.read_token and self.read_token == self.token:
+            raise ValueError(f"{ENV_PREFIX}READ_TOKEN must differ from {ENV_PREFIX}TOKEN")
+        for name in ("token_label", "read_token_label"):
+            label = getattr(self, name)
+            if not (0 < len(label) <= MAX_LABEL_CHARS and label.isprintable()):
+                length = f"1 to {MAX_LABEL_CHARS}"
+                raise ValueError(
+                    f"{ENV_PREFIX}{name.upper()} must be {length} printable characters"
+                )
+        if self.proxy < 0:
+            raise ValueError(f"{ENV_PREFIX}PROXY must be >= 0")
         for name in ("max_unfinished", "max_event_streams", "max_page"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()} must be >= 1")
@@ -166,7 +206,7 @@ def _convert(key: str, raw: Any, default: Any) -> Any:
         if str(raw).strip().lower() in TRUE + FALSE:
             return str(raw).strip().lower() in TRUE
         raise ValueError(f"{key} must be true or false (or 1 or 0), got {raw!r}")
-    if default is None:  # the token, journal, cluster, types, limits: "" means none
+    if default is None:  # the tokens, journal, cluster, types, limits: "" means none
         return str(raw) if raw else None
     try:
         return type(default)(raw)
