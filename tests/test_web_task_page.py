@@ -1,7 +1,7 @@
 """A task's own page, /tasks/<id>, in a real headless Chromium against a real server.
 
-Skips where Chromium, chromedriver or selenium is missing, unless
-``TASKRUNNER_REQUIRE_BROWSER=1`` (as in CI): then it fails instead.
+The ``browser`` fixture (tests/browser.py) skips where Chromium, chromedriver or
+selenium is missing, unless ``TASKRUNNER_REQUIRE_BROWSER=1`` (as in CI).
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 import requests
+from browser import WIDE
 from conftest_web import ServerProcess
-from test_web_dashboard import CHROMEDRIVER, CHROMIUM, PATIENCE, WIDE, _require_browser
 
 from taskrunner import STATUS_KEYS
 from taskrunner.web.dashboard import CONTENT_SECURITY_POLICY
 
 pytestmark = pytest.mark.slow
+
+PATIENCE = 20.0  # seconds to wait for the page to show a change
 
 TYPES = """
 import time
@@ -55,29 +57,6 @@ class Flaky(FakeTaskBlocking):
 
 TASK_TYPES = {"reporting": Reporting, "flaky": Flaky}
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        f"--window-size={WIDE[0]},{WIDE[1]}",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
 
 
 def serve(where: Path, **kwargs) -> ServerProcess:
@@ -327,6 +306,12 @@ def test_with_a_token_the_page_asks_for_it_then_shows_the_task(browser, tmp_path
         browser.find_element("css selector", "#token-form button").click()
         wait_until(browser, lambda d: text(d, "#task-name") == "guarded", "the task never showed")
         assert text(browser, '#status dd[data-key="result"]') == "4"
+        # A token in the URL's fragment is taken, and taken out of the address bar.
+        browser.execute_script("sessionStorage.clear()")
+        browser.get("about:blank")  # else only the fragment would change: no new page
+        browser.get(f"{guarded.url}/tasks/{id}#token=open%20sesame")
+        wait_until(browser, lambda d: text(d, "#task-name") == "guarded", "not with the fragment")
+        assert browser.current_url == f"{guarded.url}/tasks/{id}"
     finally:
         guarded.stop()
 

@@ -32,6 +32,18 @@ window.taskrunner = (() => {
     sessionStorage.setItem(TOKEN_KEY, value);
   }
 
+  // A token handed over in the URL's fragment (#token=..., which browsers never
+  // send) goes to the tab's session storage and out of the address bar.
+  function takeTokenFromFragment() {
+    const fragment = new URLSearchParams(location.hash.slice(1));
+    if (!fragment.has("token")) return;
+    setToken(fragment.get("token"));
+    fragment.delete("token");
+    const rest = fragment.toString();
+    history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+  }
+  takeTokenFromFragment();
+
   function headers(extra = {}) {
     const value = token();
     return value ? { ...extra, Authorization: `Bearer ${value}` } : extra;
