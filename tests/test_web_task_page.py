@@ -293,7 +293,7 @@ def test_a_task_known_only_to_the_journal_shows_after_a_restart(browser, tmp_pat
 
 
 def test_with_a_token_the_page_asks_for_it_then_shows_the_task(browser, tmp_path):
-    guarded = serve(tmp_path, TASKRUNNER_TOKEN="open sesame")
+    guarded = serve(tmp_path, TASKRUNNER_TOKEN="open sesame", TASKRUNNER_READ_TOKEN="look")
     try:
         headers = {"Authorization": "Bearer open sesame"}
         body = {"type": "fake_blocking", "input": 2, "wait": 0, "name": "guarded"}
@@ -312,6 +312,15 @@ def test_with_a_token_the_page_asks_for_it_then_shows_the_task(browser, tmp_path
         browser.get(f"{guarded.url}/tasks/{id}#token=open%20sesame")
         wait_until(browser, lambda d: text(d, "#task-name") == "guarded", "not with the fragment")
         assert browser.current_url == f"{guarded.url}/tasks/{id}"
+        # The read-only token may not cancel: the page says so before anyone tries.
+        body = {"type": "fake_polling", "input": 1, "wait": 600}
+        response = requests.post(f"{guarded.url}/api/tasks", json=body, headers=headers)
+        running = response.json()["id"]
+        browser.get("about:blank")
+        browser.get(f"{guarded.url}/tasks/{running}#token=look")
+        wait_until(browser, lambda d: "only read" in text(d, "#cancel-reason"), "no read-only")
+        assert not browser.find_element("id", "cancel").is_enabled()
+        requests.delete(f"{guarded.url}/api/tasks/{running}", headers=headers)
     finally:
         guarded.stop()
 

@@ -12,6 +12,7 @@ const rawId = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/"
 const taskId = /^\d{1,20}$/.test(rawId) ? Number(rawId) : null;
 
 let statusKeys = []; // GET api/meta's status_keys, in order
+let readOnly = false; // the token may only read (GET api/access)
 let status = null;
 let timeline = null;
 let events = null; // the AbortController of the event stream, while one is open
@@ -156,6 +157,7 @@ function showOutcome(current) {
 // Cancel works on an unfinished task, but not on a blocking one that runs:
 // Python cannot interrupt its run().
 function cancelBlocked(current) {
+  if (readOnly && !current.done) return "This token may only read: it cannot cancel.";
   if (current.done) return `It has finished (${tr.stateLabel(current.state)}): there is nothing to cancel.`;
   if (current.state === "running" && current.kind === "blocking") {
     return "A running blocking task cannot be cancelled: Python cannot interrupt its run().";
@@ -168,7 +170,10 @@ function showActions(current) {
   const cancel = $("cancel");
   cancel.disabled = Boolean(reason) || cancel.dataset.busy === "true";
   setText($("cancel-reason"), reason);
-  $("again").hidden = !(timeline && timeline.again);
+  const again = $("again");
+  again.hidden = !(timeline && timeline.again);
+  again.disabled = readOnly;
+  again.title = readOnly ? "This token may only read: it cannot run a task again" : "";
 }
 
 function showStatus(current) {
@@ -354,7 +359,12 @@ async function loadMeta() {
   try {
     statusKeys = (await tr.api("api/meta")).status_keys;
   } catch (error) {
-    notify(`Status keys: ${tr.problemText(error)}`);
+    if (!(error instanceof tr.ApiError && error.status === 401)) notify(`Status keys: ${tr.problemText(error)}`);
+  }
+  try {
+    readOnly = !(await tr.api("api/access")).can_change;
+  } catch (_) {
+    readOnly = false; // an older server: the actions say so if they are refused
   }
 }
 
