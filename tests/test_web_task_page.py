@@ -289,6 +289,7 @@ def test_a_task_known_only_to_the_journal_shows_after_a_restart(browser, tmp_pat
         shown = browser.find_element("css selector", "#attempts .traceback")
         assert shown.get_attribute("textContent") == traceback
     finally:
+        browser.get("about:blank")
         second.stop()
 
 
@@ -322,6 +323,7 @@ def test_with_a_token_the_page_asks_for_it_then_shows_the_task(browser, tmp_path
         assert not browser.find_element("id", "cancel").is_enabled()
         requests.delete(f"{guarded.url}/api/tasks/{running}", headers=headers)
     finally:
+        browser.get("about:blank")  # no request left in flight to a stopped server
         guarded.stop()
 
 
