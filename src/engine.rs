@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::attempts::{AttemptError, Trail};
 use crate::errors::{failure, log_exception};
 use crate::events::{Events, Subscription};
+use crate::history::History;
 use crate::journal::{Encoding, Stored, TaskRow};
 use crate::journal::{Filter, Health};
 use crate::journaling::Journaling;
@@ -27,6 +29,8 @@ use crate::progress;
 use crate::record::{unix_now, Finished, Kind, Outcome, Plan, Record, State};
 use crate::store::{Retention, Store};
 
+mod history;
+mod pause;
 mod reports;
 mod schedule;
 
@@ -83,6 +87,11 @@ pub struct Engine {
     watched: Mutex<Vec<Arc<Record>>>,
     /// Shut down with its pending tasks cancelled: a failed task is not retried.
     cancelling: AtomicBool,
+    /// Tasks finished, running and pending over the last hour and day.
+    history: History,
+    /// No pending task starts (see `engine/pause.rs`); `pause` holds what waits.
+    paused: AtomicBool,
+    pause: Mutex<pause::Pause>,
 }
 
 /// What a caller asks for at submit.
@@ -104,6 +113,8 @@ pub struct Submission<'py> {
     pub not_before: Option<f64>,
     /// The records of `plan.after`.
     pub upstream: Vec<Arc<Record>>,
+    /// A label for the task (`submit(type=...)`).
+    pub task_type: Option<Arc<str>>,
 }
 
 /// Which tasks a listing holds, and from where.
@@ -122,6 +133,8 @@ pub struct Stats {
     pub workers_busy: usize,
     pub workers_idle: usize,
     pub workers_timed_out: usize,
+    /// Busy workers waiting for the GIL with a task in hand.
+    pub workers_attaching: usize,
     pub queued: usize,
     pub polling: usize,
     pub poller_queue: usize,
@@ -129,6 +142,7 @@ pub struct Stats {
     pub unfinished: usize,
     /// The journal's health; None without a journal.
     pub journal: Option<Health>,
+    pub paused: bool,
 }
 
 /// Every engine alive, so that interpreter exit and fork can reach them.
@@ -161,12 +175,15 @@ impl Engine {
             limits: config.limits,
             watched: Mutex::new(Vec::new()),
             cancelling: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            pause: Mutex::default(),
             run_pending_at_exit: config.run_pending_at_exit,
             closed: AtomicBool::new(false),
             pid: AtomicU32::new(std::process::id()),
             journal: config.journal.map(Arc::new),
             journal_paused: AtomicBool::new(false),
             keys: Keys::default(),
+            history: History::new(unix_now()),
         });
         ENGINES.lock().push(Arc::downgrade(&engine));
         engine
@@ -179,6 +196,7 @@ impl Engine {
         if let Err(err) = self.poller.warm_up(self) {
             poller_start_error(err).print(py);
         }
+        self.poller.chore_at(Self::first_tick());
         // Nothing is queued yet: a worker that cannot start orphans no task.
         drop(self.pool.warm_up(self));
     }
@@ -284,12 +302,14 @@ impl Engine {
             workers_busy: pool.busy - timed_out,
             workers_idle: pool.idle,
             workers_timed_out: timed_out,
+            workers_attaching: pool.attaching,
             queued: pool.queued,
             polling: counts.polling(),
             poller_queue: self.poller.queue_len(),
             polls: counts.polls(),
             unfinished: self.store.unfinished(),
             journal: self.journal_health(),
+            paused: self.is_paused(),
         }
     }
 
@@ -400,12 +420,34 @@ impl Engine {
         }
     }
 
-    /// A task that runs elsewhere lost its worker and is queued again;
-    /// returns its attempt now, or None when it is already final.
-    pub fn requeue(&self, record: &Arc<Record>) -> Option<u32> {
-        let attempt = record.requeue(&self.store.counts)?;
+    /// A task that runs elsewhere lost its worker and is queued again (the
+    /// attempt that ended is kept, saying so); returns its attempt now, or
+    /// None when it is already final.
+    pub fn requeue(&self, py: Python<'_>, record: &Arc<Record>) -> Option<u32> {
+        let worker = record
+            .progress
+            .lock()
+            .worker
+            .as_ref()
+            .map(|w| w.clone_ref(py));
+        let why = match worker {
+            Some(worker) => format!(
+                "its cluster worker {} was lost",
+                worker.bind(py).to_string_lossy()
+            ),
+            None => "the cluster worker it was sent to was lost before it started".into(),
+        };
+        let attempt = record.requeue(Some(AttemptError::lost(why)), &self.store.counts)?;
+        if let Some(journal) = self.journal() {
+            journal.attempt_ended(record);
+        }
         self.events.publish(record, State::Pending);
         Some(attempt)
+    }
+
+    /// A task's record if it is still in memory (not read back from the journal).
+    pub fn in_memory(&self, id: u64) -> Option<Arc<Record>> {
+        self.store.get(id)
     }
 
     /// A new record, pending, in the store, the journal and the events.
@@ -430,10 +472,13 @@ impl Engine {
                 .unbind(),
         };
         let policy = sub.policy.unwrap_or(self.policy);
-        let (plan, not_before) = (sub.plan, sub.not_before);
+        let (plan, not_before, task_type) = (sub.plan, sub.not_before, sub.task_type);
+        let recipe = sub.recipe.as_ref().and_then(crate::journaling::recipe_text);
         let record = self.store.insert(|id| {
             let mut record = Record::new(id, name, sub.task.unbind(), sub.kind, policy);
             record.plan = plan;
+            record.task_type = task_type;
+            record.recipe = recipe;
             record.progress.get_mut().not_before = not_before;
             record
         });
@@ -468,14 +513,21 @@ impl Engine {
 
     /// The ids `list` would give, without reading any result back.
     pub fn list_ids(&self, py: Python<'_>, listing: &Listing) -> PyResult<Vec<u64>> {
-        Ok(match self.list_journal(py, listing)? {
-            None => self
+        match self.journal().filter(|j| j.health() == Health::Ok) {
+            Some(_) if listing.limit == 0 => Ok(Vec::new()),
+            Some(journal) => journal.page_ids(
+                py,
+                &listing.filter,
+                listing.cursor,
+                listing.newest_first,
+                listing.limit,
+            ),
+            None => Ok(self
                 .list_memory(py, listing)?
                 .iter()
                 .map(|r| r.id)
-                .collect(),
-            Some((_, rows)) => rows.iter().map(|row| row.id).collect(),
-        })
+                .collect()),
+        }
     }
 
     /// The journal's rows for `listing`; None when memory must answer.
@@ -526,7 +578,8 @@ impl Engine {
                         .bind(py)
                         .to_str()
                         .is_ok_and(|n| n.contains(part.as_str()))
-                });
+                })
+                && passes_labels(py, f, &record);
             if passes {
                 listed.push(record);
             }
@@ -724,6 +777,9 @@ impl Engine {
 
     fn poll(self: &Arc<Self>, py: Python<'_>, due: &Due, again: &mut Vec<Due>) {
         let record = &due.record;
+        if matches!(due.action, Action::Start | Action::Expire) && self.held_by_pause(due) {
+            return;
+        }
         match due.action {
             Action::Expire => self.complete(py, record, Outcome::TimedOut),
             Action::Start => {
@@ -792,6 +848,7 @@ impl Engine {
             }
         }
         self.demand.place(&record.poll_bucket, NO_BUCKET);
+        self.note_finished(record, to);
         if let Some(journal) = self.journal() {
             journal.finished(py, record);
         }
@@ -834,6 +891,7 @@ impl Engine {
 
     /// Stops taking tasks. With `cancel_pending`, tasks that have not started
     /// are cancelled; with `cancel_polling`, running polling tasks are too.
+    /// Ends a pause (after those cancels), so that the rest can drain.
     pub fn close(self: &Arc<Self>, py: Python<'_>, cancel_pending: bool, cancel_polling: bool) {
         self.closed.store(true, Ordering::Release);
         if cancel_pending {
@@ -853,6 +911,7 @@ impl Engine {
                 }
             }
         }
+        self.resume(py);
         if self.store.unfinished() == 0 {
             drop(self.poller.stop());
         }
@@ -937,6 +996,12 @@ impl Engine {
             record.submitted_at = row.submitted_at;
             record.attempt = row.attempt + 1;
             record.plan = plan;
+            record.task_type = row.task_type.clone();
+            record.recipe = crate::journaling::recipe_text(recipe);
+            // The attempts it made before, and the one lost with the process.
+            let lost = crate::journaling::lost_attempt(row);
+            let mut attempts = journal.past_attempts(py, row.id)?;
+            attempts.push(lost.clone());
             let p = record.progress.get_mut();
             p.not_before = row.schedule.not_before;
             // A task waiting for a retry keeps its last error.
@@ -944,8 +1009,10 @@ impl Engine {
                 .error
                 .as_ref()
                 .map(|e| crate::journaling::error_of(py, e));
+            Trail::of(&mut p.trail).attempts = attempts;
             let record = self.store.insert_recovered(record);
             journal.resubmitted(&record, row);
+            journal.write_attempt(record.id, &lost);
             self.events.publish(&record, State::Pending);
             if self.recover_elsewhere {
                 self.recovered.lock().push(record);
@@ -1012,6 +1079,7 @@ impl Engine {
 
     /// Writes what is left and closes the journal (at exit, once joined).
     pub fn close_journal(&self, py: Python<'_>) -> PyResult<()> {
+        self.write_open_minute();
         match self.journal() {
             Some(journal) => journal.close(py),
             None => Ok(()),
@@ -1043,6 +1111,7 @@ impl Engine {
         self.poller.release_locks_in_child();
         self.events.release_locks_in_child();
         self.keys.release_locks_in_child();
+        self.forget_pause_in_child();
         self.pool.forget_workers();
         drop(self.pool.drain());
         self.poller.forget_threads();
@@ -1096,7 +1165,8 @@ impl Polled for Engine {
     }
 
     /// Forgets the records that reached their age; due again at the next one's.
-    /// And reads the progress of the running blocking tasks that report it.
+    /// And reads the progress of the running blocking tasks that report it,
+    /// and closes the history's last second.
     fn chore(self: &Arc<Self>, py: Python<'_>) -> Option<Instant> {
         self.expire();
         let forget = self
@@ -1104,10 +1174,8 @@ impl Polled for Engine {
             .next_age_limit()
             .and_then(Self::age_limit_instant);
         let read = self.read_watched_progress(py);
-        match (forget, read) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let next = [forget, read].into_iter().flatten();
+        Some(next.fold(self.tick_history(), Instant::min))
     }
 }
 
@@ -1166,6 +1234,26 @@ pub fn run_callbacks(py: Python<'_>, callbacks: Vec<(Py<PyAny>, Py<PyAny>)>) {
             log_exception(py, "exception in a done callback", err);
         }
     }
+}
+
+/// Whether `record` passes the filter's kind, type, worker and error type.
+fn passes_labels(py: Python<'_>, f: &Filter, record: &Record) -> bool {
+    let same =
+        |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
+    if !same(&f.task_type, record.task_type.as_deref()) {
+        return false;
+    }
+    if f.kind.is_none() && f.worker.is_none() && f.error_type.is_none() {
+        return true;
+    }
+    let p = record.progress.lock();
+    let worker = p.worker.as_ref().and_then(|w| w.bind(py).to_str().ok());
+    same(&f.kind, p.kind.map(Kind::as_str))
+        && same(&f.worker, worker)
+        && same(
+            &f.error_type,
+            p.error.as_ref().map(|e| e.type_name.as_str()),
+        )
 }
 
 /// A panic inside taskrunner, as the failure of the task it hit.

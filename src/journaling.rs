@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::attempts::{AttemptError, PastAttempt};
 use crate::journal::{
-    AuditRow, Encoding, ErrorRow, Filter, Health, Journal, JournalError as StoreError, KeyRow,
-    Options, Page, Schedule, Stored, TaskRow,
+    AttemptRow, AuditRow, Encoding, ErrorRow, Filter, Health, Journal, JournalError as StoreError,
+    KeyRow, MinuteRow, Options, Page, Schedule, Stored, TaskRow,
 };
 use crate::record::{ErrorInfo, Kind, Plan, Record, Recorded, State};
 
@@ -125,6 +126,17 @@ impl Codec {
         same.then(|| text.extract::<String>().ok()).flatten()
     }
 
+    /// A recipe given as data, as JSON that reads back equal, else `TypeError`.
+    fn recipe_data(&self, data: &Bound<'_, PyAny>) -> PyResult<Stored> {
+        match self.json_round_trip(data.py(), data) {
+            Some(text) => Ok(stored(Encoding::Json, text.into_bytes())),
+            None => Err(PyTypeError::new_err(format!(
+                "a recipe must be JSON that reads back equal, and this {} is not",
+                type_name(data)
+            ))),
+        }
+    }
+
     fn pickle(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         let bytes = self.pickle_dumps.bind(py).call1((value,))?;
         Ok(bytes.cast_into::<PyBytes>()?.as_bytes().to_vec())
@@ -155,7 +167,7 @@ impl Codec {
             None => None,
         };
         let error = row.error.as_ref().map(|e| error_of(py, e));
-        Ok(Record::restored(Recorded {
+        let mut record = Record::restored(Recorded {
             id: row.id,
             name: PyString::new(py, &row.name).unbind(),
             kind: row.kind.and_then(Kind::parse),
@@ -175,7 +187,71 @@ impl Codec {
                 ..Plan::default()
             },
             not_before: row.schedule.not_before.filter(|_| !row.is_final()),
-        }))
+            task_type: row.task_type.clone(),
+        });
+        record.recipe = row.recipe.as_ref().and_then(recipe_text);
+        Ok(record)
+    }
+}
+
+/// The text of a recipe given as data (JSON); None for a pickled task.
+pub fn recipe_text(recipe: &Stored) -> Option<Box<str>> {
+    if recipe.encoding != Encoding::Json {
+        return None;
+    }
+    std::str::from_utf8(&recipe.bytes).ok().map(Box::from)
+}
+
+/// A recipe given as data, as JSON text: JSON that reads back equal, else
+/// `TypeError`. Kept by the runner with or without a journal.
+pub fn recipe_json(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Stored> {
+    Codec::new(py)?.recipe_data(data)
+}
+
+/// An attempt as the journal keeps it.
+fn attempt_row(task_id: u64, past: &PastAttempt) -> AttemptRow {
+    AttemptRow {
+        task_id,
+        attempt: past.attempt,
+        started_at: past.started_at,
+        ended_at: past.ended_at,
+        error: past.error.as_ref().map(|e| ErrorRow {
+            type_name: e.type_name.clone(),
+            message: e.message.clone(),
+            traceback: Some(e.traceback.clone()),
+        }),
+    }
+}
+
+/// An attempt read back from the journal.
+fn past_attempt(row: AttemptRow) -> PastAttempt {
+    PastAttempt {
+        attempt: row.attempt,
+        started_at: row.started_at,
+        ended_at: row.ended_at,
+        error: row.error.map(|e| AttemptError {
+            type_name: e.type_name,
+            message: e.message,
+            traceback: e.traceback.unwrap_or_default(),
+        }),
+    }
+}
+
+/// The attempt a task the last process left unfinished was on: lost with
+/// that process, at a moment nobody saw (so it has no end time).
+pub fn lost_attempt(row: &TaskRow) -> PastAttempt {
+    let message = if row.started_at.is_some() && row.state == State::Running.as_str() {
+        "its process ended while this attempt ran; the task ran again when the journal was next opened"
+    } else {
+        "its process ended before this attempt started; the task ran again when the journal was next opened"
+    };
+    PastAttempt {
+        attempt: row.attempt,
+        started_at: row
+            .started_at
+            .filter(|_| row.state == State::Running.as_str()),
+        ended_at: None,
+        error: Some(AttemptError::lost(message.into())),
     }
 }
 
@@ -308,14 +384,8 @@ impl Journaling {
 
     /// A recipe given as data (a JSON-able value, such as an HTTP task's
     /// type and input), which the runner's `recreate` turns back into a task.
-    pub fn recipe_data(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Stored> {
-        match self.codec.json_round_trip(py, data) {
-            Some(text) => Ok(stored(Encoding::Json, text.into_bytes())),
-            None => Err(PyTypeError::new_err(format!(
-                "a recipe must be JSON that reads back equal, and this {} is not",
-                type_name(data)
-            ))),
-        }
+    pub fn recipe_data(&self, data: &Bound<'_, PyAny>) -> PyResult<Stored> {
+        self.codec.recipe_data(data)
     }
 
     /// Re-creates a task from its recipe: a pickled task is unpickled, a
@@ -347,6 +417,7 @@ impl Journaling {
         row.attempt = record.attempt;
         row.schedule = schedule;
         row.kind = record.kind().map(Kind::as_str);
+        row.task_type = record.task_type.clone();
         self.live
             .lock()
             .insert(record.id, (row.clone(), recipe.is_some()));
@@ -392,6 +463,21 @@ impl Journaling {
         .map_err(journal_error)
     }
 
+    /// The ids of a page, as `page` finds them, without reading rows.
+    pub fn page_ids(
+        &self,
+        py: Python<'_>,
+        filter: &Filter,
+        cursor: Option<u64>,
+        newest_first: bool,
+        limit: usize,
+    ) -> PyResult<Vec<u64>> {
+        self.flush(py, FRESH_WAIT);
+        py.detach(|| self.journal.page_ids(filter, cursor, newest_first, limit))
+            .map(|page| page.ids)
+            .map_err(journal_error)
+    }
+
     pub fn health(&self) -> Health {
         self.journal.health()
     }
@@ -404,6 +490,7 @@ impl Journaling {
         row.attempt = record.attempt;
         row.kind = last.kind;
         row.schedule = last.schedule.clone();
+        row.task_type = last.task_type.clone();
         self.live.lock().insert(record.id, (row.clone(), true));
         self.write(row);
     }
@@ -444,8 +531,51 @@ impl Journaling {
             message: e.message.clone(),
             traceback: Some(e.traceback.clone()),
         });
+        let ended = crate::attempts::Trail::attempts_in(&p.trail)
+            .last()
+            .cloned();
         drop(p);
         self.write(row);
+        if let Some(ended) = ended {
+            self.write_attempt(record.id, &ended);
+        }
+    }
+
+    /// The attempt a task just left behind (its worker was lost): the last
+    /// of its trail.
+    pub fn attempt_ended(&self, record: &Record) {
+        let p = record.progress.lock();
+        let ended = crate::attempts::Trail::attempts_in(&p.trail)
+            .last()
+            .cloned();
+        drop(p);
+        if let Some(ended) = ended {
+            self.write_attempt(record.id, &ended);
+        }
+    }
+
+    /// Writes one past attempt of task `id`.
+    pub fn write_attempt(&self, id: u64, past: &PastAttempt) {
+        // Refused only as `write` says.
+        let _ = self.journal.write_attempt(attempt_row(id, past));
+    }
+
+    /// The attempts task `id` made before its last one, as committed.
+    pub fn past_attempts(&self, py: Python<'_>, id: u64) -> PyResult<Vec<PastAttempt>> {
+        let rows = py
+            .detach(|| self.journal.attempts(id))
+            .map_err(journal_error)?;
+        Ok(rows.into_iter().map(past_attempt).collect())
+    }
+
+    /// The tasks that start after task `id`, as committed; with `fresh`,
+    /// once what is written so far is (for at most `FRESH_WAIT`).
+    pub fn dependents(&self, py: Python<'_>, id: u64, fresh: bool) -> PyResult<Vec<u64>> {
+        if fresh {
+            self.flush(py, FRESH_WAIT);
+        }
+        py.detach(|| self.journal.dependents(id))
+            .map_err(journal_error)
     }
 
     /// A task started on a cluster worker (its attempt counts the reruns
@@ -527,6 +657,16 @@ impl Journaling {
         // Refused only for a row that could never be stored, or after close:
         // the journal's health says why, and the task itself goes on.
         let _ = self.journal.write(row);
+    }
+
+    /// The history's minutes from `since` (Unix seconds) on, oldest first.
+    pub fn minutes(&self, since: i64) -> Result<Vec<MinuteRow>, StoreError> {
+        self.journal.minutes(since)
+    }
+
+    /// Writes one minute of history; refused only after close.
+    pub fn write_minute(&self, minute: MinuteRow) {
+        let _ = self.journal.write_minute(minute);
     }
 
     /// A finished task read back from the journal, as a record.

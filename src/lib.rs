@@ -1,5 +1,6 @@
 //! taskrunner's Rust core, exposed to Python as `taskrunner._core`.
 
+mod attempts;
 mod classify;
 mod engine;
 mod errors;
@@ -7,6 +8,7 @@ mod events;
 mod fork;
 mod growth;
 mod handle;
+mod history;
 mod journal;
 mod journaling;
 mod keys;
@@ -22,6 +24,7 @@ mod retry;
 mod runner;
 mod status;
 mod store;
+mod timeline;
 mod viewer;
 mod wait;
 

@@ -12,6 +12,11 @@
 //! rule is in `growth.rs`. Workers shorten their timer slack, so that a
 //! task's short sleep is not stretched by 50 us.
 //!
+//! While the pool is paused, workers take no job: the queue keeps its order
+//! and waits. Workers that run on, idle ones leave after their keep-alive,
+//! and the monitor parks as it does when no work waits. The flag lives in
+//! the state the workers lock anyway, so pausing costs a job nothing.
+//!
 //! The pool starts and joins its own threads. What a job means is its
 //! owner's business (the `Jobs` trait): each worker holds the owner for its
 //! life, so an owner outlives the work it queued.
@@ -117,6 +122,8 @@ struct PoolState<J> {
     monitor_alive: bool,
     /// The monitor sleeps until a push leaves work to it.
     monitor_parked: bool,
+    /// No worker takes a job (see `set_paused`).
+    paused: bool,
     shutdown: bool,
 }
 
@@ -124,6 +131,19 @@ impl<J> PoolState<J> {
     /// No worker is serving the queue or on its way to it.
     fn unserved(&self) -> bool {
         self.busy == 0 && self.searching == 0
+    }
+
+    /// Queued work a worker may take now.
+    fn has_work(&self) -> bool {
+        !self.paused && !self.queue.is_empty()
+    }
+
+    /// The next job a worker may take: none while paused.
+    fn take_job(&mut self) -> Option<J> {
+        if self.paused {
+            return None;
+        }
+        self.queue.pop()
     }
 
     fn load(&self) -> Load {
@@ -174,6 +194,8 @@ pub struct PoolStats {
     pub threads: usize,
     pub idle: usize,
     pub busy: usize,
+    /// Busy workers waiting for the GIL with a job in hand.
+    pub attaching: usize,
     pub queued: usize,
 }
 
@@ -197,6 +219,7 @@ impl<J: Send + 'static> Pool<J> {
                 awaiting_taker: 0,
                 monitor_alive: false,
                 monitor_parked: false,
+                paused: false,
                 shutdown: false,
             }),
             work_ready: Condvar::new(),
@@ -228,16 +251,46 @@ impl<J: Send + 'static> Pool<J> {
             let mut s = self.state.lock();
             s.queue.push(job, priority);
             s.pushed += 1;
-            let idle = s.busy == 0;
-            let start_worker = s.unserved() && self.wake_one(&mut s);
-            if s.monitor_parked && !s.unserved() {
-                s.monitor_parked = false;
-                self.backlog.notify_one();
-            }
-            (idle, start_worker, self.reserve_monitor(&mut s))
+            let idle = s.busy == 0 && !s.paused;
+            let (start_worker, start_monitor) = self.serve(&mut s);
+            (idle, start_worker, start_monitor)
         };
         Self::start_reserved(owner, start_worker, start_monitor)?;
         Ok(idle)
+    }
+
+    /// After work was queued or unpaused: wakes or reserves a worker if none
+    /// serves the queue, and unparks (or reserves) the monitor. Returns what
+    /// `start_reserved` is to start.
+    fn serve(&self, s: &mut PoolState<J>) -> (bool, bool) {
+        if s.paused {
+            return (false, false);
+        }
+        let start_worker = s.unserved() && self.wake_one(s);
+        if s.monitor_parked && !s.unserved() {
+            s.monitor_parked = false;
+            self.backlog.notify_one();
+        }
+        (start_worker, self.reserve_monitor(s))
+    }
+
+    /// Pauses the pool (no worker takes a job; running ones go on), or
+    /// resumes it: then the queued jobs are served at once, in their order,
+    /// and the pool grows for them by its usual rule.
+    pub fn set_paused<O: Jobs<Job = J>>(
+        &self,
+        owner: &Arc<O>,
+        paused: bool,
+    ) -> Result<(), StartFailed<J>> {
+        let (start_worker, start_monitor) = {
+            let mut s = self.state.lock();
+            s.paused = paused;
+            if paused || s.queue.is_empty() {
+                return Ok(());
+            }
+            self.serve(&mut s)
+        };
+        Self::start_reserved(owner, start_worker, start_monitor)
     }
 
     /// Waits, up to `timeout`, until a worker holds a job (or none is left
@@ -246,7 +299,7 @@ impl<J: Send + 'static> Pool<J> {
     pub fn wait_taken(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut s = self.state.lock();
-        while s.busy == 0 && !s.queue.is_empty() && !s.shutdown {
+        while s.busy == 0 && s.has_work() && !s.shutdown {
             s.awaiting_taker += 1;
             let timed_out = self.taken.wait_until(&mut s, deadline).timed_out();
             s.awaiting_taker -= 1;
@@ -396,7 +449,7 @@ impl<J: Send + 'static> Pool<J> {
     fn next_job(&self, searching: &mut bool) -> Option<J> {
         let mut s = self.state.lock();
         loop {
-            if let Some(job) = s.queue.pop() {
+            if let Some(job) = s.take_job() {
                 if std::mem::take(searching) {
                     s.searching -= 1;
                 }
@@ -423,7 +476,7 @@ impl<J: Send + 'static> Pool<J> {
                 // Counted as searching by whoever woke us.
                 s.notified -= 1;
                 *searching = true;
-            } else if timed_out && s.queue.is_empty() {
+            } else if timed_out && !s.has_work() {
                 break;
             }
         }
@@ -457,12 +510,12 @@ impl<J: Send + 'static> Pool<J> {
                 // The last worker serving a queue stays until it is empty:
                 // idle ones are not woken for work already queued.
                 let others_serve = s.busy > 1 || s.searching > 0;
-                if (others_serve || s.queue.is_empty()) && s.take_retirement() {
+                if (others_serve || !s.has_work()) && s.take_retirement() {
                     s.busy -= 1;
                     s.worker_left(&self.all_exited);
                     return Next::Retire;
                 }
-                let Some(next) = s.queue.pop() else {
+                let Some(next) = s.take_job() else {
                     s.busy -= 1;
                     s.searching += 1;
                     return Next::Search;
@@ -511,7 +564,7 @@ impl<J: Send + 'static> Pool<J> {
         let mut s = pool.state.lock();
         let mut growth = Growth::new(&s.load(), 3 * pool.switch_interval, Instant::now());
         while !s.shutdown {
-            if s.queue.is_empty() || s.unserved() {
+            if !s.has_work() || s.unserved() {
                 s.monitor_parked = true;
                 pool.backlog.wait(&mut s);
                 growth.resume(&s.load(), Instant::now());
@@ -607,6 +660,7 @@ impl<J: Send + 'static> Pool<J> {
             threads: s.threads,
             idle: s.idle,
             busy: s.busy,
+            attaching: s.attaching,
             queued: s.queue.len(),
         }
     }
@@ -623,6 +677,7 @@ impl<J: Send + 'static> Pool<J> {
         s.monitor_alive = false;
         s.monitor_parked = false;
         s.awaiting_taker = 0;
+        s.paused = false;
         std::mem::forget(std::mem::take(&mut *self.handles.lock()));
     }
 }
@@ -731,6 +786,52 @@ mod tests {
             owner.pool.wait_exited(Duration::from_secs(10)),
             "the monitor too"
         );
+    }
+
+    #[test]
+    fn a_paused_pool_takes_no_job_until_resumed_then_keeps_the_order() {
+        let (owner, rx) = recorder(1, Duration::from_secs(60));
+        owner.pool.set_paused(&owner, true).ok().unwrap();
+        for job in 0..5 {
+            owner
+                .pool
+                .push(&owner, job, i32::from(job == 3))
+                .ok()
+                .unwrap();
+        }
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "nothing runs while paused"
+        );
+        assert_eq!(owner.pool.stats().queued, 5);
+        owner.pool.set_paused(&owner, false).ok().unwrap();
+        let seen: Vec<u32> = (0..5)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        assert_eq!(seen, vec![3, 0, 1, 2, 4], "priority, then queue order");
+        owner.pool.shutdown();
+        assert!(owner.pool.wait_exited(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn idle_workers_leave_after_their_keep_alive_while_paused() {
+        let (owner, rx) = recorder(2, Duration::from_millis(50));
+        owner.pool.warm_up(&owner).ok().unwrap();
+        owner.pool.set_paused(&owner, true).ok().unwrap();
+        owner.pool.push(&owner, 7, 0).ok().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while owner.pool.stats().threads > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(owner.pool.stats().threads, 0, "the idle worker left");
+        owner.pool.set_paused(&owner, false).ok().unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            7,
+            "resuming starts a worker"
+        );
+        owner.pool.shutdown();
+        assert!(owner.pool.wait_exited(Duration::from_secs(10)));
     }
 
     #[test]

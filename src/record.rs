@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::attempts::{AttemptError, PastAttempt, Trail};
 use crate::limits::{Gate, Waiter};
 use crate::policy::{PollPolicy, NO_BUCKET};
 use crate::retry::Retry;
@@ -204,6 +205,9 @@ pub struct Progress {
     pub report: Option<Report>,
     /// Its `progress()` raised once already (and was logged).
     pub report_failed: bool,
+    /// Its past attempts and the tasks submitted after it, for its
+    /// timeline; None until it has either.
+    pub trail: Option<Box<Trail>>,
 }
 
 /// A task's progress as the status dict shows it.
@@ -251,6 +255,7 @@ pub struct Recorded {
     pub worker: Option<Py<PyString>>,
     pub plan: Plan,
     pub not_before: Option<f64>,
+    pub task_type: Option<Arc<str>>,
 }
 
 pub struct Record {
@@ -262,11 +267,16 @@ pub struct Record {
     pub attempt: u32,
     pub policy: PollPolicy,
     pub plan: Plan,
+    /// The label it was submitted with: `submit(type=...)`, an HTTP task's type.
+    pub task_type: Option<Arc<str>>,
     /// Tasks in `plan.after` not yet succeeded, plus one while the submit
     /// that registers them is under way.
     pub unmet: AtomicUsize,
     /// Where the poll budget counts this task (`policy::Demand`).
     pub poll_bucket: AtomicU8,
+    /// The recipe given as data at submit (JSON text), which makes the task
+    /// again (the HTTP API's "run again"); None for a task without one.
+    pub recipe: Option<Box<str>>,
     /// The state, also readable without the lock (a done check takes no lock);
     /// written only under `progress`, with it.
     state: AtomicU8,
@@ -288,8 +298,10 @@ impl Record {
             attempt: 1,
             policy,
             plan: Plan::default(),
+            task_type: None,
             unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
+            recipe: None,
             state: AtomicU8::new(State::Pending as u8),
             progress: Mutex::new(Progress {
                 state: State::Pending,
@@ -311,6 +323,7 @@ impl Record {
                 poll_errors: 0,
                 report: None,
                 report_failed: false,
+                trail: None,
             }),
         }
     }
@@ -325,8 +338,10 @@ impl Record {
             attempt: r.attempt,
             policy: PollPolicy::default(),
             plan: r.plan,
+            task_type: r.task_type,
             unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
+            recipe: None,
             state: AtomicU8::new(r.state as u8),
             progress: Mutex::new(Progress {
                 state: r.state,
@@ -348,6 +363,7 @@ impl Record {
                 poll_errors: 0,
                 report: None,
                 report_failed: false,
+                trail: None,
             }),
         }
     }
@@ -402,10 +418,20 @@ impl Record {
     }
 
     /// A task whose cluster worker was lost runs again: back to pending,
-    /// with the next attempt. Returns the attempt it is now on, or None
-    /// when it is already final.
-    pub fn requeue(&self, counts: &Counts) -> Option<u32> {
+    /// with the next attempt; the attempt that ended goes to its trail with
+    /// `error` (why). Returns the attempt it is now on, or None when it is
+    /// already final.
+    pub fn requeue(&self, error: Option<AttemptError>, counts: &Counts) -> Option<u32> {
         let mut p = self.progress.lock();
+        self.run_again(&mut p, error, counts)
+    }
+
+    fn run_again(
+        &self,
+        p: &mut Progress,
+        error: Option<AttemptError>,
+        counts: &Counts,
+    ) -> Option<u32> {
         match p.state {
             State::Pending => {}
             State::Running => {
@@ -415,27 +441,38 @@ impl Record {
                 if p.kind == Some(Kind::Polling) {
                     counts.polling.fetch_sub(1, Ordering::Relaxed);
                 }
-                p.started_at = None;
             }
             _ => return None,
         }
+        let ended = PastAttempt {
+            attempt: self.attempt + p.reruns,
+            started_at: p.started_at.take(),
+            ended_at: Some(unix_now()),
+            error,
+        };
+        Trail::of(&mut p.trail).attempts.push(ended);
         p.worker = None;
         p.reruns += 1;
         Some(self.attempt + p.reruns)
     }
 
     /// A task whose run failed waits to run again (with the next attempt)
-    /// until `not_before`, keeping its error. Returns the attempt it is now
-    /// on and whether it gave back a limit slot, or None when it is already
-    /// final.
+    /// until `not_before`, keeping its error (and, in its trail, the attempt
+    /// that ended with it). Returns the attempt it is now on and whether it
+    /// gave back a limit slot, or None when it is already final.
     pub fn retry_later(
         &self,
         error: ErrorInfo,
         not_before: f64,
         counts: &Counts,
     ) -> Option<(u32, bool)> {
-        let attempt = self.requeue(counts)?;
         let mut p = self.progress.lock();
+        let why = AttemptError {
+            type_name: error.type_name.clone(),
+            message: error.message.clone(),
+            traceback: error.traceback.clone(),
+        };
+        let attempt = self.run_again(&mut p, Some(why), counts)?;
         p.error = Some(error);
         p.not_before = Some(not_before);
         p.get_output = None;
@@ -447,6 +484,7 @@ impl Record {
     /// state instead when it has ended already.
     pub fn add_dependent(&self, dependent: &Arc<Record>) -> Option<State> {
         let mut p = self.progress.lock();
+        Trail::of(&mut p.trail).dependents.push(dependent.id);
         if p.state.is_final() {
             return Some(p.state);
         }

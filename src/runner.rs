@@ -42,6 +42,22 @@ fn parse_kind(kind: Option<&str>) -> PyResult<Option<Kind>> {
     .transpose()
 }
 
+/// The longest `type` label a submit takes, in characters (as a name over HTTP).
+const MAX_TYPE_CHARS: usize = 200;
+
+/// `type=` of a submit, checked: 1 to `MAX_TYPE_CHARS` characters.
+fn checked_type(label: Option<&str>) -> PyResult<Option<Arc<str>>> {
+    match label {
+        Some(label) if label.is_empty() || label.chars().count() > MAX_TYPE_CHARS => {
+            Err(PyValueError::new_err(format!(
+                "type must be a str of 1 to {MAX_TYPE_CHARS} characters, got {} characters",
+                label.chars().count()
+            )))
+        }
+        label => Ok(label.map(Arc::from)),
+    }
+}
+
 /// The most a start time may lie ahead: a year.
 const MAX_DELAY_SECONDS: f64 = 365.0 * 86_400.0;
 
@@ -98,6 +114,20 @@ impl Drop for Runner {
     /// and running ones finish, then the threads leave.
     fn drop(&mut self) {
         Python::attach(|py| self.engine.close(py, false, false));
+    }
+}
+
+/// An id as Python gives it: an int out of range is simply an unknown id.
+fn id_of(id: &Bound<'_, PyAny>) -> PyResult<u64> {
+    match id.extract::<u64>() {
+        Ok(number) => Ok(number),
+        Err(_) if id.is_instance_of::<PyInt>() => {
+            Err(PyKeyError::new_err(format!("no task with id {id}")))
+        }
+        Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "a task id is an int, got {}",
+            id.get_type().name()?
+        ))),
     }
 }
 
@@ -290,6 +320,7 @@ impl Runner {
             limits: gates,
         };
         let engine = Engine::new(config);
+        engine.load_history(py);
         engine.warm_up(py);
         engine.recover(py)?;
         Ok(Runner { engine })
@@ -299,7 +330,7 @@ impl Runner {
     #[pyo3(signature = (
         task, *, kind=None, timeout=None, name=None, poll=None, durable=false, recipe=None, key=None,
         retries=None, delay=None, not_before=None, priority=0, after=None, limit=None,
-        _elsewhere=false
+        r#type=None, _elsewhere=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
@@ -319,21 +350,23 @@ impl Runner {
         priority: i32,
         after: Option<Bound<'_, PyAny>>,
         limit: Option<&str>,
+        r#type: Option<&str>,
         _elsewhere: bool,
     ) -> PyResult<TaskHandle> {
         let kind = classify(&task, parse_kind(kind)?)?;
-        let recipe = match (durable || recipe.is_some(), self.engine.journal()) {
-            (false, _) => None,
-            (true, Some(journal)) => Some(match &recipe {
-                Some(data) => journal.recipe_data(py, data)?,
-                None => journal.recipe(py, &task)?,
-            }),
-            (true, None) => {
+        let task_type = checked_type(r#type)?;
+        // A recipe given as data is kept (`recipe(id)`) with or without a
+        // journal; with one, it also makes the task durable.
+        let recipe = match (&recipe, durable, self.engine.journal()) {
+            (Some(data), _, Some(journal)) => Some(journal.recipe_data(data)?),
+            (Some(data), false, None) => Some(crate::journaling::recipe_json(py, data)?),
+            (None, true, Some(journal)) => Some(journal.recipe(py, &task)?),
+            (_, true, None) => {
                 return Err(PyValueError::new_err(
-                    "a durable task (durable=True, or a recipe) needs a journal: \
-                     TaskRunner(journal=PATH)",
+                    "a durable task needs a journal: TaskRunner(journal=PATH)",
                 ))
             }
+            (None, false, _) => None,
         };
         if let Some(key) = &key {
             if key.is_empty() || key.len() > MAX_KEY_BYTES {
@@ -387,6 +420,7 @@ impl Runner {
             plan,
             not_before,
             upstream,
+            task_type,
         };
         let record = self.engine.submit(py, submission)?;
         Ok(TaskHandle {
@@ -488,7 +522,7 @@ impl Runner {
         let mut requeued = Vec::new();
         for id in ids {
             if let Some(record) = self.engine.record(py, id)? {
-                if let Some(attempt) = self.engine.requeue(&record) {
+                if let Some(attempt) = self.engine.requeue(py, &record) {
                     requeued.push((id, attempt));
                 }
             }
@@ -542,16 +576,48 @@ impl Runner {
         Ok(!self.state_of(id)?.is_final())
     }
 
+    /// The timeline of one task, in memory or known only to the journal:
+    /// `{"id", "events", "attempts", "after", "dependents", "again"}` (see
+    /// the Python API's docs). `KeyError` for an unknown id.
+    fn timeline<'py>(
+        &self,
+        py: Python<'py>,
+        id: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let number = id_of(id)?;
+        crate::timeline::timeline(py, &self.engine, number)?.ok_or_else(|| unknown(number))
+    }
+
+    /// The recipe given as data at the task's submit (`recipe=`), read back
+    /// from its JSON; None for a task submitted without one. `KeyError` for
+    /// an unknown id.
+    fn recipe<'py>(
+        &self,
+        py: Python<'py>,
+        id: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let record = self.record_of(id)?;
+        let Some(text) = &record.recipe else {
+            return Ok(None);
+        };
+        let loads = py.import("json")?.getattr("loads")?;
+        loads.call1((&**text,)).map(Some)
+    }
+
     /// The status dict of one task.
     fn status<'py>(&self, py: Python<'py>, id: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyDict>> {
         status_dict(py, &*self.record_of(id)?)
     }
 
     /// Status dicts of tasks, oldest first: those in `state`, whose name
-    /// contains `name`, submitted at or after `since` and before `until`
+    /// contains `name`, of `kind`, `type` and `worker`, whose error's type
+    /// is named `error`, submitted at or after `since` and before `until`
     /// (Unix seconds), with ids after `after` (a paging cursor), at most
     /// `limit`. With a journal, tasks no longer in memory are listed too.
-    #[pyo3(signature = (state=None, *, name=None, since=None, until=None, after=None, limit=None))]
+    #[pyo3(signature = (
+        state=None, *, name=None, since=None, until=None, after=None, limit=None, kind=None,
+        r#type=None, worker=None, error=None
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn tasks<'py>(
         &self,
@@ -562,10 +628,20 @@ impl Runner {
         until: Option<f64>,
         after: Option<&Bound<'_, PyInt>>,
         limit: Option<&Bound<'_, PyInt>>,
+        kind: Option<String>,
+        r#type: Option<String>,
+        worker: Option<String>,
+        error: Option<String>,
     ) -> PyResult<Bound<'py, PyList>> {
         // Below every id, a negative cursor lists them all.
         let after = after.and_then(|a| a.extract::<u64>().ok());
-        let listing = listing(state, name, since, until, after, false, limit)?;
+        let labels = Labels {
+            kind,
+            task_type: r#type,
+            worker,
+            error_type: error,
+        };
+        let listing = listing(state, name, since, until, labels, after, false, limit)?;
         let list = PyList::empty(py);
         for record in self.engine.list(py, &listing)? {
             list.append(status_dict(py, &record)?)?;
@@ -575,7 +651,10 @@ impl Runner {
 
     /// Ids of tasks, newest first, below `before` (a paging cursor), at
     /// most `limit`; filtered as `tasks` filters.
-    #[pyo3(signature = (state=None, limit=None, before=None, *, name=None, since=None, until=None))]
+    #[pyo3(signature = (
+        state=None, limit=None, before=None, *, name=None, since=None, until=None, kind=None,
+        r#type=None, worker=None, error=None
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn ids(
         &self,
@@ -586,6 +665,10 @@ impl Runner {
         name: Option<String>,
         since: Option<f64>,
         until: Option<f64>,
+        kind: Option<String>,
+        r#type: Option<String>,
+        worker: Option<String>,
+        error: Option<String>,
     ) -> PyResult<Vec<u64>> {
         // Out-of-range ints mean what they say: no id is below a negative
         // cursor, every id is below a huge one, and a huge limit is no limit.
@@ -593,7 +676,13 @@ impl Runner {
             return Ok(Vec::new());
         }
         let before = before.and_then(|b| b.extract::<u64>().ok());
-        let listing = listing(state, name, since, until, before, true, limit)?;
+        let labels = Labels {
+            kind,
+            task_type: r#type,
+            worker,
+            error_type: error,
+        };
+        let listing = listing(state, name, since, until, labels, before, true, limit)?;
         self.engine.list_ids(py, &listing)
     }
 
@@ -726,6 +815,20 @@ impl Runner {
         stats_dict(py, &self.engine.stats())
     }
 
+    /// Tasks finished per second by final state, and tasks running and
+    /// pending, over `window`; runtime percentiles over the last minute,
+    /// hour and day (see `GET /api/stats/history`).
+    #[pyo3(signature = (window="1h"))]
+    fn history<'py>(&self, py: Python<'py>, window: &str) -> PyResult<Bound<'py, PyDict>> {
+        let Some(window) = crate::history::Window::parse(window) else {
+            return Err(PyValueError::new_err(format!(
+                "window must be '1m', '1h' or '1d', got {window:?}"
+            )));
+        };
+        let view = py.detach(|| self.engine.history(window));
+        crate::status::history_dict(py, &view)
+    }
+
     #[getter]
     fn max_workers(&self) -> usize {
         self.engine.max_workers()
@@ -745,6 +848,28 @@ impl Runner {
     #[getter]
     fn closed(&self) -> bool {
         self.engine.is_closed()
+    }
+
+    /// Stops starting tasks until `resume()`: pending tasks wait (blocking
+    /// and polling ones, delayed tasks and retries whose time comes), running
+    /// ones go on, and submits are still accepted. Does nothing when paused.
+    ///
+    /// Raises:
+    ///     RuntimeError: after shutdown.
+    fn pause(&self) -> PyResult<()> {
+        self.engine.pause().map(drop)
+    }
+
+    /// Starts at once what waited during the pause, in the usual order
+    /// (priority, then submit order). Does nothing when not paused.
+    fn resume(&self, py: Python<'_>) {
+        self.engine.resume(py);
+    }
+
+    /// True between `pause()` and `resume()` (or shutdown, which resumes).
+    #[getter]
+    fn paused(&self) -> bool {
+        self.engine.is_paused()
     }
 }
 
@@ -837,12 +962,23 @@ pub fn _after_fork_in_child(py: Python<'_>) {
     }
 }
 
+/// The exact-match filters of a listing: kind, type, worker, error type.
+#[derive(Default)]
+pub struct Labels {
+    pub kind: Option<String>,
+    pub task_type: Option<String>,
+    pub worker: Option<String>,
+    pub error_type: Option<String>,
+}
+
 /// A listing from the arguments of `tasks` and `ids`.
+#[allow(clippy::too_many_arguments)]
 pub fn listing(
     state: Option<&str>,
     name: Option<String>,
     since: Option<f64>,
     until: Option<f64>,
+    labels: Labels,
     cursor: Option<u64>,
     newest_first: bool,
     limit: Option<&Bound<'_, PyInt>>,
@@ -857,6 +993,9 @@ pub fn listing(
                 "{what} must be a time, got nan"
             )));
         }
+    }
+    if let Some(kind) = &labels.kind {
+        parse_kind(Some(kind))?;
     }
     let limit = match limit {
         Some(l) if l.lt(0)? => {
@@ -873,6 +1012,10 @@ pub fn listing(
             name_contains: name,
             since,
             until,
+            kind: labels.kind,
+            task_type: labels.task_type,
+            worker: labels.worker,
+            error_type: labels.error_type,
         },
         cursor,
         newest_first,

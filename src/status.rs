@@ -7,12 +7,13 @@ use pyo3::types::{PyBool, PyDict, PyList, PyString};
 use std::sync::OnceLock;
 
 use crate::engine::Stats;
+use crate::history::{View, Window, FINAL_STATES};
 use crate::journal::Health;
 use crate::record::{unix_now, Kind, Record, State};
 
 /// Every key of the status dict, in the order the dict has them: the one
 /// list that the Python package, the HTTP API and the dashboard read.
-pub const STATUS_KEYS: [&str; 19] = [
+pub const STATUS_KEYS: [&str; 20] = [
     "id",
     "name",
     "kind",
@@ -32,6 +33,7 @@ pub const STATUS_KEYS: [&str; 19] = [
     "not_before",
     "after",
     "limit",
+    "type",
 ];
 
 /// The status dict's keys, states and kinds as Python strings, made at
@@ -134,6 +136,10 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
             Some(label) => PyString::new(py, label).into_any(),
             None => py.None().into_bound(py),
         },
+        match &record.task_type {
+            Some(label) => PyString::new(py, label).into_any(),
+            None => py.None().into_bound(py),
+        },
     ];
     let d = names.template.bind(py).copy()?;
     for (key, value) in names.keys.iter().zip(values) {
@@ -143,12 +149,13 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
 }
 
 /// Every key of the stats dict, in order.
-pub const STATS_KEYS: [&str; 12] = [
+pub const STATS_KEYS: [&str; 14] = [
     "max_workers",
     "workers",
     "workers_busy",
     "workers_idle",
     "workers_timed_out",
+    "workers_attaching",
     "queued",
     "polling",
     "poller_queue",
@@ -156,6 +163,7 @@ pub const STATS_KEYS: [&str; 12] = [
     "unfinished",
     "journal",
     "journal_problem",
+    "paused",
 ];
 
 pub fn stats_dict<'py>(py: Python<'py>, stats: &Stats) -> PyResult<Bound<'py, PyDict>> {
@@ -165,6 +173,7 @@ pub fn stats_dict<'py>(py: Python<'py>, stats: &Stats) -> PyResult<Bound<'py, Py
     d.set_item(intern!(py, "workers_busy"), stats.workers_busy)?;
     d.set_item(intern!(py, "workers_idle"), stats.workers_idle)?;
     d.set_item(intern!(py, "workers_timed_out"), stats.workers_timed_out)?;
+    d.set_item(intern!(py, "workers_attaching"), stats.workers_attaching)?;
     d.set_item(intern!(py, "queued"), stats.queued)?;
     d.set_item(intern!(py, "polling"), stats.polling)?;
     d.set_item(intern!(py, "poller_queue"), stats.poller_queue)?;
@@ -178,5 +187,32 @@ pub fn stats_dict<'py>(py: Python<'py>, stats: &Stats) -> PyResult<Bound<'py, Py
     };
     d.set_item(intern!(py, "journal"), health)?;
     d.set_item(intern!(py, "journal_problem"), problem)?;
+    d.set_item(intern!(py, "paused"), stats.paused)?;
+    Ok(d)
+}
+
+/// A history view as `Runner.history` returns it (see `crate::history`).
+pub fn history_dict<'py>(py: Python<'py>, view: &View) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("window", view.window)?;
+    d.set_item("step", view.step)?;
+    d.set_item("at", &view.at)?;
+    let finished = PyDict::new(py);
+    for (state, series) in FINAL_STATES.iter().zip(&view.finished) {
+        finished.set_item(state.as_str(), series)?;
+    }
+    d.set_item("finished", finished)?;
+    d.set_item("running", &view.running)?;
+    d.set_item("pending", &view.pending)?;
+    let runtime = PyDict::new(py);
+    for (window, p) in Window::ALL.iter().zip(&view.runtime) {
+        let r = PyDict::new(py);
+        r.set_item("count", p.count)?;
+        r.set_item("p50", p.p50)?;
+        r.set_item("p90", p.p90)?;
+        r.set_item("p99", p.p99)?;
+        runtime.set_item(window.as_str(), r)?;
+    }
+    d.set_item("runtime", runtime)?;
     Ok(d)
 }

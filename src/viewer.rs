@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::journal::{Journal, Reader, TaskRow};
 use crate::journaling::{journal_error, Codec};
-use crate::runner::listing;
+use crate::runner::{listing, Labels};
 use crate::status::status_dict;
 
 /// A journal, read-only: task statuses as the owner last committed them.
@@ -51,7 +51,7 @@ impl JournalView {
     /// `cursor`, filtered as `TaskRunner.tasks` filters.
     #[pyo3(signature = (
         state=None, *, name=None, since=None, until=None, cursor=None, limit=None,
-        newest_first=false
+        newest_first=false, kind=None, r#type=None, worker=None, error=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn tasks<'py>(
@@ -64,8 +64,27 @@ impl JournalView {
         cursor: Option<u64>,
         limit: Option<&Bound<'_, PyInt>>,
         newest_first: bool,
+        kind: Option<String>,
+        r#type: Option<String>,
+        worker: Option<String>,
+        error: Option<String>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let listing = listing(state, name, since, until, cursor, newest_first, limit)?;
+        let labels = Labels {
+            kind,
+            task_type: r#type,
+            worker,
+            error_type: error,
+        };
+        let listing = listing(
+            state,
+            name,
+            since,
+            until,
+            labels,
+            cursor,
+            newest_first,
+            limit,
+        )?;
         let list = PyList::empty(py);
         if listing.limit == 0 {
             return Ok(list);

@@ -216,6 +216,8 @@ class OpenAPIChecker:
         ]
 
     def template(self, path: str) -> str:
+        if path in self.document["paths"]:
+            return path  # /api/tasks/cancel, not /api/tasks/{task_id}
         for pattern, template in self._templates:
             if pattern.match(path):
                 return template

@@ -74,6 +74,13 @@ def test_the_mixed_fake_tasks_run_on_the_workers_with_their_results(on_local, lo
     assert all(s["polls"] == 0 for s in statuses if s["kind"] == "blocking")
 
 
+def test_a_cluster_runner_cannot_pause_and_says_so(on_local):
+    for operation in (on_local.pause, on_local.resume):
+        with pytest.raises(NotImplementedError, match="cluster"):
+            operation()
+    assert on_local.paused is False
+
+
 def test_a_task_is_pending_then_running_on_its_worker_soon_after_submit(on_local):
     handle = on_local.submit(Sleep("slept", 1.0))
     assert on_local.status(handle.id)["state"] == "pending"
@@ -88,11 +95,29 @@ def test_a_task_is_pending_then_running_on_its_worker_soon_after_submit(on_local
     assert handle.result(timeout=5) == "slept"
 
 
+def test_a_task_run_on_a_worker_has_its_timeline_here(on_local):
+    handle = on_local.submit(Sleep(3, 0.1))
+    assert handle.result(timeout=30) == 3
+    timeline = on_local.timeline(handle.id)
+    assert [e["state"] for e in timeline["events"]] == ["pending", "running", "succeeded"]
+    [attempt] = timeline["attempts"]
+    assert attempt["started_at"] == handle.status()["started_at"]
+
+
 def test_a_local_task_has_no_worker():
     with TaskRunner() as runner:
         handle = runner.submit(Sleep(1, 0))
         handle.result(timeout=5)
         assert runner.status(handle.id)["worker"] is None
+
+
+def test_a_type_label_stays_with_the_runner_and_the_worker_is_searchable(on_local):
+    handle = on_local.submit(Sleep("slept", 0), type="nap")
+    assert handle.result(timeout=10) == "slept"
+    status = on_local.status(handle.id)
+    assert status["type"] == "nap" and status["worker"].startswith("tcp://127.0.0.1:")
+    assert on_local.ids(type="nap", worker=status["worker"]) == [handle.id]
+    assert on_local.ids(type="nap", worker="tcp://elsewhere:1") == []
 
 
 def test_a_failure_comes_back_with_the_remote_traceback(on_local):
@@ -196,6 +221,10 @@ def test_a_worker_killed_while_200_tasks_run_on_it_loses_no_task():
             assert {s["id"] for s in rerun} == {h.id for h in on_victim}
             assert all(s["worker"] != victim for s in rerun)
             assert all(s["attempt"] == 1 for s in statuses if s not in rerun)
+            # The lost attempt stays in the task's timeline, naming the worker.
+            lost, last = runner.timeline(rerun[0]["id"])["attempts"]
+            assert lost["error"]["type"] == "TaskLost" and victim in lost["error"]["message"]
+            assert last["error"] is None and last["ended_at"] is not None
             assert runner.counts()["succeeded"] == 400
     finally:
         cluster.close()

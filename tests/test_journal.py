@@ -442,7 +442,7 @@ def test_a_bad_idempotency_key_is_refused(db):
         assert runner.ids() == [], "nothing was submitted"
 
 
-def test_a_recipe_must_be_json_that_reads_back_equal_and_needs_a_journal(db):
+def test_a_recipe_must_be_json_that_reads_back_equal_and_durable_needs_a_journal(db):
     with reopened(db) as runner:
         for recipe in ({"lock": threading.Lock()}, (1, 2), {"n": float("nan")}):
             with pytest.raises(TypeError, match="recipe"):
@@ -450,7 +450,10 @@ def test_a_recipe_must_be_json_that_reads_back_equal_and_needs_a_journal(db):
         assert runner.ids() == []
     with taskrunner.TaskRunner() as plain:
         with pytest.raises(ValueError, match="journal"):
-            plain.submit(Double(1), kind="blocking", recipe={"n": 1})
+            plain.submit(Double(1), kind="blocking", durable=True)
+        # Without a journal a recipe is only kept, for recipe(id): nothing is durable.
+        handle = plain.submit(Double(1), kind="blocking", recipe={"n": 1})
+        assert plain.recipe(handle.id) == {"n": 1}
 
 
 # A process that submits tasks with recipes that never end, then waits to be killed.

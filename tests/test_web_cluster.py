@@ -114,6 +114,14 @@ def test_the_server_says_where_its_tasks_run(server, dask_processes):
     assert f"tasks run on the Dask cluster at {dask_processes.address}" in server.log()
 
 
+def test_a_cluster_server_cannot_pause_and_says_so(server, checker):
+    for operation in ("pause", "resume"):
+        response = checked(checker, requests.post(f"{server.url}/api/{operation}", timeout=10))
+        assert "cluster" in assert_problem(response, 501)["detail"]
+    stats = checked(checker, requests.get(f"{server.url}/api/stats", timeout=10)).json()
+    assert stats["paused"] is False
+
+
 # ---- a lost scheduler ----------------------------------------------------------
 
 

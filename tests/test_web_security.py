@@ -210,7 +210,7 @@ def test_the_read_token_gets_403_on_every_change_and_reads_everything_else(app):
 def test_the_full_token_still_changes_things(app):
     client = CheckedClient(app)
     response = client.post(
-        "/api/tasks", json={"type": "fake", "input": 1, "wait": 60}, headers=bearer(FULL)
+        "/api/tasks", json={"type": "fake_polling", "input": 1, "wait": 60}, headers=bearer(FULL)
     )
     assert response.status_code == 202
     cancelled = client.delete(f"/api/tasks/{response.get_json()['id']}", headers=bearer(FULL))
@@ -237,16 +237,20 @@ def test_metrics_and_health_are_open_unless_protected(tmp_path):
 # ---- the audit trail -----------------------------------------------------------
 
 
-def test_a_submit_and_a_cancel_are_audited_with_the_tokens_label(app, caplog):
+def test_a_submit_a_cancel_and_a_run_again_are_audited_with_the_tokens_label(app, caplog):
     client = app.test_client()
     with caplog.at_level(logging.INFO, logger="taskrunner.web.audit"):
         task = client.post(
-            "/api/tasks", json={"type": "fake", "input": 1, "wait": 60}, headers=bearer(FULL)
+            "/api/tasks",
+            json={"type": "fake_polling", "input": 1, "wait": 60},
+            headers=bearer(FULL),
         ).get_json()
         assert client.delete(f"/api/tasks/{task['id']}", headers=bearer(FULL)).status_code == 200
         # Refused and read-only requests change nothing: no entry.
         client.delete(f"/api/tasks/{task['id']}", headers=bearer(READ))
         client.get(f"/api/tasks/{task['id']}", headers=bearer(READ))
+        # A run again names the task it made.
+        again = client.post(f"/api/tasks/{task['id']}/again", headers=bearer(FULL)).get_json()
     runner = app.extensions["taskrunner"].runner
     assert runner.flush(10)
     with sqlite3.connect(runner.journal) as db:
@@ -254,11 +258,13 @@ def test_a_submit_and_a_cancel_are_audited_with_the_tokens_label(app, caplog):
     assert rows == [
         ("POST /api/tasks", task["id"], "ops"),
         (f"DELETE /api/tasks/{task['id']}", task["id"], "ops"),
+        (f"POST /api/tasks/{task['id']}/again", again["id"], "ops"),
     ]
     logged = [r.getMessage() for r in caplog.records if r.name == "taskrunner.web.audit"]
     assert logged == [
         f"POST /api/tasks task={task['id']} token=ops",
         f"DELETE /api/tasks/{task['id']} task={task['id']} token=ops",
+        f"POST /api/tasks/{task['id']}/again task={again['id']} token=ops",
     ]
     assert FULL not in caplog.text and READ not in caplog.text
 

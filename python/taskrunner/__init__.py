@@ -30,7 +30,7 @@ from taskrunner.runner import (
     DoneAndNotDone,
     TaskRunner,
 )
-from taskrunner.status import ErrorInfo, RunnerStats, TaskStatus
+from taskrunner.status import Attempt, ErrorInfo, RunnerStats, TaskStatus, Timeline, TimelineEvent
 
 __version__: str = _core.__version__
 STATES: tuple[str, ...] = _core.STATES
@@ -101,6 +101,7 @@ __all__ = [
     "STATES",
     "STATS_KEYS",
     "STATUS_KEYS",
+    "Attempt",
     "CancelledError",
     "ClusterUnreachable",
     "DoneAndNotDone",
@@ -118,6 +119,8 @@ __all__ = [
     "TaskRunner",
     "TaskStatus",
     "TaskTimeoutError",
+    "Timeline",
+    "TimelineEvent",
     "is_task_polling",
     "register_kind",
     "tasks",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Optional, TextIO
 from urllib.parse import unquote, urlparse
 
-from taskrunner._core import STATES, JournalError, JournalView
+from taskrunner._core import KINDS, STATES, JournalError, JournalView
 from taskrunner.faketasks import gen_task
 from taskrunner.runner import TaskRunner
 
@@ -561,6 +561,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tasks_args.add_argument("--state", choices=STATES, help="only tasks in this state")
     tasks_args.add_argument("--name", help="only tasks whose name contains this text")
+    tasks_args.add_argument("--kind", choices=KINDS, help="only tasks of this kind")
+    tasks_args.add_argument("--type", help="only tasks of this task type")
+    tasks_args.add_argument("--worker", help="only tasks that ran on this cluster worker")
+    tasks_args.add_argument("--error", help="only tasks whose error has this type name")
     tasks_args.add_argument(
         "--limit", type=_number(int, 1), default=50, help="the most tasks listed (default 50)"
     )
@@ -605,11 +609,13 @@ def show_tasks(
     limit: int,
     as_json: bool,
     out: TextIO,
+    filters: Optional[dict[str, Optional[str]]] = None,
 ) -> int:
     """Prints one task's status, or a table of the newest tasks, from a journal.
 
-    Reads only: a server may be writing the file meanwhile. Returns the exit
-    status: 1 for a journal that cannot be read or a task it does not hold.
+    Reads only: a server may be writing the file meanwhile. ``filters`` holds
+    the exact ones (``kind``, ``type``, ``worker``, ``error``). Returns the
+    exit status: 1 for a journal that cannot be read or a task it does not hold.
     """
     if not os.path.exists(db):
         print(f"{PROG} tasks: no journal at {db}", file=sys.stderr)
@@ -619,7 +625,9 @@ def show_tasks(
         if task_id is not None:
             statuses = [view.status(task_id)]
         else:
-            statuses = view.tasks(state, name=name, limit=limit, newest_first=True)
+            statuses = view.tasks(
+                state, name=name, limit=limit, newest_first=True, **(filters or {})
+            )
     except (JournalError, KeyError) as error:
         message = error.args[0] if isinstance(error, KeyError) else str(error)
         print(f"{PROG} tasks: {message}", file=sys.stderr)
@@ -650,8 +658,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "tasks":
         try:
+            filters = {key: getattr(args, key) for key in ("kind", "type", "worker", "error")}
             return show_tasks(
-                args.db, args.id, args.state, args.name, args.limit, args.json, sys.stdout
+                args.db,
+                args.id,
+                args.state,
+                args.name,
+                args.limit,
+                args.json,
+                sys.stdout,
+                filters,
             )
         except BrokenPipeError:
             _silence_stdout()

@@ -144,6 +144,32 @@ class TaskRunner(Runner):
         if wait and closer is not threading.current_thread():
             closer.join()
 
+    def pause(self) -> None:
+        """Stops starting tasks until ``resume()``; running tasks go on and
+        submits are still accepted. Does nothing when already paused.
+
+        Raises:
+            NotImplementedError: with a cluster, whose workers start the tasks.
+            RuntimeError: after shutdown.
+        """
+        if getattr(self, "_cluster", None) is not None:
+            raise NotImplementedError(
+                "pause() does not work with a cluster yet: its workers start the tasks"
+            )
+        super().pause()
+
+    def resume(self) -> None:
+        """Starts at once what waited while paused (priority, then submit order).
+
+        Raises:
+            NotImplementedError: with a cluster (see ``pause``).
+        """
+        if getattr(self, "_cluster", None) is not None:
+            raise NotImplementedError(
+                "resume() does not work with a cluster yet: its workers start the tasks"
+            )
+        super().resume()
+
     def _close_when_done(self, link: Any) -> None:
         super().shutdown(True)
         link.close()

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, TypedDict
 
-__all__ = ["ErrorInfo", "Progress", "RunnerStats", "TaskStatus"]
+__all__ = [
+    "Attempt",
+    "ErrorInfo",
+    "History",
+    "Progress",
+    "RunnerStats",
+    "TaskStatus",
+    "Timeline",
+    "TimelineEvent",
+]
 
 State = Literal["pending", "running", "succeeded", "failed", "cancelled", "timed_out"]
 Kind = Literal["blocking", "polling"]
@@ -52,6 +61,7 @@ class TaskStatus(TypedDict):
     not_before: Optional[float]
     after: list[int]
     limit: Optional[str]
+    type: Optional[str]
 
 
 class RunnerStats(TypedDict):
@@ -62,6 +72,7 @@ class RunnerStats(TypedDict):
     workers_busy: int
     workers_idle: int
     workers_timed_out: int
+    workers_attaching: int
     queued: int
     polling: int
     poller_queue: int
@@ -69,3 +80,68 @@ class RunnerStats(TypedDict):
     unfinished: int
     journal: Optional[str]
     journal_problem: Optional[str]
+    paused: bool
+
+
+class TimelineEvent(TypedDict):
+    """A moment a task's state changed, in its ``Timeline``."""
+
+    at: float
+    state: State
+    attempt: int
+    error: Optional[ErrorInfo]
+
+
+class Attempt(TypedDict):
+    """One run of a task, in its ``Timeline``."""
+
+    attempt: int
+    started_at: Optional[float]
+    ended_at: Optional[float]
+    error: Optional[ErrorInfo]
+
+
+class Timeline(TypedDict):
+    """A task's history, as ``TaskRunner.timeline(id)`` and the HTTP API give it."""
+
+    id: int
+    events: list[TimelineEvent]
+    attempts: list[Attempt]
+    after: list[int]
+    dependents: list[int]
+    again: bool
+
+
+class FinishedSeries(TypedDict):
+    """Tasks finished per second in each step of a history, by final state."""
+
+    succeeded: list[float]
+    failed: list[float]
+    cancelled: list[float]
+    timed_out: list[float]
+
+
+class RuntimePercentiles(TypedDict):
+    """Runtime percentiles (seconds) over a window; None when no task finished."""
+
+    count: int
+    p50: Optional[float]
+    p90: Optional[float]
+    p99: Optional[float]
+
+
+RuntimeWindows = TypedDict(
+    "RuntimeWindows", {"1m": RuntimePercentiles, "1h": RuntimePercentiles, "1d": RuntimePercentiles}
+)
+
+
+class History(TypedDict):
+    """Throughput over time, as ``TaskRunner.history()`` gives it: one point per step."""
+
+    window: str
+    step: int
+    at: list[int]
+    finished: FinishedSeries
+    running: list[int]
+    pending: list[int]
+    runtime: RuntimeWindows

@@ -11,7 +11,9 @@
 // version serve the tests only so far.
 #![allow(dead_code, unused_imports)]
 
+mod attempts;
 mod error;
+mod minutes;
 mod owner;
 mod query;
 mod row;
@@ -23,8 +25,10 @@ mod bench;
 #[cfg(test)]
 mod tests;
 
+pub use attempts::AttemptRow;
 pub use error::JournalError;
-pub use query::{Filter, Page, Reader};
+pub use minutes::MinuteRow;
+pub use query::{Filter, IdPage, Page, Reader};
 pub use row::{AuditRow, Encoding, ErrorRow, KeyRow, Schedule, Stored, TaskRow, STATES};
 pub use schema::VERSION;
 
@@ -219,6 +223,23 @@ impl Journal {
         self.send(|seq| Msg::Audit(seq, audit))
     }
 
+    /// Writes an attempt a task left behind (a retry, a lost run). Refuses
+    /// one that could never be stored, as `write` does.
+    pub fn write_attempt(&self, attempt: AttemptRow) -> Result<u64, JournalError> {
+        let times = [attempt.started_at, attempt.ended_at];
+        if i64::try_from(attempt.task_id).is_err()
+            || !times.into_iter().flatten().all(f64::is_finite)
+        {
+            return Err(self.invalid(format!("{attempt:?}")));
+        }
+        self.send(|seq| Msg::Attempt(seq, attempt))
+    }
+
+    /// Writes one minute of history (replacing a row of the same minute).
+    pub fn write_minute(&self, minute: MinuteRow) -> Result<u64, JournalError> {
+        self.send(|seq| Msg::Minute(seq, minute))
+    }
+
     fn invalid(&self, detail: String) -> JournalError {
         JournalError::InvalidRow {
             path: self.path.clone(),
@@ -319,6 +340,32 @@ impl Journal {
         limit: usize,
     ) -> Result<Page, JournalError> {
         self.reader.page_newest(filter, before, limit)
+    }
+
+    /// The ids of a page, without their rows (see `Reader::page_ids`).
+    pub fn page_ids(
+        &self,
+        filter: &Filter,
+        cursor: Option<u64>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<IdPage, JournalError> {
+        self.reader.page_ids(filter, cursor, newest_first, limit)
+    }
+
+    /// The attempts task `id` made before its last one, oldest first.
+    pub fn attempts(&self, id: u64) -> Result<Vec<AttemptRow>, JournalError> {
+        self.reader.read(|conn| attempts::attempts_of(conn, id))
+    }
+
+    /// The ids of the tasks that start after task `id` (and are still held).
+    pub fn dependents(&self, id: u64) -> Result<Vec<u64>, JournalError> {
+        self.reader.read(|conn| attempts::dependents_of(conn, id))
+    }
+
+    /// The history's minutes from `since` (Unix seconds) on, oldest first.
+    pub fn minutes(&self, since: i64) -> Result<Vec<MinuteRow>, JournalError> {
+        self.reader.minutes(since)
     }
 
     /// The task an unexpired key started, once the key is committed.

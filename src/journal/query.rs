@@ -3,7 +3,7 @@
 
 use parking_lot::Mutex;
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection};
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,13 +13,30 @@ use super::schema::{self, BLOCK_SHIFT};
 use super::unix_now;
 
 /// Which rows a page holds. Empty `states` means any state; `since` (inclusive)
-/// and `until` (exclusive) bound `submitted_at`; `name_contains` is case-sensitive.
+/// and `until` (exclusive) bound `submitted_at`; `name_contains` is case-sensitive;
+/// `kind`, `task_type`, `worker` and `error_type` (the error's type name) are exact.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Filter {
     pub states: Vec<String>,
     pub name_contains: Option<String>,
     pub since: Option<f64>,
     pub until: Option<f64>,
+    pub kind: Option<String>,
+    pub task_type: Option<String>,
+    pub worker: Option<String>,
+    pub error_type: Option<String>,
+}
+
+/// A name search lists the distinct names (a seek each on the name index)
+/// and walks each match's (name, id) entries; past this many distinct names
+/// it scans the rows instead.
+const MAX_NAMES_LISTED: usize = 5_000;
+
+/// Ids in id order, and the cursor for the next page if there may be one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IdPage {
+    pub ids: Vec<u64>,
+    pub next: Option<u64>,
 }
 
 /// Rows in id order, and the cursor for the next page if there may be one.
@@ -83,7 +100,32 @@ impl Reader {
         self.page_in(filter, (0, upto), true, limit)
     }
 
-    /// A page of the ids in (above, upto], walked up or down.
+    /// Up to `limit` (at least 1) ids past `cursor` that pass `filter`:
+    /// newest first (ids below it) or oldest first (ids above it). Reads
+    /// indexes, and rows only where a filter needs them.
+    pub fn page_ids(
+        &self,
+        filter: &Filter,
+        cursor: Option<u64>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<IdPage, JournalError> {
+        let range = match (newest_first, cursor) {
+            (true, before) => (0, before.map_or(i64::MAX, |b| to_i64(b).saturating_sub(1))),
+            (false, after) => (to_i64(after.unwrap_or(0)), i64::MAX),
+        };
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().at(&self.path)?;
+        let query = PageQuery {
+            conn: &tx,
+            path: &self.path,
+            filter,
+            newest_first,
+        };
+        query.id_page(range, limit)
+    }
+
+    /// A page of the ids in (above, upto], walked up or down, with their rows.
     fn page_in(
         &self,
         filter: &Filter,
@@ -91,7 +133,6 @@ impl Reader {
         newest_first: bool,
         limit: usize,
     ) -> Result<Page, JournalError> {
-        let limit = limit.max(1);
         let mut conn = self.conn.lock();
         // One snapshot for the whole page: a row that changes state between
         // two walks must not show twice, or not at all. Dropped, it rolls back.
@@ -102,11 +143,18 @@ impl Reader {
             filter,
             newest_first,
         };
-        // One more than asked tells whether a next page exists.
-        let mut rows = query.rows(ids, limit.saturating_add(1))?;
-        let next = (rows.len() > limit).then(|| rows[limit - 1].id);
-        rows.truncate(limit);
-        Ok(Page { rows, next })
+        let page = query.id_page(ids, limit)?;
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1");
+        let mut stmt = tx.prepare_cached(&sql).at(&self.path)?;
+        let mut rows = Vec::with_capacity(page.ids.len());
+        for id in page.ids {
+            let row = stmt.query_row([to_i64(id)], TaskRow::from_row);
+            rows.push(row.at(&self.path)?);
+        }
+        Ok(Page {
+            rows,
+            next: page.next,
+        })
     }
 
     /// Rows still pending or running: at open, those the last process left.
@@ -134,6 +182,11 @@ impl Reader {
         }
     }
 
+    /// The history's minutes from `since` (Unix seconds) on, oldest first.
+    pub fn minutes(&self, since: i64) -> Result<Vec<super::MinuteRow>, JournalError> {
+        super::minutes::read(&self.conn.lock(), since).at(&self.path)
+    }
+
     /// One more than the highest id ever written, pruned or not.
     pub fn next_id(&self) -> Result<u64, JournalError> {
         let conn = self.conn.lock();
@@ -141,6 +194,15 @@ impl Reader {
                        coalesce((SELECT max(id) FROM tasks), 0))";
         let high: i64 = conn.query_row(sql, [], |r| r.get(0)).at(&self.path)?;
         Ok(u64::try_from(high).unwrap_or(0) + 1)
+    }
+
+    /// Runs `read` on this reader's connection: for reads that live with
+    /// their own tables (`attempts.rs`).
+    pub(super) fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, JournalError> {
+        read(&self.conn.lock()).at(&self.path)
     }
 
     #[cfg(test)]
@@ -158,25 +220,95 @@ struct PageQuery<'a> {
 }
 
 impl PageQuery<'_> {
-    fn rows(&self, ids: (i64, i64), want: usize) -> Result<Vec<TaskRow>, JournalError> {
+    fn id_page(&self, ids: (i64, i64), limit: usize) -> Result<IdPage, JournalError> {
+        let limit = limit.max(1);
+        // One more than asked tells whether a next page exists.
+        let mut ids = self.ids(ids, limit.saturating_add(1))?;
+        let next = (ids.len() > limit).then(|| ids[limit - 1]);
+        ids.truncate(limit);
+        Ok(IdPage { ids, next })
+    }
+
+    fn ids(&self, ids: (i64, i64), want: usize) -> Result<Vec<u64>, JournalError> {
         let Some(ids) = self.id_range(ids)? else {
             return Ok(Vec::new());
         };
-        if self.filter.states.is_empty() {
-            return self.select(None, ids, want);
+        let states: Vec<Option<&str>> = if self.filter.states.is_empty() {
+            vec![None]
+        } else {
+            distinct_states(&self.filter.states)
+                .into_iter()
+                .map(Some)
+                .collect()
+        };
+        let names: Vec<Option<String>> = match &self.filter.name_contains {
+            None => vec![None],
+            Some(part) => match self.names_containing(part)? {
+                Some(names) => names.into_iter().map(Some).collect(),
+                None => vec![None], // too many names to list: the rows are scanned
+            },
+        };
+        // Each state and each matching name walks its own (value, id)
+        // index in order, so a rare one's first page costs what it returns;
+        // the walks are merged. Once `want` ids are in hand, a later walk
+        // looks only for ids ahead of the last of them.
+        let (mut above, mut upto) = ids;
+        let mut merged: Vec<i64> = Vec::new();
+        for state in &states {
+            for name in &names {
+                if above >= upto {
+                    break;
+                }
+                merged.extend(self.select(*state, name.as_deref(), (above, upto), want)?);
+                merged.sort_unstable_by(|a, b| {
+                    if self.newest_first {
+                        b.cmp(a)
+                    } else {
+                        a.cmp(b)
+                    }
+                });
+                merged.truncate(want);
+                if let (true, Some(&last)) = (merged.len() == want, merged.last()) {
+                    if self.newest_first {
+                        above = above.max(last);
+                    } else {
+                        upto = upto.min(last - 1);
+                    }
+                }
+            }
         }
-        // Each state walks its own (state, id) index in order, so a rare
-        // state's first page costs what it returns; the walks are merged.
-        let mut merged = Vec::new();
-        for state in distinct_states(&self.filter.states) {
-            merged.extend(self.select(Some(state), ids, want)?);
+        Ok(merged
+            .into_iter()
+            .map(|id| u64::try_from(id).unwrap_or(0))
+            .collect())
+    }
+
+    /// The distinct names that contain `part`, each found by one seek on
+    /// the name index; None when there are more than `MAX_NAMES_LISTED`.
+    fn names_containing(&self, part: &str) -> Result<Option<Vec<String>>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name FROM tasks WHERE name > ?1 ORDER BY name LIMIT 1")
+            .at(self.path)?;
+        let mut first = self
+            .conn
+            .prepare_cached("SELECT name FROM tasks ORDER BY name LIMIT 1")
+            .at(self.path)?;
+        let mut next: Option<String> = first.query_row([], |r| r.get(0)).optional().at(self.path)?;
+        let mut found = Vec::new();
+        for _ in 0..MAX_NAMES_LISTED {
+            let Some(name) = next else {
+                return Ok(Some(found));
+            };
+            next = stmt
+                .query_row([&name], |r| r.get(0))
+                .optional()
+                .at(self.path)?;
+            if name.contains(part) {
+                found.push(name);
+            }
         }
-        merged.sort_unstable_by_key(|r| r.id);
-        if self.newest_first {
-            merged.reverse();
-        }
-        merged.truncate(want);
-        Ok(merged)
+        Ok(next.is_none().then_some(found))
     }
 
     /// The ids of `(above, upto]` that can pass the filter's time bounds,
@@ -206,13 +338,16 @@ impl PageQuery<'_> {
         Ok((above < upto).then_some((above, upto)))
     }
 
+    /// The ids in `(above, upto]` in `state` (any when None), named `name`
+    /// (else containing the filter's part of a name), that pass the rest.
     fn select(
         &self,
         state: Option<&str>,
+        name: Option<&str>,
         (above, upto): (i64, i64),
         limit: usize,
-    ) -> Result<Vec<TaskRow>, JournalError> {
-        let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id > ? AND id <= ?");
+    ) -> Result<Vec<i64>, JournalError> {
+        let mut sql = String::from("SELECT id FROM tasks WHERE id > ? AND id <= ?");
         let mut args = vec![Value::Integer(above), Value::Integer(upto)];
         if let Some(state) = state {
             // `state` is one of STATES. SQLite uses a partial index only for
@@ -230,9 +365,29 @@ impl PageQuery<'_> {
             sql.push_str(" AND submitted_at < ?");
             args.push(Value::Real(until));
         }
-        if let Some(part) = &self.filter.name_contains {
-            sql.push_str(" AND instr(name, ?) > 0");
-            args.push(Value::Text(part.clone()));
+        match (name, &self.filter.name_contains) {
+            (Some(name), _) => {
+                sql.push_str(" AND name = ?");
+                args.push(Value::Text(name.to_owned()));
+            }
+            (None, Some(part)) => {
+                sql.push_str(" AND instr(name, ?) > 0");
+                args.push(Value::Text(part.clone()));
+            }
+            (None, None) => {}
+        }
+        let f = self.filter;
+        for (column, value) in [
+            ("kind", &f.kind),
+            ("task_type", &f.task_type),
+            ("worker", &f.worker),
+            ("error_type", &f.error_type),
+        ] {
+            if let Some(value) = value {
+                // IS NOT NULL, for the partial index (as above).
+                sql.push_str(&format!(" AND {column} = ? AND {column} IS NOT NULL"));
+                args.push(Value::Text(value.clone()));
+            }
         }
         sql.push_str(if self.newest_first {
             " ORDER BY id DESC LIMIT ?"
@@ -241,10 +396,10 @@ impl PageQuery<'_> {
         });
         args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
         let mut stmt = self.conn.prepare_cached(&sql).at(self.path)?;
-        let rows = stmt
-            .query_map(params_from_iter(args), TaskRow::from_row)
+        let ids = stmt
+            .query_map(params_from_iter(args), |r| r.get::<_, i64>(0))
             .at(self.path)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().at(self.path)
+        ids.collect::<rusqlite::Result<Vec<_>>>().at(self.path)
     }
 }
 

@@ -103,6 +103,8 @@ pub struct TaskRow {
     /// The cluster worker it runs or ran on; None in the process itself.
     pub worker: Option<Arc<str>>,
     pub schedule: Schedule,
+    /// The label it was submitted with (`submit(type=...)`, an HTTP task's type).
+    pub task_type: Option<Arc<str>>,
 }
 
 /// What a task waits for, as the journal keeps it: enough to hold it again
@@ -138,6 +140,7 @@ impl TaskRow {
             origin: Cow::Borrowed(origin),
             worker: None,
             schedule: Schedule::default(),
+            task_type: None,
         }
     }
 
@@ -169,7 +172,8 @@ fn stage(state: &str) -> u8 {
 /// The `tasks` columns in the order that `bind` and `from_row` use.
 pub const TASK_COLUMNS: &str = "id, name, kind, state, submitted_at, started_at, finished_at, \
      polls, attempt, result_encoding, result, error_type, error_message, error_traceback, \
-     recipe_encoding, recipe, origin, worker, priority, not_before, limit_label, after_ids, retry";
+     recipe_encoding, recipe, origin, worker, priority, not_before, limit_label, after_ids, retry, \
+     task_type";
 
 /// Ids and counts are u64 in Rust and i64 in SQLite; `Journal::write` refuses
 /// ids above i64::MAX, and a poll count that large cannot happen.
@@ -182,7 +186,7 @@ fn to_u64(n: i64) -> u64 {
 }
 
 impl TaskRow {
-    /// Runs `statement` (whose 23 parameters are [`TASK_COLUMNS`]) for this row.
+    /// Runs `statement` (whose 24 parameters are [`TASK_COLUMNS`]) for this row.
     pub fn execute(&self, statement: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<()> {
         let (result_encoding, result) = split(&self.result);
         let (recipe_encoding, recipe) = split(&self.recipe);
@@ -211,6 +215,7 @@ impl TaskRow {
             self.schedule.limit.as_deref(),
             self.schedule.after.as_deref(),
             self.schedule.retry.as_deref(),
+            self.task_type.as_deref(),
         ])?;
         Ok(())
     }
@@ -255,6 +260,7 @@ impl TaskRow {
                 after: row.get::<_, Option<String>>(21)?.map(Arc::from),
                 retry: row.get::<_, Option<String>>(22)?.map(Arc::from),
             },
+            task_type: row.get::<_, Option<String>>(23)?.map(Arc::from),
         })
     }
 }

@@ -14,7 +14,7 @@ pub const APPLICATION_ID: i32 = 0x5452_4a4e;
 
 /// Migration `i` takes a file from version `i` to `i + 1`. Append only: a
 /// released entry never changes, since files in the field were made by it.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 8] = [
     // v1: tasks, and meta for the id high-water mark.
     "CREATE TABLE tasks (
         id INTEGER PRIMARY KEY,
@@ -76,6 +76,63 @@ const MIGRATIONS: [&str; 5] = [
     ALTER TABLE tasks ADD COLUMN limit_label TEXT;
     ALTER TABLE tasks ADD COLUMN after_ids TEXT;
     ALTER TABLE tasks ADD COLUMN retry TEXT;",
+    // v6: the task's type, and what a search by kind, type, worker, error
+    // type or name walks. Each is keyed by (column, id): a walk yields the
+    // newest matches first, so a rare value's first page costs what it
+    // returns. Partial where most rows have no value (only HTTP tasks have
+    // a type, cluster tasks a worker, failed ones an error): such rows
+    // write no entry. (Write cost: see docs/journal.md.)
+    "ALTER TABLE tasks ADD COLUMN task_type TEXT;
+    CREATE INDEX tasks_by_name ON tasks (name, id);
+    CREATE INDEX tasks_by_kind ON tasks (kind, id) WHERE kind IS NOT NULL;
+    CREATE INDEX tasks_by_type ON tasks (task_type, id) WHERE task_type IS NOT NULL;
+    CREATE INDEX tasks_by_worker ON tasks (worker, id) WHERE worker IS NOT NULL;
+    CREATE INDEX tasks_by_error ON tasks (error_type, id) WHERE error_type IS NOT NULL;",
+    // v7: a task's timeline. `attempts` holds the attempts a task made
+    // before its last one (a retry, a lost run), written as each ends: a
+    // task that runs once has none. `task_after` indexes `after_ids` the
+    // other way round (which tasks start after this one); the writer fills
+    // it for the rows that have `after_ids`, and this fills it for the rows
+    // already there. Both go when retention deletes the task they belong to
+    // (only a task that ran again, or came after others, has any).
+    "CREATE TABLE attempts (
+        task_id INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at REAL,
+        ended_at REAL,
+        error_type TEXT,
+        error_message TEXT,
+        error_traceback TEXT,
+        PRIMARY KEY (task_id, attempt)
+    );
+    CREATE TABLE task_after (
+        upstream INTEGER NOT NULL,
+        dependent INTEGER NOT NULL,
+        PRIMARY KEY (upstream, dependent)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO task_after (upstream, dependent)
+        SELECT CAST(j.value AS INTEGER), tasks.id
+        FROM tasks, json_each('[' || tasks.after_ids || ']') AS j
+        WHERE json_valid('[' || tasks.after_ids || ']');
+    CREATE TRIGGER timeline_pruned AFTER DELETE ON tasks
+        WHEN old.attempt > 1 OR old.after_ids IS NOT NULL
+    BEGIN
+        DELETE FROM attempts WHERE task_id = old.id;
+        DELETE FROM task_after WHERE dependent = old.id AND upstream IN
+            (SELECT value FROM json_each('[' || old.after_ids || ']')
+             WHERE json_valid('[' || old.after_ids || ']'));
+    END;",
+    // v8: throughput and runtime per minute (see `minutes.rs`).
+    "CREATE TABLE history_minutes (
+        at INTEGER PRIMARY KEY,
+        succeeded INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        cancelled INTEGER NOT NULL,
+        timed_out INTEGER NOT NULL,
+        running INTEGER NOT NULL,
+        pending INTEGER NOT NULL,
+        runtimes TEXT NOT NULL
+    );",
 ];
 
 pub const VERSION: u32 = MIGRATIONS.len() as u32;
@@ -85,13 +142,15 @@ pub const VERSION: u32 = MIGRATIONS.len() as u32;
 /// attempt, then stage (pending, running, final), then polls, whatever
 /// order writes arrive in. `TaskRow::order_key` is the same rule in Rust.
 /// A write without a recipe keeps the stored one: it is sent once, at submit.
+/// A task's name and type never change, so an update leaves them out: SQLite
+/// rewrites the entries of every index on a column an UPDATE sets.
 pub const UPSERT_TASK: &str = "INSERT INTO tasks (id, name, kind, state, submitted_at,
         started_at, finished_at, polls, attempt, result_encoding, result, error_type,
         error_message, error_traceback, recipe_encoding, recipe, origin, worker, priority,
-        not_before, limit_label, after_ids, retry)
+        not_before, limit_label, after_ids, retry, task_type)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-        ?19, ?20, ?21, ?22, ?23)
-    ON CONFLICT (id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
+        ?19, ?20, ?21, ?22, ?23, ?24)
+    ON CONFLICT (id) DO UPDATE SET kind = excluded.kind,
         state = excluded.state, submitted_at = excluded.submitted_at,
         started_at = excluded.started_at, finished_at = excluded.finished_at,
         polls = excluded.polls, attempt = excluded.attempt,
@@ -290,5 +349,22 @@ mod tests {
         let succeeded =
             plan("SELECT id FROM tasks WHERE state = 'succeeded' AND id > 5 ORDER BY id LIMIT 10");
         assert!(!succeeded.contains("TEMP B-TREE"), "{succeeded}");
+        for (column, index) in [
+            ("kind", "tasks_by_kind"),
+            ("task_type", "tasks_by_type"),
+            ("worker", "tasks_by_worker"),
+            ("error_type", "tasks_by_error"),
+        ] {
+            let walk = plan(&format!(
+                "SELECT id FROM tasks WHERE id > 5 AND id <= 90 AND {column} = 'x' \
+                 AND {column} IS NOT NULL ORDER BY id DESC LIMIT 10"
+            ));
+            assert!(walk.contains(index), "{walk}");
+            assert!(!walk.contains("TEMP B-TREE"), "{walk}");
+        }
+        let named =
+            plan("SELECT id FROM tasks WHERE id > 5 AND name = 'x' ORDER BY id DESC LIMIT 10");
+        assert!(named.contains("tasks_by_name"), "{named}");
+        assert!(!named.contains("TEMP B-TREE"), "{named}");
     }
 }

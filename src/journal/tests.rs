@@ -84,6 +84,7 @@ fn a_row_reads_back_as_written() {
         encoding: Encoding::Pickle,
         bytes: vec![0x80, 4, 0],
     });
+    failed.task_type = Some("resize".into());
     let mut done = row(8, "succeeded");
     done.result = Some(Stored {
         encoding: Encoding::Repr,
@@ -278,6 +279,16 @@ fn pages_follow_the_filter_in_id_order() {
         .map(|id| {
             let mut r = row(id, STATES[(id % 6) as usize]);
             r.name = format!("job-{}", id % 7).into();
+            if id % 5 == 0 {
+                r.kind = Some("polling");
+            }
+            r.task_type = (id % 3 == 0).then(|| format!("type-{}", id % 4).into());
+            r.worker = (id % 11 == 0).then(|| "tcp://w:1".into());
+            r.error = (id % 13 == 0).then(|| ErrorRow {
+                type_name: format!("Error{}", id % 2),
+                message: "m".into(),
+                traceback: None,
+            });
             r
         })
         .chain([
@@ -304,6 +315,44 @@ fn pages_follow_the_filter_in_id_order() {
             name_contains: Some("-3".into()),
             since: Some(an_hour_ago() + 0.1),
             until: Some(an_hour_ago() + 0.4),
+            ..Filter::default()
+        },
+        Filter {
+            name_contains: Some("job-".into()),
+            ..Filter::default()
+        },
+        Filter {
+            name_contains: Some("nothing".into()),
+            ..Filter::default()
+        },
+        Filter {
+            kind: Some("polling".into()),
+            ..Filter::default()
+        },
+        Filter {
+            task_type: Some("type-1".into()),
+            ..Filter::default()
+        },
+        Filter {
+            worker: Some("tcp://w:1".into()),
+            ..Filter::default()
+        },
+        Filter {
+            error_type: Some("Error1".into()),
+            ..Filter::default()
+        },
+        Filter {
+            states: vec!["failed".into(), "cancelled".into()],
+            name_contains: Some("-".into()),
+            kind: Some("blocking".into()),
+            task_type: Some("type-3".into()),
+            ..Filter::default()
+        },
+        Filter {
+            worker: Some("tcp://w:1".into()),
+            error_type: Some("Error0".into()),
+            since: Some(an_hour_ago() + 0.1),
+            ..Filter::default()
         },
         Filter {
             states: vec!["no such state".into()],
@@ -357,7 +406,35 @@ fn pages_follow_the_filter_in_id_order() {
         }
         newest.reverse();
         assert_eq!(newest, expected, "newest first: {filter:?}");
+        let ids = journal.page_ids(&filter, None, true, 1000).unwrap();
+        assert_eq!(ids.ids.iter().rev().copied().collect::<Vec<_>>(), expected);
     }
+}
+
+#[test]
+fn a_name_search_over_more_names_than_it_lists_scans_the_rows_instead() {
+    let dir = Scratch::new();
+    let journal = open(&dir.path("j.db"));
+    let rows: Vec<TaskRow> = (1..=5_100)
+        .map(|id| TaskRow {
+            name: format!("job-{id}").into(),
+            ..row(id, "succeeded")
+        })
+        .collect();
+    write_all(&journal, rows);
+    let filter = Filter {
+        name_contains: Some("-42".into()),
+        ..Filter::default()
+    };
+    let mut expected: Vec<u64> = (1..=5_100)
+        .filter(|id| format!("job-{id}").contains("-42"))
+        .collect();
+    expected.reverse();
+    let page = journal.page_ids(&filter, None, true, 1000).unwrap();
+    assert_eq!(page.ids, expected);
+    let few = journal.page_ids(&filter, None, true, 3).unwrap();
+    assert_eq!(few.ids, expected[..3]);
+    assert_eq!(few.next, Some(expected[2]));
 }
 
 fn passes(f: &Filter, r: &TaskRow) -> bool {
@@ -367,6 +444,16 @@ fn passes(f: &Filter, r: &TaskRow) -> bool {
             .is_none_or(|n| r.name.contains(n.as_str()))
         && f.since.is_none_or(|s| r.submitted_at >= s)
         && f.until.is_none_or(|u| r.submitted_at < u)
+        && f.kind.as_deref().is_none_or(|k| r.kind == Some(k))
+        && f.task_type
+            .as_deref()
+            .is_none_or(|t| r.task_type.as_deref() == Some(t))
+        && f.worker
+            .as_deref()
+            .is_none_or(|w| r.worker.as_deref() == Some(w))
+        && f.error_type
+            .as_deref()
+            .is_none_or(|e| r.error.as_ref().is_some_and(|x| x.type_name == e))
 }
 
 #[test]

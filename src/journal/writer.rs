@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::attempts::{write_dependents, AttemptRow, INSERT_ATTEMPT};
 use super::error::JournalError;
+use super::minutes::{self, MinuteRow};
 use super::row::{to_i64, AuditRow, KeyRow, TaskRow};
 use super::schema::{
     BLOCK_SHIFT, INSERT_AUDIT, PRUNE_BLOCKS, RAISE_HIGH_WATER, UPSERT_KEY, UPSERT_TASK, WIDEN_BLOCK,
@@ -38,6 +40,9 @@ pub enum Msg {
     /// A task's first row and its idempotency key, for the same commit.
     Keyed(u64, TaskRow, KeyRow),
     Audit(u64, AuditRow),
+    /// An attempt a task left behind (a retry, a lost run).
+    Attempt(u64, AttemptRow),
+    Minute(u64, MinuteRow),
     Stop,
     #[cfg(test)]
     Run(Box<dyn FnOnce(&mut Writer) + Send>),
@@ -118,6 +123,8 @@ struct Backlog {
     last: HashMap<u64, usize>,
     keys: Vec<KeyRow>,
     audits: Vec<AuditRow>,
+    attempts: Vec<AttemptRow>,
+    minutes: Vec<MinuteRow>,
     /// The sequence numbers received, as ranges (start, end exclusive).
     seqs: Vec<(u64, u64)>,
     writes: usize,
@@ -174,6 +181,8 @@ impl Backlog {
         self.last.clear();
         self.keys.clear();
         self.audits.clear();
+        self.attempts.clear();
+        self.minutes.clear();
         self.seqs.clear();
         self.writes = 0;
     }
@@ -283,6 +292,14 @@ impl Writer {
             Msg::Audit(seq, audit) => {
                 self.backlog.received(seq);
                 self.backlog.audits.push(audit);
+            }
+            Msg::Attempt(seq, attempt) => {
+                self.backlog.received(seq);
+                self.backlog.attempts.push(attempt);
+            }
+            Msg::Minute(seq, minute) => {
+                self.backlog.received(seq);
+                self.backlog.minutes.push(minute);
             }
             Msg::Stop => return true,
             #[cfg(test)]
@@ -399,6 +416,7 @@ fn write_batch(conn: &mut Connection, backlog: &Backlog, key_cutoff: f64) -> rus
         for (block, (low, high)) in submitted_ranges(&backlog.tasks) {
             widen.execute(params![block, low, high])?;
         }
+        write_dependents(&tx, &backlog.tasks)?;
     }
     if !backlog.keys.is_empty() {
         let mut upsert = tx.prepare_cached(UPSERT_KEY)?;
@@ -411,6 +429,15 @@ fn write_batch(conn: &mut Connection, backlog: &Backlog, key_cutoff: f64) -> rus
         for a in &backlog.audits {
             insert.execute(params![a.at, a.route, a.task_id.map(to_i64), a.token_label])?;
         }
+    }
+    if !backlog.attempts.is_empty() {
+        let mut insert = tx.prepare_cached(INSERT_ATTEMPT)?;
+        for a in &backlog.attempts {
+            a.execute(&mut insert)?;
+        }
+    }
+    if !backlog.minutes.is_empty() {
+        minutes::write(&tx, &backlog.minutes)?;
     }
     tx.commit()
 }
@@ -493,6 +520,7 @@ impl Writer {
         left |= !self.prune_one(PRUNE_KEYS, params![keys, PRUNE_CHUNK])?;
         left |= !self.prune_one(PRUNE_AUDIT, params![tasks, PRUNE_CHUNK])?;
         self.conn.prepare_cached(PRUNE_BLOCKS)?.execute([])?;
+        minutes::prune(&self.conn, now)?;
         Ok(left)
     }
 

@@ -123,6 +123,7 @@ class ClusterLink:
         durable: bool = False,
         recipe: Any = None,
         key: Optional[str] = None,
+        type: Optional[str] = None,
         **scheduling: Any,
     ) -> TaskHandle:
         """Records a task and queues it for a worker; see ``TaskRunner.submit``.
@@ -155,6 +156,7 @@ class ClusterLink:
             durable=durable,
             recipe=recipe,
             key=key,
+            type=type,
             _elsewhere=True,
         )
         policy = (

@@ -16,6 +16,7 @@ from taskrunner.web.encoding import task_json
 from taskrunner.web.limits import limit_entries, read_limit
 from taskrunner.web.openapi import openapi_document
 from taskrunner.web.problems import (
+    CANNOT_RUN_AGAIN,
     NOT_CANCELLABLE,
     SHUTTING_DOWN,
     TOO_MANY_STREAMS,
@@ -35,7 +36,7 @@ from taskrunner.web.submission import (
     parse_submission,
     read_json_object,
 )
-from taskrunner.web.tasktypes import recipe
+from taskrunner.web.tasktypes import Recipe, is_recipe, recipe
 
 api = Blueprint("taskrunner_api", __name__, url_prefix="/api")
 guard(api, public={"openapi"})
@@ -94,9 +95,10 @@ def submit_task() -> tuple[Response, int, dict[str, str]]:
         task,
         timeout=submission.timeout,
         name=submission.name,
-        recipe=recipe(submission.type, submission.input, submission.wait, task),
+        recipe=recipe(submission.type, submission.input, submission.wait, task, submission.timeout),
         key=key,
         scheduling=submission.scheduling(),
+        type=submission.type,
     )
     # Absolute, with the scheme and host the client used (through a trusted proxy too).
     location = url_for("taskrunner_api.get_task", task_id=accepted.status["id"], _external=True)
@@ -115,6 +117,32 @@ class PageQuery(NamedTuple):
     name: Optional[str]
     since: Optional[float]
     until: Optional[float]
+    kind: Optional[str] = None
+    type: Optional[str] = None
+    worker: Optional[str] = None
+    error: Optional[str] = None
+
+    def admits(self, status: dict[str, Any]) -> bool:
+        """Whether a listed task still passes: the journal's row of a task can
+        trail its status in memory by a commit (a state, an error moved on)."""
+        error = status["error"]["type"] if status["error"] else None
+        return (
+            (self.state is None or status["state"] == self.state)
+            and (self.name is None or self.name in status["name"])
+            and all(
+                want is None or have == want
+                for want, have in (
+                    (self.kind, status["kind"]),
+                    (self.type, status["type"]),
+                    (self.worker, status["worker"]),
+                    (self.error, error),
+                )
+            )
+        )
+
+
+# The exact-match filters of ``GET /api/tasks``, beside ``kind``.
+LABEL_FILTERS = ("type", "worker", "error")
 
 
 def _page_query() -> PageQuery:
@@ -132,6 +160,13 @@ def _page_query() -> PageQuery:
     name = request.args.get("name") or None
     if name is not None and len(name) > MAX_NAME_CHARS:
         reasons["name"] = f"must be at most {MAX_NAME_CHARS} characters"
+    kind = request.args.get("kind") or None
+    if kind is not None and kind not in KINDS:
+        reasons["kind"] = f"must be one of {', '.join(KINDS)}"
+    labels = {label: request.args.get(label) or None for label in LABEL_FILTERS}
+    for label, value in labels.items():
+        if value is not None and len(value) > MAX_LABEL_CHARS:
+            reasons[label] = f"must be at most {MAX_LABEL_CHARS} characters"
     times: dict[str, Optional[float]] = {}
     for bound in ("since", "until"):
         times[bound] = _time(request.args.get(bound))
@@ -141,7 +176,14 @@ def _page_query() -> PageQuery:
         raise invalid_params(reasons, where="query")
     # A cursor past every id pages from the newest.
     return PageQuery(
-        state, limit, min(cursor, MAX_ID) or None, name, times["since"], times["until"]
+        state,
+        limit,
+        min(cursor, MAX_ID) or None,
+        name,
+        times["since"],
+        times["until"],
+        kind=kind,
+        **labels,
     )
 
 
@@ -164,7 +206,8 @@ def _positive_int(raw: Optional[str], default: int) -> Optional[int]:
 
 @api.get("/tasks")
 def list_tasks() -> Response:
-    """Tasks newest first, optionally filtered by state, name and submit time, a page at a time."""
+    """Tasks newest first, optionally filtered by state, name, kind, type, worker,
+    error type and submit time, a page at a time."""
     query = _page_query()
     runner = current_state().runner
     # With a journal, ids come from it (tasks no longer in memory included),
@@ -176,6 +219,10 @@ def list_tasks() -> Response:
         name=query.name,
         since=query.since,
         until=query.until,
+        kind=query.kind,
+        type=query.type,
+        worker=query.worker,
+        error=query.error,
     )
     limit = query.limit
     page = ids[:limit]
@@ -185,9 +232,7 @@ def list_tasks() -> Response:
             status = runner.status(id)
         except KeyError:
             continue  # forgotten since it was listed
-        # The journal's state can trail the task's by a commit: moved on, it
-        # no longer belongs in the page.
-        if query.state is None or status["state"] == query.state:
+        if query.admits(status):
             tasks.append(task_json(status))
     next_cursor = page[-1] if len(ids) > limit else None
     return jsonify({"tasks": tasks, "next_cursor": next_cursor})
@@ -218,6 +263,78 @@ def cancel_task(task_id: str) -> Response:
     raise Problem(409, detail, type=NOT_CANCELLABLE, state=status["state"])
 
 
+@api.get("/tasks/<task_id>/timeline")
+def get_timeline(task_id: str) -> Response:
+    """A task's states with their times, its attempts with their errors, the tasks
+    before and after it, and whether it can run again."""
+    state = current_state()
+    id = _task_id(task_id)
+    try:
+        timeline = state.runner.timeline(id)
+    except KeyError:
+        raise unknown_task(id) from None
+    if timeline["again"]:
+        timeline["again"] = _why_not_again(state, id) is None
+    return jsonify(timeline)
+
+
+def _why_not_again(state: WebState, id: int) -> Optional[str]:
+    """Why task ``id`` cannot run again; None when it can.
+
+    Raises:
+        Problem: 404 for an unknown id.
+    """
+    status = _status(state, id)
+    made = state.runner.recipe(id)
+    if made is None or not is_recipe(made):
+        return f"task {id} was not submitted over HTTP: it has no type and input to run again"
+    if not status["done"]:
+        return f"task {id} is {status['state']}; a task runs again once it has finished"
+    if made["type"] not in state.task_types.names():
+        return f"task {id} is of type {made['type']!r}, which this server no longer has"
+    return None
+
+
+def _given_name(status: dict[str, Any], made: Recipe) -> Optional[str]:
+    """The name a task was submitted with; None when it took its class's name."""
+    default = made["class"].rsplit(".", 1)[-1]
+    return None if status["name"] == default else status["name"]
+
+
+@api.post("/tasks/<task_id>/again")
+def run_again(task_id: str) -> tuple[Response, int, dict[str, str]]:
+    """Submits a new task of a finished task's type, input, wait and timeout (and
+    name, if it was given one); 202 with the new task's status and Location."""
+    state = current_state()
+    id = _task_id(task_id)
+    key = _idempotency_key()
+    why = _why_not_again(state, id)
+    if why is not None:
+        raise Problem(409, why, type=CANNOT_RUN_AGAIN)
+    made = state.runner.recipe(id)
+    task_type = state.task_types.get(made["type"])
+    try:
+        task = task_type.build(made["input"], made["wait"])
+    except Problem as problem:
+        reasons = [p["reason"] for p in problem.extensions.get("invalid_params", ())]
+        detail = "; ".join(reasons) or problem.detail
+        raise Problem(409, f"task {id} cannot run again: {detail}", type=CANNOT_RUN_AGAIN) from None
+    timeout = made.get("timeout")
+    accepted = state.submit(
+        task,
+        timeout=timeout,
+        name=_given_name(_status(state, id), made),
+        recipe=recipe(made["type"], made["input"], made["wait"], task, timeout),
+        key=key,
+        type=made["type"],
+    )
+    location = url_for("taskrunner_api.get_task", task_id=accepted.status["id"], _external=True)
+    headers = {"Location": location}
+    if accepted.replayed:
+        headers[REPLAYED] = "true"
+    return jsonify(task_json(accepted.status)), 202, headers
+
+
 @api.get("/task-types")
 def list_task_types() -> Response:
     """The task types a client may submit."""
@@ -245,6 +362,21 @@ def stats() -> Response:
             "closed": state.runner.closed,
         }
     )
+
+
+HISTORY_WINDOWS = ("1m", "1h", "1d")
+
+
+@api.get("/stats/history")
+def stats_history() -> Response:
+    """Tasks finished per second by final state, running and pending, over a window;
+    runtime percentiles over the last minute, hour and day."""
+    window = request.args.get("window", "1h")
+    if window not in HISTORY_WINDOWS:
+        raise invalid_params(
+            {"window": "must be one of " + ", ".join(HISTORY_WINDOWS)}, where="query"
+        )
+    return jsonify(current_state().runner.history(window))
 
 
 @api.get("/workers")
@@ -315,6 +447,7 @@ def event_stream() -> Response:
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+    response.call_on_close(stream.close)
     response.call_on_close(state.streams.release)
     return response
 

@@ -12,6 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from taskrunner import TaskRunner
 from taskrunner.web.api import api
+from taskrunner.web.control import control
 from taskrunner.web.dashboard import dashboard
 from taskrunner.web.discovery import configured_task_types
 from taskrunner.web.encoding import JSONProvider
@@ -107,6 +108,7 @@ def create_app(
     app.after_request(_harden)
     app.after_request(_log_access)
     app.register_blueprint(api)
+    app.register_blueprint(control)
     app.register_blueprint(operations)
     app.register_blueprint(dashboard)
     return app

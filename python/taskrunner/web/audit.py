@@ -18,18 +18,16 @@ audit_log = logging.getLogger("taskrunner.web.audit")
 
 
 def _task_ids(response: Response) -> Iterator[Optional[int]]:
-    """The tasks a change touched: the path's, else the answer's, else none."""
-    in_path = (request.view_args or {}).get("task_id")
-    if in_path is not None:
-        yield int(in_path)
-        return
+    """The tasks a change touched: the one its answer names (a new task's, for a
+    submit or a run again), else those it cancelled, else the path's, else none."""
     body = response.get_json(silent=True) if response.is_json else None
+    in_path = (request.view_args or {}).get("task_id")
     if isinstance(body, dict) and isinstance(body.get("id"), int):
         yield body["id"]
     elif isinstance(body, dict) and isinstance(body.get("cancelled"), list):
         yield from body["cancelled"]  # several at once
     else:
-        yield None
+        yield None if in_path is None else int(in_path)
 
 
 def _record(response: Response) -> Response:

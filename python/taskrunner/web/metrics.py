@@ -37,6 +37,14 @@ class RunnerCollector(Collector):
             workers.add_metric(["timed_out"], stats["workers_timed_out"])
         yield workers
         yield GaugeMetricFamily(
+            "taskrunner_workers_attaching",
+            "Busy workers holding a task while they wait for the GIL to run it.",
+            value=stats["workers_attaching"],
+        )
+        yield GaugeMetricFamily(
+            "taskrunner_paused", "1 while the runner starts no task, else 0.", value=stats["paused"]
+        )
+        yield GaugeMetricFamily(
             "taskrunner_max_workers", "The most worker threads.", value=stats["max_workers"]
         )
         yield GaugeMetricFamily(

@@ -107,6 +107,13 @@ TASK_PROPERTIES: dict[str, Any] = {
     "limit": _nullable(
         {"type": "string", "description": "the label of the limit the task runs under"}
     ),
+    "type": _nullable(
+        {
+            "type": "string",
+            "description": "the task type it was submitted as (POST /api/tasks), or the "
+            "type= label given to submit() in Python; null otherwise",
+        }
+    ),
 }
 
 # The runner's stats (``taskrunner.STATS_KEYS``, in order) between the counts
@@ -122,6 +129,10 @@ STATS_PROPERTIES: dict[str, Any] = {
             "servers whose core does not report it."
         ),
     },
+    "workers_attaching": {
+        **_COUNT,
+        "description": "busy workers that hold a task and wait for the GIL to run it",
+    },
     **{name: _COUNT for name in ("queued", "polling", "poller_queue", "polls", "unfinished")},
     "journal": {
         "type": ["string", "null"],
@@ -132,6 +143,11 @@ STATS_PROPERTIES: dict[str, Any] = {
     "journal_problem": {
         "type": ["string", "null"],
         "description": "why the journal is degraded; null when it is not",
+    },
+    "paused": {
+        "type": "boolean",
+        "description": "true while the runner starts no task (POST /api/pause); running "
+        "tasks go on and submits are accepted",
     },
     "polls_per_second": {"type": "number", "minimum": 0},
     "max_unfinished": _COUNT,
@@ -166,6 +182,66 @@ CLUSTER = {
         "reachable": {"type": "boolean"},
     },
     "description": "the runner's Dask cluster; absent when tasks run in the server's process",
+}
+
+# ``GET /api/stats/history`` (``TaskRunner.history``) and the ``stats`` event.
+FINAL_STATES = [state for state in STATES if state not in ("pending", "running")]
+_SERIES = {"type": "array", "items": {"type": "number", "minimum": 0}}
+_COUNT_SERIES = {"type": "array", "items": _COUNT}
+_SECONDS = _nullable({"type": "number", "minimum": 0})
+_RUNTIME = {
+    "type": "object",
+    "required": ["count", "p50", "p90", "p99"],
+    "additionalProperties": False,
+    "properties": {"count": _COUNT, "p50": _SECONDS, "p90": _SECONDS, "p99": _SECONDS},
+    "description": "runtimes (seconds, last attempt) of the tasks that finished after "
+    "starting; each percentile is within 6.25 % of the true one; null when none finished",
+}
+HISTORY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["window", "step", "at", "finished", "running", "pending", "runtime"],
+    "additionalProperties": False,
+    "properties": {
+        "window": {"enum": ["1m", "1h", "1d"]},
+        "step": {"enum": [1, 10, 60], "description": "seconds per point"},
+        "at": {
+            "type": "array",
+            "items": {"type": "integer"},
+            "description": "each step's start (Unix seconds), oldest first",
+        },
+        "finished": {
+            "type": "object",
+            "required": FINAL_STATES,
+            "additionalProperties": False,
+            "properties": {state: _SERIES for state in FINAL_STATES},
+            "description": "tasks finished per second in each step, averaged over it",
+        },
+        "running": {**_COUNT_SERIES, "description": "tasks running at each step's end"},
+        "pending": {**_COUNT_SERIES, "description": "tasks pending at each step's end"},
+        "runtime": {
+            "type": "object",
+            "required": ["1m", "1h", "1d"],
+            "additionalProperties": False,
+            "properties": {window: _RUNTIME for window in ("1m", "1h", "1d")},
+        },
+    },
+}
+STATS_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["at", "finished", "running", "pending"],
+    "additionalProperties": False,
+    "properties": {
+        "at": {"type": "number", "description": "the second's start (Unix seconds)"},
+        "finished": {
+            "type": "object",
+            "required": FINAL_STATES,
+            "additionalProperties": False,
+            "properties": {state: _COUNT for state in FINAL_STATES},
+            "description": "tasks finished in that second",
+        },
+        "running": _COUNT,
+        "pending": _COUNT,
+    },
 }
 
 SCHEMAS: dict[str, Any] = {
@@ -387,6 +463,8 @@ SCHEMAS: dict[str, Any] = {
         "required": [name for name in STATS_PROPERTIES if name not in OPTIONAL_STATS],
         "properties": STATS_PROPERTIES,
     },
+    "History": HISTORY_SCHEMA,
+    "StatsEvent": STATS_EVENT_SCHEMA,
     "Meta": {
         "type": "object",
         "description": "The names a client reads tasks with, each list in its order.",
@@ -448,6 +526,84 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "Timeline": {
+        "type": "object",
+        "description": "A task's history: its states with their times, its attempts with "
+        "their errors, the tasks before and after it.",
+        "required": ["id", "events", "attempts", "after", "dependents", "again"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "integer", "minimum": 1},
+            "events": {
+                "type": "array",
+                "items": _ref("TimelineEvent"),
+                "description": "oldest first: pending at submit, running at each start, "
+                "pending again at each retry or lost run (with that attempt's error), the "
+                "final state (with the task's error)",
+            },
+            "attempts": {
+                "type": "array",
+                "items": _ref("Attempt"),
+                "description": "the runs the task made, oldest first; none for a task that "
+                "never started",
+            },
+            "after": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1},
+                "description": "ids of the tasks this one starts after",
+            },
+            "dependents": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1},
+                "description": "ids of the tasks that start after this one",
+            },
+            "again": {
+                "type": "boolean",
+                "description": "POST /api/tasks/{task_id}/again would make a new task of it",
+            },
+        },
+    },
+    "TimelineEvent": {
+        "type": "object",
+        "required": ["at", "state", "attempt", "error"],
+        "additionalProperties": False,
+        "properties": {
+            "at": {"type": "number", "description": "Unix seconds"},
+            "state": {"enum": list(STATES), "description": "the state the task entered"},
+            "attempt": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "the attempt the task was on (or, pending again, waited for)",
+            },
+            "error": {
+                **_nullable(_ref("TaskError")),
+                "description": "pending again: the error that ended the attempt before; "
+                "the final state: the task's error; null otherwise",
+            },
+        },
+    },
+    "Attempt": {
+        "type": "object",
+        "required": ["attempt", "started_at", "ended_at", "error"],
+        "additionalProperties": False,
+        "properties": {
+            "attempt": {"type": "integer", "minimum": 1},
+            "started_at": {
+                **_nullable({"type": "number"}),
+                "description": "Unix seconds; null for an attempt lost before it started",
+            },
+            "ended_at": {
+                **_nullable({"type": "number"}),
+                "description": "Unix seconds; null while it runs, and for an attempt lost "
+                "with its process (when is not known)",
+            },
+            "error": {
+                **_nullable(_ref("TaskError")),
+                "description": "why it ended: what it raised, or TaskLost for a run lost "
+                "with its process or cluster worker; null for one that did not fail",
+            },
+        },
+    },
     "Problem": {
         "type": "object",
         "description": "RFC 9457 problem details",
@@ -478,6 +634,103 @@ SCHEMAS: dict[str, Any] = {
         },
     },
 }
+
+# The runner-wide operations: pause, resume, and cancel in bulk.
+CONTROL_SCHEMAS: dict[str, Any] = {
+    "Paused": {
+        "type": "object",
+        "required": ["paused"],
+        "additionalProperties": False,
+        "properties": {"paused": STATS_PROPERTIES["paused"]},
+    },
+    "CancelRequest": {
+        "type": "object",
+        "required": ["ids"],
+        "additionalProperties": False,
+        "properties": {
+            "ids": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1},
+                "minItems": 1,
+                "maxItems": 1000,
+                "description": "the tasks to cancel (a repeated id counts once)",
+            }
+        },
+    },
+    "CancelResult": {
+        "type": "object",
+        "required": ["cancelled", "not_cancelled"],
+        "additionalProperties": False,
+        "properties": {
+            "cancelled": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1},
+                "description": "the tasks cancelled now, or already cancelled before",
+            },
+            "not_cancelled": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "reason"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "id": {"type": "integer", "minimum": 1},
+                        "reason": {
+                            "enum": ["finished", "running", "unknown"],
+                            "description": "finished: in another final state; running: a "
+                            "blocking task already running; unknown: no task with that id",
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+SCHEMAS.update(CONTROL_SCHEMAS)
+
+
+def _control_paths() -> dict[str, Any]:
+    paused = _json(_ref("Paused"), "whether the runner is paused now")
+    not_here = _problem("the runner's tasks run on a cluster, which cannot pause yet")
+    return {
+        "/api/pause": {
+            "post": {
+                "operationId": "pause",
+                "summary": "Stop starting tasks (running ones go on, submits are accepted)",
+                "responses": {
+                    "200": paused,
+                    "501": not_here,
+                    "503": _problem("the runner is shut down"),
+                },
+            }
+        },
+        "/api/resume": {
+            "post": {
+                "operationId": "resume",
+                "summary": "Start at once what waited while paused",
+                "responses": {"200": paused, "501": not_here},
+            }
+        },
+        "/api/tasks/cancel": {
+            "post": {
+                "operationId": "cancelTasks",
+                "summary": "Cancel several tasks at once",
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("CancelRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("CancelResult"), "what was cancelled, and why not the rest"),
+                    "400": _problem(
+                        "bad JSON, an unknown field, or ids that are not 1 to 1000 task ids"
+                    ),
+                    "413": _problem("the body is too large"),
+                    "415": _problem("the body is declared as something other than JSON"),
+                },
+            }
+        },
+    }
+
 
 TASK_ID = {
     "name": "task_id",
@@ -525,6 +778,31 @@ LIST_PARAMETERS = [
         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS},
     },
     {
+        "name": "kind",
+        "in": "query",
+        "description": "only tasks of this kind (a task whose kind is not known yet has none)",
+        "schema": {"enum": list(KINDS)},
+    },
+    {
+        "name": "type",
+        "in": "query",
+        "description": "only tasks of this task type (exact)",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_CHARS},
+    },
+    {
+        "name": "worker",
+        "in": "query",
+        "description": "only tasks that run or ran on this cluster worker (its address, exact)",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_CHARS},
+    },
+    {
+        "name": "error",
+        "in": "query",
+        "description": "only tasks whose error has this type name (exact, such as ValueError): "
+        "failed tasks, and tasks waiting for a retry after one",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_CHARS},
+    },
+    {
         "name": "since",
         "in": "query",
         "description": "only tasks submitted at or after this time (Unix seconds)",
@@ -538,10 +816,21 @@ LIST_PARAMETERS = [
     },
 ]
 
+HISTORY_WINDOW = {
+    "name": "window",
+    "in": "query",
+    "description": "1m (1 s steps), 1h (10 s steps, the default) or 1d (60 s steps)",
+    "schema": {"enum": ["1m", "1h", "1d"], "default": "1h"},
+}
+
 EVENTS_DESCRIPTION = (
-    "Server-sent events. `ready` {counts} when subscribed; `task` (a Task) for each task "
-    "whose state changed, as it is when sent; `counts` (Counts) after each batch; `resync` "
-    "{counts} when events were dropped (reload the list); `forgotten` {id}. A comment "
+    "Server-sent events. `ready` {counts, paused} when subscribed; then, twice a second "
+    "when something changed, `task` (a Task) for each task whose state changed (its changes "
+    "in that half second folded into one, its status as it is when sent; at most 100, the "
+    "latest changed) and `counts` (Counts); `resync` {counts} when task events were left out "
+    "or dropped (reload the list; at most one every 10 s); `paused` {paused} when the runner "
+    "is paused or resumed; `forgotten` {id}; `stats` (StatsEvent) once a second: the tasks "
+    "finished in the last whole second, and those running and pending at its end. A comment "
     "line is sent after some quiet seconds. The stream ends when the server shuts down."
 )
 
@@ -656,6 +945,62 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        "/api/tasks/{task_id}/timeline": {
+            "parameters": [TASK_ID],
+            "get": {
+                "operationId": "getTimeline",
+                "summary": "A task's states, attempts and dependencies over time",
+                "responses": {
+                    "200": _json(_ref("Timeline"), "the task's timeline"),
+                    "404": no_such_task,
+                },
+            },
+        },
+        "/api/tasks/{task_id}/again": {
+            "parameters": [TASK_ID],
+            "post": {
+                "operationId": "runAgain",
+                "summary": "Submit a new task of a finished task's type, input, wait and timeout",
+                "parameters": [IDEMPOTENCY_KEY_PARAMETER],
+                "responses": {
+                    "202": {
+                        **_json(
+                            _ref("Task"),
+                            "accepted, and recorded in the journal when the server has "
+                            "one: the new task's status",
+                        ),
+                        "headers": {
+                            "Location": {
+                                "description": "the new task's URL",
+                                "required": True,
+                                "schema": {"type": "string"},
+                            },
+                            REPLAYED: {
+                                "description": "true when the Idempotency-Key had made the "
+                                "task before",
+                                "schema": {"const": "true"},
+                            },
+                        },
+                        "links": {"GetTask": _task_link("getTask")},
+                    },
+                    "400": _problem("a bad Idempotency-Key"),
+                    "404": no_such_task,
+                    "409": _problem(
+                        "the task cannot run again (cannot-run-again): it was not submitted "
+                        "over HTTP, has not finished, its type is no longer served, or its "
+                        "type now refuses its input"
+                    ),
+                    "500": _problem("the task type's factory failed"),
+                    "503": {
+                        **_problem(
+                            "as for POST /api/tasks: too many unfinished tasks, shutting "
+                            "down, the cluster out of reach, or the journal cannot record it"
+                        ),
+                        "headers": {"Retry-After": RETRY_AFTER},
+                    },
+                },
+            },
+        },
         "/api/task-types": {
             "get": {
                 "operationId": "listTaskTypes",
@@ -703,6 +1048,17 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getStats",
                 "summary": "Counts per state, workers, poller queue, polls per second",
                 "responses": {"200": _json(_ref("Stats"), "the runner's numbers")},
+            }
+        },
+        "/api/stats/history": {
+            "get": {
+                "operationId": "getStatsHistory",
+                "summary": "Tasks finished, running and pending over time; runtime percentiles",
+                "parameters": [HISTORY_WINDOW],
+                "responses": {
+                    "200": _json(_ref("History"), "one point per step, oldest first"),
+                    "400": _problem("an unknown window"),
+                },
             }
         },
         "/api/workers": {
@@ -754,6 +1110,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
             }
         },
+        **_control_paths(),
         "/healthz": {
             "get": {
                 "operationId": "health",

@@ -24,6 +24,7 @@ INVALID_PARAMS = "/problems/invalid-params"
 UNKNOWN_TASK = "/problems/unknown-task"
 UNKNOWN_TASK_TYPE = "/problems/unknown-task-type"
 NOT_CANCELLABLE = "/problems/not-cancellable"
+CANNOT_RUN_AGAIN = "/problems/cannot-run-again"
 TOO_MANY_UNFINISHED = "/problems/too-many-unfinished"
 TOO_MANY_STREAMS = "/problems/too-many-event-streams"
 SHUTTING_DOWN = "/problems/shutting-down"
@@ -39,6 +40,7 @@ TITLES = {
     UNKNOWN_TASK: "No such task",
     UNKNOWN_TASK_TYPE: "No such task type",
     NOT_CANCELLABLE: "The task cannot be cancelled",
+    CANNOT_RUN_AGAIN: "The task cannot be run again",
     TOO_MANY_UNFINISHED: "Too many unfinished tasks",
     TOO_MANY_STREAMS: "Too many event streams",
     SHUTTING_DOWN: "The server is shutting down",

@@ -99,15 +99,18 @@ class WebState:
         recipe: Optional[Recipe] = None,
         key: Optional[str] = None,
         scheduling: Optional[dict[str, Any]] = None,
+        type: Optional[str] = None,
     ) -> Accepted:
         """Submits ``task`` within the limit of unfinished tasks, and waits for its commit.
 
-        With a journal, the task's ``recipe`` goes with it (so that it runs
-        again after a crash), and this returns only once its first row is
-        committed. With ``key``, a repeat returns the task the key first made.
+        The runner keeps the task's ``recipe`` (for ``POST .../again``); with
+        a journal it goes with the task's row (so that it runs again after a
+        crash), and this returns only once that row is committed. With
+        ``key``, a repeat returns the task the key first made.
         ``scheduling`` holds the submit's scheduling options (``retries``,
         ``delay``, ``priority``, ``after``, ``limit``...), already checked
         but for what only the runner knows: the ids and the labels it has.
+        ``type`` is the task type it was submitted as, kept in its status.
 
         Raises:
             Problem: 503 when shutting down, at the limit, when the journal
@@ -143,8 +146,9 @@ class WebState:
                     task,
                     timeout=timeout,
                     name=name,
-                    recipe=recipe if journaled else None,
+                    recipe=recipe,
                     key=key,
+                    type=type,
                     **(scheduling or {}),
                 )
             except KeyError as error:

@@ -7,10 +7,12 @@ parameter, ``factory(input, wait=wait)``; either returns a task object. A
 client only ever picks a name and sends JSON data: nothing it sends is
 imported, evaluated or unpickled.
 
-With a journal, a task is re-created after a restart from its recipe, the
-data the client sent (``{"type", "input", "wait"}``) and the class of the
-task the factory made (``"class"``, a name compared, never imported), by
-the same factory: ``TaskTypes.recreate`` is the runner's ``recreate``.
+Each task carries its recipe, the data the client sent (``{"type",
+"input", "wait", "timeout"}``) and the class of the task the factory made
+(``"class"``, a name compared, never imported). With a journal, a task is
+re-created from it after a restart, by the same factory:
+``TaskTypes.recreate`` is the runner's ``recreate``. With or without one,
+``POST /api/tasks/{id}/again`` makes a new task from it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ TaskFactory = Callable[..., Any]
 Schema = Union[dict[str, Any], bool]
 # What the journal keeps to re-create an HTTP task: ``recipe(...)``.
 Recipe = dict[str, Any]
-RECIPE_KEYS = ("type", "input", "wait", "class")
+RECIPE_KEYS = ("type", "input", "wait", "timeout", "class")
+# Recipes written before the timeout was kept: still re-created after a restart.
+RECIPE_KEYS_WITHOUT_TIMEOUT = ("type", "input", "wait", "class")
 # How often a factory that draws at random (``fake``) is asked again for a
 # task of the class it first made: each try at even odds misses 2**-64 of the time.
 MAX_DRAWS = 64
@@ -286,7 +290,7 @@ class TaskTypes:
                 registered, or whose input the factory now rejects; or when
                 the factory no longer makes a task of the recipe's class.
         """
-        if not isinstance(recipe, dict) or set(recipe) != set(RECIPE_KEYS):
+        if not is_recipe(recipe):
             raise ValueError(f"not a task recipe: {recipe!r}")
         try:
             task_type = self.get(recipe["type"])
@@ -309,7 +313,23 @@ def class_name(task: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def recipe(type: str, input: Any, wait: Optional[float], task: Any) -> Recipe:
-    """What rebuilds ``task`` through the registry: its type's name, input and wait,
-    and the class of the task the factory made."""
-    return {"type": type, "input": input, "wait": wait, "class": class_name(task)}
+def recipe(
+    type: str, input: Any, wait: Optional[float], task: Any, timeout: Optional[float] = None
+) -> Recipe:
+    """What rebuilds ``task`` through the registry: its type's name, input, wait
+    and timeout, and the class of the task the factory made."""
+    return {
+        "type": type,
+        "input": input,
+        "wait": wait,
+        "timeout": timeout,
+        "class": class_name(task),
+    }
+
+
+def is_recipe(value: Any) -> bool:
+    """True for a recipe as ``recipe`` makes one (or as it made one before it kept the timeout)."""
+    return isinstance(value, dict) and set(value) in (
+        set(RECIPE_KEYS),
+        set(RECIPE_KEYS_WITHOUT_TIMEOUT),
+    )
