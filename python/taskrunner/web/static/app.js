@@ -2,28 +2,35 @@
 // /api/events. Relative URLs throughout, so that it works under any prefix.
 "use strict";
 
-const MAX_ROWS = 500;
-const MAX_KEPT = 2000; // tasks remembered in the page, newest first
+const PAGE = 100; // tasks per GET api/tasks page; "Load older tasks" asks for the next
+const MAX_KEPT = 500; // tasks held in the page, newest first, past those "Load older" brought
 const STATS_EVERY_MS = 2000;
 const WORKERS_EVERY_MS = 2000;
 const LIMITS_EVERY_MS = 2000;
 const LATE_HEARTBEAT_S = 5; // a worker reports about once a second
 const TICK_EVERY_MS = 250;
+const TYPING_MS = 350; // a text filter applies once the typing stops this long
+const MAX_CANCEL = 1000; // ids per POST api/tasks/cancel
 
-const tasks = new Map(); // id -> {status, receivedAt}
+const tasks = new Map(); // id -> {status, receivedAt}: the tasks the filters let in
 const rows = new Map(); // id -> <tr>
-let filter = "";
-let limitFilter = ""; // a limit's label: only the tasks under it
-let waitingOnly = false; // only pending tasks with a start time
+const selected = new Set(); // ids ticked for "Cancel selected"
+let filters = noFilters();
+let cursor = null; // where the next older page starts (next_cursor), null at the end
+let keep = MAX_KEPT; // tasks held: more once older pages are loaded
+let loadGeneration = 0; // a page asked for before the filters changed is dropped
 let token = sessionStorage.getItem("taskrunner-token") || "";
 let renderQueued = false;
 let states = []; // every task state, in order, as GET api/meta lists them
+let kinds = [];
 let statesLoading = null; // the request for them, while one is out
 let lastCounts = null;
 let workersTimer = null;
 let limitLabels = []; // the runner's limits, by label, as GET api/limits lists them
 const taskTypes = new Map(); // name -> {name, description, input_schema, takes_wait}
 let inputEdited = false; // the user has typed in the input box
+let paused = null; // the runner's pause, as last heard; null before the first word
+let readOnly = false; // the token may read but not change (GET api/access)
 
 const $ = (id) => document.getElementById(id);
 
@@ -57,11 +64,20 @@ async function api(path, options = {}) {
   return body;
 }
 
+// The URL the server prints at start carries its token in the fragment (#token=...),
+// which browsers never send: it moves to the tab's session storage and out of the address bar.
+function takeTokenFromUrl() {
+  const match = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (!match) return;
+  token = decodeURIComponent(match[1]);
+  sessionStorage.setItem("taskrunner-token", token);
+  history.replaceState(history.state, "", `${location.pathname}${location.search}`);
+}
+
 function askForToken() {
   $("token-form").hidden = false;
   setConnection("down", "needs a token");
 }
-
 // ---- the task table ------------------------------------------------------
 
 // A task only moves forward: pending, running, then a final state, within
@@ -88,16 +104,23 @@ function showOptionalColumns(status) {
   if (status.priority) table.classList.add("with-priority");
 }
 
-function upsert(status) {
+// A status from anywhere: kept while the filters let it in; a task that moved out of them leaves.
+// A new row flashes, unless it came with a page of the list.
+function upsert(status, flash = true) {
   const known = tasks.get(status.id);
   if (known && isOlder(status, known.status)) return;
+  if (!matches(status)) {
+    if (known) forget(status.id);
+    return;
+  }
   showOptionalColumns(status);
-  tasks.set(status.id, { status, receivedAt: performance.now(), fresh: !known });
+  tasks.set(status.id, { status, receivedAt: performance.now(), fresh: flash && !known });
   scheduleRender();
 }
 
 function forget(id) {
   tasks.delete(id);
+  selected.delete(id);
   scheduleRender();
 }
 
@@ -108,49 +131,30 @@ function scheduleRender() {
   }
 }
 
-// A pending task with a start time: delayed, or waiting for its next attempt.
-function isWaiting(status) {
-  return status.state === "pending" && status.not_before !== null && status.not_before !== undefined;
-}
-
-function isShown(status) {
-  return (
-    (!filter || status.state === filter) &&
-    (!limitFilter || status.limit === limitFilter) &&
-    (!waitingOnly || isWaiting(status))
-  );
-}
-
-function visibleIds() {
-  const ids = [];
-  for (const [id, entry] of tasks) {
-    if (isShown(entry.status)) ids.push(id);
-  }
-  ids.sort((a, b) => b - a);
-  return ids;
-}
-
+// As new tasks come, the oldest go; "Load older tasks" brings them back from where they start.
 function pruneOldTasks() {
-  if (tasks.size <= MAX_KEPT) return;
+  if (tasks.size <= keep) return;
   const ids = [...tasks.keys()].sort((a, b) => b - a);
-  for (const id of ids.slice(MAX_KEPT)) tasks.delete(id);
+  for (const id of ids.slice(keep)) forget(id);
+  cursor = ids[keep - 1];
+  $("load-more").hidden = false;
 }
 
 function render() {
   renderQueued = false;
   pruneOldTasks();
-  const ids = visibleIds();
-  const shown = ids.slice(0, MAX_ROWS);
-  const wanted = new Set(shown);
+  const ids = [...tasks.keys()].sort((a, b) => b - a);
+  const wanted = new Set(ids);
   for (const [id, tr] of rows) {
     if (!wanted.has(id)) {
       tr.remove();
       rows.delete(id);
+      selected.delete(id);
     }
   }
   const body = $("task-rows");
   let previous = null;
-  for (const id of shown) {
+  for (const id of ids) {
     let tr = rows.get(id);
     if (!tr) {
       tr = newRow(id);
@@ -161,15 +165,15 @@ function render() {
     if (tr !== expected) body.insertBefore(tr, expected);
     previous = tr;
   }
-  $("empty").hidden = shown.length > 0;
-  $("empty").textContent = emptyText();
-  $("shown").textContent = ids.length > MAX_ROWS ? `newest ${MAX_ROWS} of ${ids.length} shown` : `${ids.length} shown`;
+  $("empty").hidden = ids.length > 0;
+  setText($("empty"), emptyText());
+  setText($("shown"), `${ids.length} shown${cursor ? ", older ones not loaded" : ""}`);
+  showSelection();
 }
 
 function emptyText() {
-  if (!filter && !limitFilter && !waitingOnly) return "No tasks yet. Submit one with the form.";
-  const what = [waitingOnly ? "waiting" : "", filter ? stateLabel(filter) : ""].filter(Boolean).join(" ");
-  return `No ${what ? what + " " : ""}tasks${limitFilter ? ` under the limit ${limitFilter}` : ""}.`;
+  if (!hasFilters(filters)) return "No tasks yet. Submit one with the form.";
+  return "No tasks match these filters.";
 }
 
 function cell(tr, className) {
@@ -183,14 +187,29 @@ function newRow(id) {
   const tr = document.createElement("tr");
   tr.dataset.id = String(id);
   tr.id = `task-${id}`;
-  const columns = ["id num", "name", "kind", "state", "worker", "progress", "after", "limit", "priority num"];
+  const columns = ["select", "id num", "name", "kind", "state", "submitted", "worker", "progress", "after", "limit", "priority num"];
   for (const name of [...columns, "runtime num", "polls num", "outcome", "actions"]) {
     cell(tr, name);
   }
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.setAttribute("aria-label", `Select task ${id}`);
+  box.addEventListener("change", () => {
+    if (box.checked) selected.add(id);
+    else selected.delete(id);
+    showSelection();
+  });
+  tr.querySelector(".select").appendChild(box);
+  const link = document.createElement("a");
+  link.href = `tasks/${id}`;
+  link.textContent = String(id);
+  link.title = `Task ${id}: its own page`;
+  tr.querySelector(".id").appendChild(link);
   const button = document.createElement("button");
   button.type = "button";
   button.className = "cancel";
   button.textContent = "Cancel";
+  button.setAttribute("aria-label", `Cancel task ${id}`);
   button.addEventListener("click", () => cancelTask(id, button));
   tr.querySelector(".actions").appendChild(button);
   return tr;
@@ -207,6 +226,32 @@ function runtimeOf(entry) {
   return status.runtime + (performance.now() - receivedAt) / 1000;
 }
 
+// A time in the viewer's local time (the time of day alone for today), with UTC on hover.
+function localTime(seconds) {
+  const date = new Date(seconds * 1000);
+  const today = date.toDateString() === new Date().toDateString();
+  return today ? date.toLocaleTimeString() : date.toLocaleString();
+}
+
+function utcTitle(seconds) {
+  return `${new Date(seconds * 1000).toISOString()} (UTC)`;
+}
+
+function fillTime(td, seconds) {
+  if (typeof seconds !== "number") {
+    setText(td, "");
+    return;
+  }
+  const key = String(seconds);
+  if (td.dataset.key === key) return;
+  td.dataset.key = key;
+  const time = document.createElement("time");
+  time.dateTime = new Date(seconds * 1000).toISOString();
+  time.textContent = localTime(seconds);
+  time.title = utcTitle(seconds);
+  td.replaceChildren(time);
+}
+
 function formatSeconds(seconds) {
   if (seconds === null) return "";
   if (seconds < 10) return `${seconds.toFixed(2)} s`;
@@ -221,7 +266,7 @@ function fillRow(tr, entry) {
     entry.fresh = false;
   }
   tr.dataset.state = status.state;
-  setText(tr.querySelector(".id"), String(status.id));
+  fillTime(tr.querySelector(".submitted"), status.submitted_at);
   setText(tr.querySelector(".name"), status.name);
   setText(tr.querySelector(".kind"), status.kind || "–");
   const stateCell = tr.querySelector(".state");
@@ -249,8 +294,9 @@ function fillRow(tr, entry) {
   const button = tr.querySelector("button.cancel");
   button.hidden = status.done;
   const stuck = status.state === "running" && status.kind === "blocking";
-  button.disabled = stuck;
-  button.title = stuck ? "A running blocking task cannot be cancelled" : `Cancel task ${status.id}`;
+  button.disabled = stuck || readOnly;
+  button.title = readOnly ? READ_ONLY : stuck ? "A running blocking task cannot be cancelled" : `Cancel task ${status.id}`;
+  tr.querySelector(".select input").checked = selected.has(status.id);
 }
 
 // A task that ran again (a retry, or after a restart) says which run this is.
@@ -274,7 +320,7 @@ function startText(status) {
   const seconds = status.not_before - Date.now() / 1000;
   const word = status.attempt > 1 ? "retry" : "starts";
   if (seconds <= 0) return `${word} now`;
-  if (seconds > 3600) return `${word} at ${new Date(status.not_before * 1000).toLocaleString()}`;
+  if (seconds > 3600) return `${word} at ${localTime(status.not_before)}`;
   return `${word} in ${formatSeconds(Math.ceil(seconds))}`;
 }
 
@@ -291,7 +337,7 @@ function showStart(stateCell, status) {
     stateCell.appendChild(mark);
   }
   setText(mark, startText(status));
-  mark.title = `Not before ${new Date(status.not_before * 1000).toLocaleString()}`;
+  mark.title = `Not before ${new Date(status.not_before * 1000).toLocaleString()}, ${utcTitle(status.not_before)}`;
 }
 
 // A bar of the fraction done and the task's message; nothing for a task that says nothing.
@@ -372,7 +418,6 @@ function tick() {
     }
   }
 }
-
 // ---- the cluster's workers --------------------------------------------------
 
 // Every worker has the same scheme: the host and port tell them apart.
@@ -418,6 +463,14 @@ function showWorkers(view) {
       : `Scheduler ${view.scheduler} is out of reach: new tasks are refused until it is back`,
   );
   $("worker-rows").replaceChildren(...view.workers.map(workerRow));
+  // The worker filter offers the live workers' addresses.
+  $("worker-options").replaceChildren(
+    ...view.workers.map((worker) => {
+      const option = document.createElement("option");
+      option.value = worker.address;
+      return option;
+    }),
+  );
   $("workers-empty").hidden = view.workers.length > 0;
 }
 
@@ -480,9 +533,8 @@ function showLimits(entries) {
   limitLabels = labels;
   fillLabelOptions($("task-limit"), labels);
   // A label filtered on stays in the list.
-  const filterable = limitFilter && !labels.includes(limitFilter) ? [...labels, limitFilter] : labels;
-  fillLabelOptions($("limit-filter"), filterable);
-  $("limit-filter").value = limitFilter;
+  fillLabelOptions($("limit-filter"), labels);
+  selectValue($("limit-filter"), filters.label); // a label filtered on stays in the list
 }
 
 async function refreshLimits() {
@@ -493,7 +545,6 @@ async function refreshLimits() {
     if (!(error instanceof ApiError && error.status === 401)) notify(`Limits: ${error.message}`);
   }
 }
-
 // ---- states, counts, stats and notices ------------------------------------
 
 function stateLabel(state) {
@@ -509,7 +560,7 @@ function buildStateControls() {
     button.type = "button";
     button.className = "count";
     button.dataset.state = state;
-    button.setAttribute("aria-pressed", String(filter === state));
+    button.setAttribute("aria-pressed", String(filters.state === state));
     const label = document.createElement("span");
     label.className = "count-label";
     label.textContent = stateLabel(state);
@@ -520,13 +571,25 @@ function buildStateControls() {
     button.append(label, value);
     button.addEventListener("click", () => setFilter(state));
     counts.appendChild(button);
-
-    const option = document.createElement("option");
-    option.value = state;
-    option.textContent = stateLabel(state);
-    select.appendChild(option);
   }
+  fillOptions(select, states, stateLabel);
+  fillOptions($("kind-filter"), kinds);
+  showFilters();
   if (lastCounts) showCounts(lastCounts);
+}
+
+// A filter's options: its first ("all"), then one per name.
+function fillOptions(select, names, label = (name) => name) {
+  const keep = select.options[0];
+  select.replaceChildren(
+    keep,
+    ...names.map((name) => {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = label(name);
+      return option;
+    }),
+  );
 }
 
 // Asks once; a failed attempt leaves the way open for the next one.
@@ -536,6 +599,7 @@ function loadStates() {
     statesLoading = api("api/meta")
       .then((meta) => {
         states = meta.states;
+        kinds = meta.kinds;
         buildStateControls();
       })
       .finally(() => {
@@ -574,21 +638,29 @@ function showJournal(health, problem) {
   if (degraded) $("stat-journal-item").title = `New tasks are refused until the journal can write again: ${problem}`;
 }
 
+// The engine panel: the pool's threads, the poller, and whether tasks start.
+function showEngine(stats) {
+  setText($("stat-workers-busy"), String(stats.workers_busy));
+  setText($("stat-workers-idle"), String(stats.workers_idle));
+  setText($("stat-workers-attaching"), typeof stats.workers_attaching === "number" ? String(stats.workers_attaching) : "–");
+  setText($("stat-poller-queue"), String(stats.poller_queue));
+  setText($("stat-polls-per-second"), stats.polls_per_second.toFixed(1));
+  showTimedOutWorkers(stats.workers_timed_out);
+  showJournal(stats.journal, stats.journal_problem);
+  if (typeof stats.paused === "boolean") showPaused(stats.paused);
+}
+
 async function refreshStats() {
   if (document.hidden) return;
   try {
     const stats = await api("api/stats");
     showCounts(stats.counts);
-    setText($("stat-workers-busy"), String(stats.workers_busy));
-    setText($("stat-workers-idle"), String(stats.workers_idle));
-    showTimedOutWorkers(stats.workers_timed_out);
-    showJournal(stats.journal, stats.journal_problem);
-    setText($("stat-poller-queue"), String(stats.poller_queue));
-    setText($("stat-polls-per-second"), stats.polls_per_second.toFixed(1));
-    // Polls and runtimes move without a state change: refresh the running tasks.
-    if (stats.counts.running > 0) {
-      const page = await api(`api/tasks?state=running&limit=${MAX_ROWS}`);
-      page.tasks.forEach(upsert);
+    showEngine(stats);
+    // Polls and runtimes move without a state change: refresh the newest page of running tasks.
+    if (stats.counts.running > 0 && (!filters.state || filters.state === "running")) {
+      const query = apiQuery({ ...filters, state: "running" });
+      const page = await api(`api/tasks?${query}`);
+      page.tasks.forEach((status) => upsert(status, false));
     }
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 401)) notify(`Stats: ${error.message}`);
@@ -620,26 +692,252 @@ function setConnection(status, text) {
   element.dataset.status = status;
   setText(element, text);
 }
+// ---- filters and the URL ---------------------------------------------------------
+
+// The URL's query string holds the filters: ?state=failed&name=nightly&since=2026-01-01T00:00:00.000Z.
+// Times travel as UTC ISO strings, so that a shared link means the same instants anywhere.
+const TEXT_FILTERS = ["state", "name", "kind", "type", "worker", "error", "label"];
+
+function noFilters() {
+  return { state: "", name: "", kind: "", type: "", worker: "", error: "", label: "", since: null, until: null, waiting: false };
+}
+
+function hasFilters(f) {
+  return TEXT_FILTERS.some((key) => f[key]) || f.since !== null || f.until !== null || f.waiting;
+}
+
+// Unix seconds from an ISO string or a number of seconds; null for anything else.
+function parseTime(text) {
+  if (!text) return null;
+  if (/^-?\d+(\.\d+)?$/.test(text)) return Number(text);
+  const ms = Date.parse(text);
+  return Number.isNaN(ms) ? null : ms / 1000;
+}
+
+function filtersFromUrl(search) {
+  const query = new URLSearchParams(search);
+  const f = noFilters();
+  for (const key of TEXT_FILTERS) f[key] = (query.get(key) || "").trim();
+  if (f.state && states.length && !states.includes(f.state)) f.state = "";
+  f.since = parseTime(query.get("since"));
+  f.until = parseTime(query.get("until"));
+  f.waiting = ["1", "true", "yes"].includes(query.get("waiting"));
+  return f;
+}
+
+function filtersToQuery(f) {
+  const query = new URLSearchParams();
+  for (const key of TEXT_FILTERS) if (f[key]) query.set(key, f[key]);
+  if (f.since !== null) query.set("since", new Date(f.since * 1000).toISOString());
+  if (f.until !== null) query.set("until", new Date(f.until * 1000).toISOString());
+  if (f.waiting) query.set("waiting", "1");
+  return query.toString();
+}
+
+// The API's query for a page: the filters the server applies, and the cursor.
+function apiQuery(f, from) {
+  const query = new URLSearchParams({ limit: String(PAGE) });
+  // Waiting tasks are pending: the server lists those, and the page keeps the ones with a start time.
+  const state = f.state || (f.waiting ? "pending" : "");
+  if (state) query.set("state", state);
+  for (const key of ["name", "kind", "type", "worker", "error"]) if (f[key]) query.set(key, f[key]);
+  if (f.since !== null) query.set("since", String(f.since));
+  if (f.until !== null) query.set("until", String(f.until));
+  if (from) query.set("cursor", String(from));
+  return query;
+}
+
+// A pending task with a start time: delayed, or waiting for its next attempt.
+function isWaiting(status) {
+  return status.state === "pending" && status.not_before !== null && status.not_before !== undefined;
+}
+
+// The server's filters, applied again to what the event stream brings (the name's case counts).
+function matches(status) {
+  const f = filters;
+  return (
+    (!f.state || status.state === f.state) &&
+    (!f.name || (status.name || "").includes(f.name)) &&
+    (!f.kind || status.kind === f.kind) &&
+    (!f.type || status.type === f.type) &&
+    (!f.worker || status.worker === f.worker) &&
+    (!f.error || (status.error && status.error.type === f.error)) &&
+    (f.since === null || status.submitted_at >= f.since) &&
+    (f.until === null || status.submitted_at < f.until) && // as the server: since in, until out
+    (!f.label || status.limit === f.label) &&
+    (!f.waiting || isWaiting(status))
+  );
+}
+
+// The value a datetime-local input shows for a time: the viewer's local time.
+function localInputValue(seconds) {
+  if (seconds === null) return "";
+  const d = new Date(seconds * 1000);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+function fromLocalInput(value) {
+  if (!value) return null;
+  const ms = new Date(value).getTime(); // a date-time without an offset is local time
+  return Number.isNaN(ms) ? null : ms / 1000;
+}
+
+// A select shows the value filtered on even when its list does not have it (yet).
+function selectValue(select, value) {
+  if (value && ![...select.options].some((option) => option.value === value)) {
+    const option = document.createElement("option");
+    option.value = value;
+    option.textContent = value;
+    select.appendChild(option);
+  }
+  select.value = value;
+}
+
+// The controls show the filters, and the count buttons which state is picked.
+function showFilters() {
+  const f = filters;
+  selectValue($("state-filter"), f.state);
+  selectValue($("kind-filter"), f.kind);
+  selectValue($("type-filter"), f.type);
+  selectValue($("limit-filter"), f.label);
+  for (const [id, key] of [["name-filter", "name"], ["worker-filter", "worker"], ["error-filter", "error"]]) {
+    const input = $(id);
+    if (input.value.trim() !== f[key] && document.activeElement !== input) input.value = f[key];
+  }
+  $("since-filter").value = localInputValue(f.since);
+  $("until-filter").value = localInputValue(f.until);
+  $("waiting-filter").checked = f.waiting;
+  $("clear-filters").disabled = !hasFilters(f);
+  for (const button of document.querySelectorAll(".count")) {
+    button.setAttribute("aria-pressed", String(button.dataset.state === f.state));
+  }
+}
+
+let typingField = null; // the text filter being typed in: its changes replace one history entry
+
+// New filters: into the URL (a new history entry, or the same one while typing), then a new first page.
+function setFilters(change, { typing = null } = {}) {
+  filters = { ...filters, ...change };
+  const query = filtersToQuery(filters);
+  const url = `${location.pathname}${query ? `?${query}` : ""}`;
+  if (url !== `${location.pathname}${location.search}`) {
+    if (typing && typing === typingField) history.replaceState(null, "", url);
+    else history.pushState(null, "", url);
+  }
+  typingField = typing;
+  showFilters();
+  reloadTasks();
+}
+
+function setFilter(state) {
+  setFilters({ state });
+}
+
+function setLimitFilter(label) {
+  setFilters({ label });
+}
+
+let typingTimer = null;
+
+function watchText(id, key) {
+  const input = $(id);
+  input.addEventListener("input", () => {
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(() => setFilters({ [key]: input.value.trim() }, { typing: id }), TYPING_MS);
+  });
+  input.addEventListener("change", () => {
+    clearTimeout(typingTimer);
+    if (input.value.trim() !== filters[key]) setFilters({ [key]: input.value.trim() }, { typing: id });
+    typingField = null; // the next edit is a new step back
+  });
+}
+
+function watchFilters() {
+  $("state-filter").addEventListener("change", (event) => setFilter(event.target.value));
+  $("kind-filter").addEventListener("change", (event) => setFilters({ kind: event.target.value }));
+  $("type-filter").addEventListener("change", (event) => setFilters({ type: event.target.value }));
+  $("limit-filter").addEventListener("change", (event) => setLimitFilter(event.target.value));
+  $("waiting-filter").addEventListener("change", (event) => setFilters({ waiting: event.target.checked }));
+  $("since-filter").addEventListener("change", (event) => setFilters({ since: fromLocalInput(event.target.value) }));
+  $("until-filter").addEventListener("change", (event) => setFilters({ until: fromLocalInput(event.target.value) }));
+  watchText("name-filter", "name");
+  watchText("worker-filter", "worker");
+  watchText("error-filter", "error");
+  $("filters").addEventListener("submit", (event) => event.preventDefault());
+  $("clear-filters").addEventListener("click", () => setFilters(noFilters()));
+  $("count-all").closest(".count").addEventListener("click", () => setFilter(""));
+  // Back and Forward: the URL's filters, shown and loaded.
+  window.addEventListener("popstate", () => {
+    filters = filtersFromUrl(location.search);
+    typingField = null;
+    showFilters();
+    reloadTasks();
+  });
+}
 
 // ---- loading and the event stream ------------------------------------------
 
-async function loadTasks() {
-  const query = new URLSearchParams({ limit: String(MAX_ROWS) });
-  // Waiting tasks are pending: the server lists those, and the page keeps the ones with a start time.
-  if (filter || waitingOnly) query.set("state", filter || "pending");
-  const page = await api(`api/tasks?${query}`);
-  page.tasks.forEach(upsert);
+// The first page under the filters; the newer tasks the stream brought meanwhile stay.
+async function reloadTasks() {
+  const generation = ++loadGeneration;
+  const from = filters;
+  keep = MAX_KEPT;
+  $("load-more").hidden = true;
+  const asked = performance.now();
+  try {
+    const page = await api(`api/tasks?${apiQuery(from)}`);
+    if (generation !== loadGeneration) return;
+    const newest = page.tasks.length ? page.tasks[0].id : null;
+    for (const [id, entry] of [...tasks]) {
+      const inPage = newest !== null && id <= newest; // the page has them as they are now
+      const stale = newest === null && entry.receivedAt < asked; // none match: the stream's later news stays
+      if (inPage || stale || !matches(entry.status)) forget(id);
+    }
+    page.tasks.forEach((status) => upsert(status, false));
+    cursor = page.next_cursor;
+    $("load-more").hidden = cursor === null;
+    scheduleRender();
+  } catch (error) {
+    if (generation === loadGeneration) notify(`Loading tasks: ${error.message}`);
+  }
+}
+
+// The next page, older than every task shown.
+async function loadOlder() {
+  if (cursor === null) return;
+  const generation = loadGeneration;
+  const button = $("load-more");
+  button.disabled = true;
+  try {
+    const page = await api(`api/tasks?${apiQuery(filters, cursor)}`);
+    if (generation !== loadGeneration) return;
+    page.tasks.forEach((status) => upsert(status, false));
+    keep = Math.max(keep, tasks.size);
+    cursor = page.next_cursor;
+    button.hidden = cursor === null;
+    scheduleRender();
+  } catch (error) {
+    notify(`Loading older tasks: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 function handleEvent(name, data) {
   if (name === "task") upsert(data);
   else if (name === "counts") showCounts(data);
   else if (name === "forgotten") forget(data.id);
+  else if (name === "stats") taskCharts.addStats(data);
+  else if (name === "paused") showPaused(data.paused);
   else if (name === "ready" || name === "resync") {
     // Also when the server was out of reach as the page loaded.
     loadStates().catch(reportStatesError);
     showCounts(data.counts);
-    loadTasks().catch((error) => notify(`Loading tasks: ${error.message}`));
+    if (typeof data.paused === "boolean") showPaused(data.paused);
+    reloadTasks();
+    // On a new connection, the seconds missed while away come from the history.
+    if (name === "ready") taskCharts.reload();
   }
 }
 
@@ -684,21 +982,49 @@ function dispatch(block) {
   if (data.length) handleEvent(name, JSON.parse(data.join("\n")));
 }
 
+// A page left for another is kept by the browser's back-forward cache with its
+// fetches open: the stream is closed on leaving, so that its server thread comes
+// free, and opened again if the page comes back.
+let streamController = null;
+let cached = null; // resolves when a page put in the cache comes back
+
+function watchPageCache() {
+  window.addEventListener("pagehide", (event) => {
+    if (!event.persisted) return;
+    let resume;
+    cached = new Promise((resolve) => {
+      resume = resolve;
+    });
+    cached.resume = resume;
+    if (streamController) streamController.abort();
+  });
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted && cached) cached.resume();
+  });
+}
+
 async function followEvents() {
   let delay = 500;
+  watchPageCache();
   for (;;) {
-    const controller = new AbortController();
+    if (cached) {
+      await cached;
+      cached = null;
+      delay = 0;
+    }
+    streamController = new AbortController();
     const started = Date.now();
     try {
-      await readEvents(controller.signal);
+      await readEvents(streamController.signal);
       setConnection("connecting", "reconnecting…");
     } catch (error) {
       const why = error instanceof ApiError ? error.message : "server unreachable";
       if (!(error instanceof ApiError && error.status === 401)) setConnection("down", `offline: ${why}`);
     }
+    if (cached) continue;
     if (Date.now() - started > 10000) delay = 500;
     await new Promise((resolve) => setTimeout(resolve, delay));
-    delay = Math.min(delay * 2, 10000);
+    delay = Math.min(Math.max(delay * 2, 500), 10000);
   }
 }
 
@@ -773,7 +1099,7 @@ async function submitTasks(event) {
     result.textContent = `Not submitted${done}: ${error.message}`;
     result.className = "form-result error";
   } finally {
-    button.disabled = false;
+    button.disabled = readOnly;
   }
 }
 
@@ -790,6 +1116,8 @@ async function loadTaskTypes() {
     select.appendChild(option);
     taskTypes.set(type.name, type);
   }
+  fillOptions($("type-filter"), types.map((type) => type.name));
+  showFilters();
   describeType();
 }
 
@@ -833,41 +1161,140 @@ function describeType() {
   $("task-wait").disabled = type ? !type.takes_wait : false;
 }
 
-function setLimitFilter(label) {
-  limitFilter = label;
-  $("limit-filter").value = label;
-  scheduleRender();
+// ---- selecting and cancelling several, pause and resume -----------------------
+
+// The "select all" box and the count follow the ticked rows shown.
+function showSelection() {
+  const shownIds = [...rows.keys()];
+  const ticked = shownIds.filter((id) => selected.has(id)).length;
+  const all = $("select-page");
+  all.checked = ticked > 0 && ticked === shownIds.length;
+  all.indeterminate = ticked > 0 && ticked < shownIds.length;
+  $("cancel-selected").disabled = ticked === 0 || readOnly;
+  setText($("selected-count"), ticked ? `${ticked} selected` : "none selected");
 }
 
-function setWaitingFilter(on) {
-  waitingOnly = on;
-  $("waiting-filter").checked = on;
-  scheduleRender();
-  loadTasks().catch((error) => notify(`Loading tasks: ${error.message}`));
+function selectPage(on) {
+  for (const [id, tr] of rows) {
+    if (on) selected.add(id);
+    else selected.delete(id);
+    tr.querySelector(".select input").checked = on;
+  }
+  showSelection();
 }
 
-function setFilter(state) {
-  filter = state;
-  $("state-filter").value = state;
-  for (const button of document.querySelectorAll(".count")) {
-    button.setAttribute("aria-pressed", String(button.dataset.state === state));
+const NOT_CANCELLED_WHY = {
+  finished: "already finished",
+  running: "running blocking tasks cannot be cancelled",
+  unknown: "unknown",
+};
+
+function cancelReport(cancelled, notCancelled) {
+  const parts = [];
+  if (cancelled.length) parts.push(`Cancelled ${cancelled.length} ${cancelled.length === 1 ? "task" : "tasks"}: ${cancelled.join(", ")}.`);
+  else parts.push("Cancelled none.");
+  const byReason = new Map();
+  for (const { id, reason } of notCancelled) {
+    if (!byReason.has(reason)) byReason.set(reason, []);
+    byReason.get(reason).push(id);
+  }
+  for (const [reason, ids] of byReason) {
+    parts.push(`Not cancelled (${NOT_CANCELLED_WHY[reason] || reason}): ${ids.join(", ")}.`);
+  }
+  return parts.join(" ");
+}
+
+async function cancelSelected() {
+  const ids = [...rows.keys()].filter((id) => selected.has(id)).sort((a, b) => a - b);
+  const result = $("bulk-result");
+  const button = $("cancel-selected");
+  if (!ids.length) return;
+  button.disabled = true;
+  result.className = "bulk-result";
+  const cancelled = [];
+  const notCancelled = [];
+  try {
+    for (let i = 0; i < ids.length; i += MAX_CANCEL) {
+      const answer = await api("api/tasks/cancel", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ ids: ids.slice(i, i + MAX_CANCEL) }),
+      });
+      cancelled.push(...answer.cancelled);
+      notCancelled.push(...answer.not_cancelled);
+    }
+    for (const id of cancelled) selected.delete(id);
+    result.textContent = cancelReport(cancelled, notCancelled);
+  } catch (error) {
+    const done = cancelled.length ? ` (${cancelled.length} cancelled first)` : "";
+    result.textContent = `Cancel selected failed${done}: ${error.message}`;
+    result.className = "bulk-result error";
+  } finally {
+    showSelection();
+  }
+}
+
+// Paused: a banner in words, the button offers to resume, the engine panel says so.
+function showPaused(now) {
+  if (paused === now) return;
+  paused = now;
+  $("paused-banner").hidden = !now;
+  const button = $("pause-button");
+  button.dataset.paused = String(now);
+  setText(button, now ? "Resume" : "Pause");
+  button.title = now ? "Start pending tasks again" : "Start no new task until resumed; running ones go on";
+  const state = $("engine-state");
+  state.dataset.paused = String(now);
+  setText(state, now ? "Paused: no pending task starts" : "Running: pending tasks start");
+}
+
+async function togglePause() {
+  const button = $("pause-button");
+  button.disabled = true;
+  try {
+    const answer = await api(paused ? "api/resume" : "api/pause", { method: "POST" });
+    showPaused(answer.paused);
+  } catch (error) {
+    notify(`${paused ? "Resume" : "Pause"}: ${error.message}`);
+  } finally {
+    button.disabled = readOnly;
+  }
+}
+
+const READ_ONLY = "This token may look but not change anything";
+
+// A read-only token: the controls that change things are greyed out, and the top bar says why.
+async function loadAccess() {
+  try {
+    const access = await api("api/access");
+    readOnly = access.can_change === false;
+  } catch (_) {
+    return; // a server without GET api/access lets the actions say what they may not do
+  }
+  $("read-only").hidden = !readOnly;
+  for (const id of ["pause-button", "submit-button", "cancel-selected"]) {
+    $(id).disabled = readOnly || (id === "cancel-selected" && $(id).disabled);
+    if (readOnly) $(id).title = READ_ONLY;
   }
   scheduleRender();
-  loadTasks().catch((error) => notify(`Loading tasks: ${error.message}`));
 }
 
 // ---- start ---------------------------------------------------------------------
 
 function start() {
+  takeTokenFromUrl();
+  filters = filtersFromUrl(location.search);
+  showFilters();
   $("submit-form").addEventListener("submit", submitTasks);
   $("task-type").addEventListener("change", describeType);
   $("task-input").addEventListener("input", () => {
     inputEdited = true;
   });
-  $("state-filter").addEventListener("change", (event) => setFilter(event.target.value));
-  $("limit-filter").addEventListener("change", (event) => setLimitFilter(event.target.value));
-  $("waiting-filter").addEventListener("change", (event) => setWaitingFilter(event.target.checked));
-  $("count-all").closest(".count").addEventListener("click", () => setFilter(""));
+  watchFilters();
+  $("load-more").addEventListener("click", loadOlder);
+  $("select-page").addEventListener("change", (event) => selectPage(event.target.checked));
+  $("cancel-selected").addEventListener("click", cancelSelected);
+  $("pause-button").addEventListener("click", togglePause);
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     token = $("token-input").value.trim();
@@ -875,8 +1302,10 @@ function start() {
     $("token-form").hidden = true;
     location.reload();
   });
+  loadAccess();
   loadStates().catch(reportStatesError);
   loadTaskTypes().catch((error) => notify(`Task types: ${error.message}`));
+  taskCharts.start(api);
   followEvents();
   refreshStats();
   setInterval(refreshStats, STATS_EVERY_MS);
