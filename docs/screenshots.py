@@ -318,8 +318,11 @@ def pictures(url: str, failed: int) -> None:
         if charts is None:
             print("skipped charts.png: the main page has no charts region yet")
         else:
+            # The run is shorter than an hour: the last minute shows it best.
+            for window in driver.find_elements("css selector", '#chart-window option[value="1m"]'):
+                window.click()
             driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", charts)
-            time.sleep(0.5)
+            time.sleep(1.5)
             save(driver, "charts.png", charts)
 
         emulate_dark(driver, True)
