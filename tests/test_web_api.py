@@ -1023,6 +1023,7 @@ def test_every_documented_response_is_produced_and_conforms(make_server):
     client.get("/api/openapi.json")
     client.get("/metrics")
     client.get("/")
+    client.get("/tasks/1")
     client.get("/healthz")  # 200
     plain.state.close()
     client.get("/healthz")  # 503

@@ -1,4 +1,5 @@
-"""``GET /``: the live dashboard, plain HTML, CSS and JavaScript shipped in the package."""
+"""``GET /``: the live dashboard, and ``GET /tasks/<id>``: a task's own page; plain HTML,
+CSS and JavaScript shipped in the package."""
 
 from __future__ import annotations
 
@@ -29,5 +30,18 @@ def _lock_down(response: Response) -> Response:
 def index() -> Response:
     """The dashboard page."""
     response = send_from_directory(STATIC, "index.html", max_age=0)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@dashboard.get("/tasks/<task_id>")
+def task_page(task_id: str) -> Response:
+    """A task's own page: the same HTML for every id, whose script reads the id
+    from the path and says so when there is no such task.
+
+    It answers 200 whatever the id: the page needs no token (the API behind it
+    does), so its status must not tell who has none which tasks exist.
+    """
+    response = send_from_directory(STATIC, "task.html", max_age=0)
     response.headers["Cache-Control"] = "no-cache"
     return response

@@ -1150,6 +1150,15 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "string"}, "the page", "text/html")},
             }
         },
+        "/tasks/{task_id}": {
+            "get": {
+                "operationId": "taskPage",
+                "summary": "A task's own page (HTML), the same for any id: its script reads it",
+                "security": [],
+                "parameters": [{**TASK_ID, "schema": {"type": "string"}}],
+                "responses": {"200": _json({"type": "string"}, "the page", "text/html")},
+            }
+        },
     }
 
 
