@@ -19,7 +19,6 @@ let filters = noFilters();
 let cursor = null; // where the next older page starts (next_cursor), null at the end
 let keep = MAX_KEPT; // tasks held: more once older pages are loaded
 let loadGeneration = 0; // a page asked for before the filters changed is dropped
-let token = sessionStorage.getItem("taskrunner-token") || "";
 let renderQueued = false;
 let states = []; // every task state, in order, as GET api/meta lists them
 let kinds = [];
@@ -36,43 +35,10 @@ const $ = (id) => document.getElementById(id);
 
 // ---- talking to the API --------------------------------------------------
 
-class ApiError extends Error {
-  constructor(status, problem) {
-    super(problem.detail || problem.title || `HTTP ${status}`);
-    this.status = status;
-    this.problem = problem;
-  }
-}
-
-function headers(extra = {}) {
-  return token ? { ...extra, Authorization: `Bearer ${token}` } : extra;
-}
-
-async function api(path, options = {}) {
-  const response = await fetch(path, { ...options, headers: headers(options.headers) });
-  const text = await response.text();
-  let body = null;
-  try {
-    body = text ? JSON.parse(text) : null;
-  } catch (_) {
-    body = { detail: text };
-  }
-  if (!response.ok) {
-    if (response.status === 401) askForToken();
-    throw new ApiError(response.status, body || {});
-  }
-  return body;
-}
-
-// The URL the server prints at start carries its token in the fragment (#token=...),
-// which browsers never send: it moves to the tab's session storage and out of the address bar.
-function takeTokenFromUrl() {
-  const match = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-  if (!match) return;
-  token = decodeURIComponent(match[1]);
-  sessionStorage.setItem("taskrunner-token", token);
-  history.replaceState(history.state, "", `${location.pathname}${location.search}`);
-}
+// The API, the token, the event stream, notices and state names come from
+// common.js, which every page shares (it also takes a #token=... out of the URL).
+const { ApiError, api, setToken, notify, formatSeconds, stateLabel } = window.taskrunner;
+const readStream = window.taskrunner.readEvents;
 
 function askForToken() {
   $("token-form").hidden = false;
@@ -250,13 +216,6 @@ function fillTime(td, seconds) {
   time.textContent = localTime(seconds);
   time.title = utcTitle(seconds);
   td.replaceChildren(time);
-}
-
-function formatSeconds(seconds) {
-  if (seconds === null) return "";
-  if (seconds < 10) return `${seconds.toFixed(2)} s`;
-  if (seconds < 120) return `${seconds.toFixed(1)} s`;
-  return `${Math.floor(seconds / 60)} m ${Math.round(seconds % 60)} s`;
 }
 
 function fillRow(tr, entry) {
@@ -547,10 +506,6 @@ async function refreshLimits() {
 }
 // ---- states, counts, stats and notices ------------------------------------
 
-function stateLabel(state) {
-  return state.replaceAll("_", " ");
-}
-
 // One count button and one filter option per state, in the server's order.
 function buildStateControls() {
   const counts = $("counts");
@@ -665,26 +620,6 @@ async function refreshStats() {
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 401)) notify(`Stats: ${error.message}`);
   }
-}
-
-function notify(text) {
-  const notices = $("notices");
-  for (const existing of notices.children) {
-    if (existing.dataset.text === text) return;
-  }
-  const div = document.createElement("div");
-  div.className = "notice";
-  div.dataset.text = text;
-  const span = document.createElement("span");
-  span.textContent = text;
-  const close = document.createElement("button");
-  close.type = "button";
-  close.textContent = "×";
-  close.title = "Dismiss";
-  close.addEventListener("click", () => div.remove());
-  div.append(span, close);
-  notices.appendChild(div);
-  while (notices.children.length > 4) notices.firstChild.remove();
 }
 
 function setConnection(status, text) {
@@ -941,47 +876,6 @@ function handleEvent(name, data) {
   }
 }
 
-// Server-sent events read with fetch rather than EventSource, so that the
-// bearer token can travel in a header.
-async function readEvents(signal) {
-  const response = await fetch("api/events", { headers: headers({ Accept: "text/event-stream" }), signal });
-  if (!response.ok) {
-    let problem = {};
-    try {
-      problem = await response.json();
-    } catch (_) {}
-    if (response.status === 401) askForToken();
-    throw new ApiError(response.status, problem);
-  }
-  setConnection("live", "live");
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value.replace(/\r\n?/g, "\n");
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      dispatch(buffer.slice(0, end));
-      buffer = buffer.slice(end + 2);
-    }
-  }
-}
-
-function dispatch(block) {
-  let name = "message";
-  const data = [];
-  for (const line of block.split("\n")) {
-    if (line.startsWith(":")) continue;
-    const colon = line.indexOf(":");
-    const field = colon < 0 ? line : line.slice(0, colon);
-    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-    if (field === "event") name = value;
-    else if (field === "data") data.push(value);
-  }
-  if (data.length) handleEvent(name, JSON.parse(data.join("\n")));
-}
-
 // A page left for another is kept by the browser's back-forward cache with its
 // fetches open: the stream is closed on leaving, so that its server thread comes
 // free, and opened again if the page comes back.
@@ -1015,7 +909,7 @@ async function followEvents() {
     streamController = new AbortController();
     const started = Date.now();
     try {
-      await readEvents(streamController.signal);
+      await readStream(streamController.signal, handleEvent, () => setConnection("live", "live"));
       setConnection("connecting", "reconnecting…");
     } catch (error) {
       const why = error instanceof ApiError ? error.message : "server unreachable";
@@ -1282,7 +1176,7 @@ async function loadAccess() {
 // ---- start ---------------------------------------------------------------------
 
 function start() {
-  takeTokenFromUrl();
+  window.taskrunner.whenUnauthorized(askForToken);
   filters = filtersFromUrl(location.search);
   showFilters();
   $("submit-form").addEventListener("submit", submitTasks);
@@ -1297,8 +1191,7 @@ function start() {
   $("pause-button").addEventListener("click", togglePause);
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    token = $("token-input").value.trim();
-    sessionStorage.setItem("taskrunner-token", token);
+    setToken($("token-input").value.trim());
     $("token-form").hidden = true;
     location.reload();
   });

@@ -125,6 +125,31 @@ window.taskrunner = (() => {
     }
   }
 
+  // ---- notices ----------------------------------------------------------------------
+
+  // A dismissable line in the page's #notices box: the same text shows once, and
+  // only the last four stay.
+  function notify(text) {
+    const notices = document.getElementById("notices");
+    for (const existing of notices.children) {
+      if (existing.dataset.text === text) return;
+    }
+    const div = document.createElement("div");
+    div.className = "notice";
+    div.dataset.text = text;
+    const span = document.createElement("span");
+    span.textContent = text;
+    const close = document.createElement("button");
+    close.type = "button";
+    close.textContent = "×";
+    close.title = "Dismiss";
+    close.setAttribute("aria-label", "Dismiss");
+    close.addEventListener("click", () => div.remove());
+    div.append(span, close);
+    notices.appendChild(div);
+    while (notices.children.length > 4) notices.firstChild.remove();
+  }
+
   // ---- times, durations and states ------------------------------------------------
 
   // Unix seconds as the viewer's local date and time; the exact UTC time goes in `title`.
@@ -173,6 +198,7 @@ window.taskrunner = (() => {
     setToken,
     headers,
     problemText,
+    notify,
     readEvents,
     timeElement,
     formatSeconds,

@@ -318,26 +318,6 @@ function showDependencies() {
 
 // ---- loading, live updates --------------------------------------------------------
 
-function notify(text) {
-  const notices = $("notices");
-  for (const existing of notices.children) {
-    if (existing.dataset.text === text) return;
-  }
-  const div = document.createElement("div");
-  div.className = "notice";
-  div.dataset.text = text;
-  const span = document.createElement("span");
-  span.textContent = text;
-  const close = document.createElement("button");
-  close.type = "button";
-  close.textContent = "×";
-  close.setAttribute("aria-label", "Dismiss");
-  close.addEventListener("click", () => div.remove());
-  div.append(span, close);
-  notices.appendChild(div);
-  while (notices.children.length > 4) notices.firstChild.remove();
-}
-
 function setConnection(state, text) {
   const element = $("connection");
   element.dataset.status = state;
@@ -359,7 +339,7 @@ async function loadMeta() {
   try {
     statusKeys = (await tr.api("api/meta")).status_keys;
   } catch (error) {
-    if (!(error instanceof tr.ApiError && error.status === 401)) notify(`Status keys: ${tr.problemText(error)}`);
+    if (!(error instanceof tr.ApiError && error.status === 401)) tr.notify(`Status keys: ${tr.problemText(error)}`);
   }
   try {
     readOnly = !(await tr.api("api/access")).can_change;
@@ -374,7 +354,7 @@ async function loadTimeline() {
   } catch (error) {
     // An older server has no timeline: the status alone tells the main steps.
     if (!(error instanceof tr.ApiError && (error.status === 404 || error.status === 401))) {
-      notify(`Timeline: ${tr.problemText(error)}`);
+      tr.notify(`Timeline: ${tr.problemText(error)}`);
     }
     timeline = null;
   }
@@ -393,7 +373,7 @@ async function load({ withTimeline = false } = {}) {
     if (error instanceof tr.ApiError && error.status === 404) {
       showMissing(`The server knows no task ${taskId}: it may never have existed, or it was forgotten.`);
     } else if (!(error instanceof tr.ApiError && error.status === 401)) {
-      notify(`Task ${taskId}: ${tr.problemText(error)}`);
+      tr.notify(`Task ${taskId}: ${tr.problemText(error)}`);
     }
     return;
   }
