@@ -12,7 +12,10 @@ measures the server process's CPU time (utime + stime from /proc/PID/stat)
 over a window, once with no event stream open and once with ``--streams``
 streams read like the dashboard reads them, from another process: each
 event's JSON decoded, and the first page of tasks (500, the dashboard's
-rows) fetched at ``ready`` and at every ``resync``. The cost of the
+rows) fetched at ``ready`` and at every ``resync``, and the page's polls
+made as it makes them (``/api/stats`` and ``/api/limits`` every 5 s, the
+running tasks' page when some run, the last minute's runtimes every 30 s).
+The cost of the
 dashboards is the difference, as a percent of one core; the target is at
 most 5 %. A fresh server serves each window. Prints a table per run and the
 medians; exits 1 when a window saw no task finish or a stream did not open
@@ -199,22 +202,53 @@ def start_source(server: Server, rate: float, seconds: float) -> None:
 # ---- the dashboards --------------------------------------------------------------
 
 
+# What the page polls besides its stream (app.js, charts.js): every 5 s, and the
+# runtimes' table every 30 s.
+POLL_SECONDS = 5.0
+RUNTIMES_SECONDS = 30.0
+
+
 class Dashboard(threading.Thread):
-    """Reads /api/events as the page does, and loads the first page at ready and resync."""
+    """Reads /api/events as the page does, loads the first page at ready and resync,
+    and polls what the page polls."""
 
     def __init__(self, port: int, stop: threading.Event) -> None:
         super().__init__(daemon=True)
         self.port, self.stop = port, stop
         self.events: dict[str, int] = {}
         self.pages = 0
+        self.polls = 0
         self.error: Optional[str] = None
 
     def run(self) -> None:
+        poller = threading.Thread(target=self._guarded, args=(self._poll,), daemon=True)
+        poller.start()
+        self._guarded(self._follow)
+        poller.join(10)
+
+    def _guarded(self, work: Any) -> None:
         try:
-            self._follow()
+            work()
         except (OSError, http.client.HTTPException, ValueError) as error:
             if not self.stop.is_set():
                 self.error = repr(error)
+
+    def _get(self, connection: http.client.HTTPConnection, path: str) -> Any:
+        connection.request("GET", path, headers=HEADERS)
+        self.polls += 1
+        return json.loads(connection.getresponse().read())
+
+    def _poll(self) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        runtimes_due = 0.0
+        while not self.stop.wait(POLL_SECONDS):
+            stats = self._get(connection, "/api/stats")
+            self._get(connection, "/api/limits")
+            if stats["counts"]["running"] > 0:
+                self._get(connection, "/api/tasks?state=running&limit=100")
+            if time.monotonic() >= runtimes_due:
+                self._get(connection, "/api/stats/history?window=1m")
+                runtimes_due = time.monotonic() + RUNTIMES_SECONDS
 
     def _follow(self) -> None:
         stream = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -272,7 +306,12 @@ def dashboards(port: int, streams: int, stop: threading.Event) -> dict[str, Any]
         for name, n in reader.events.items():
             events[name] = events.get(name, 0) + n
     errors = [r.error for r in readers if r.error]
-    return {"events": events, "pages": sum(r.pages for r in readers), "errors": errors}
+    return {
+        "events": events,
+        "pages": sum(r.pages for r in readers),
+        "polls": sum(r.polls for r in readers),
+        "errors": errors,
+    }
 
 
 def run_role(args: argparse.Namespace) -> None:
@@ -336,6 +375,7 @@ def row(run: int, idle: dict[str, Any], loaded: dict[str, Any]) -> list[str]:
         str(events.get("task", 0)),
         str(events.get("resync", 0)),
         str(loaded["dashboards"].get("pages", 0)),
+        str(loaded["dashboards"].get("polls", 0)),
     ]
 
 
@@ -367,7 +407,7 @@ def main() -> int:
     entries = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     pythonpath = os.pathsep.join(os.path.abspath(e) for e in entries if e)
     headers = ["run", "done/s idle", "done/s dash", "CPU% idle", "CPU% dash", "cost %"]
-    headers += ["task events", "resyncs", "pages"]
+    headers += ["task events", "resyncs", "pages", "polls"]
     results, rows = [], []
     for run in range(1, args.runs + 1):
         idle = measure(args, 0, pythonpath)
@@ -384,6 +424,7 @@ def main() -> int:
             f"{statistics.median(i['cpu_percent'] for i, _ in results):.1f}",
             f"{statistics.median(d['cpu_percent'] for _, d in results):.1f}",
             f"{cost:+.1f}",
+            "",
             "",
             "",
             "",
