@@ -214,7 +214,11 @@ def test_a_running_polling_task_updates_live_until_it_ends(browser, server):
             "the timeline never showed the cancel",
         )
         assert browser.execute_script("return window.notReloaded === true;"), "it reloaded"
-        assert text(browser, "#connection").startswith("finished")
+        wait_until(
+            browser,
+            lambda d: text(d, "#connection").startswith("finished"),
+            "the page never said it stopped following",
+        )
     finally:
         requests.delete(f"{server.url}/api/tasks/{id}", timeout=10)
 
