@@ -2,6 +2,7 @@
 
 mod attempts;
 mod classify;
+mod deadlines;
 mod engine;
 mod errors;
 mod events;

@@ -1,6 +1,6 @@
 //! The poller: one thread and a deadline queue for every timed action.
 //!
-//! Every timed action lives in one binary heap: starting a polling task,
+//! Every timed action lives in one deadline queue (`deadlines.rs`): starting a polling task,
 //! polling it again, and expiring a task at its timeout. The poller thread
 //! sleeps until the earliest entry is due, takes every due entry (up to
 //! `MAX_BATCH`), and handles them under one GIL acquisition.
@@ -13,13 +13,13 @@
 
 use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::deadlines::Deadlines;
 use crate::fork::{forget_waiters, release_in_child};
 use crate::record::Record;
 
@@ -78,45 +78,12 @@ pub struct Due {
     pub action: Action,
 }
 
-struct Entry {
-    due: Due,
-    seq: u64,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == CmpOrdering::Equal
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Entry {
-    /// Earliest first; at the same time, the higher priority, then the
-    /// older entry.
-    fn order(&self) -> (Instant, std::cmp::Reverse<i32>, u64) {
-        let priority = self.due.record.plan.priority;
-        (self.due.at, std::cmp::Reverse(priority), self.seq)
-    }
-}
-
-impl Ord for Entry {
-    /// Reversed, so that `BinaryHeap` (a max-heap) yields the first first.
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        other.order().cmp(&self.order())
-    }
-}
-
 #[derive(Default)]
 struct PollerState {
-    heap: BinaryHeap<Entry>,
+    heap: Deadlines<Due>,
     /// Due entries taken off the heap, not handled yet: any poller thread may
     /// take them, so one blocked `get_output()` does not hold up its batch.
     ready: VecDeque<Due>,
-    seq: u64,
     /// When the sleeping main poller plans to wake; None while it works.
     sleeping_until: Option<Instant>,
     /// When the owner's housekeeping is next due.
@@ -170,9 +137,7 @@ impl Poller {
         let mut earliest: Option<Instant> = None;
         for due in entries {
             earliest = Some(earliest.map_or(due.at, |e| e.min(due.at)));
-            s.seq += 1;
-            let seq = s.seq;
-            s.heap.push(Entry { due, seq });
+            s.heap.push(due.at, due.record.plan.priority, due);
         }
         let Some(earliest) = earliest else {
             return false;
@@ -314,7 +279,7 @@ impl Poller {
     }
 
     fn has_work(s: &PollerState, now: Instant) -> bool {
-        !s.ready.is_empty() || s.heap.peek().is_some_and(|e| e.due.at <= now)
+        !s.ready.is_empty() || s.heap.next_at().is_some_and(|at| at <= now)
     }
 
     /// The main poller sleeps here (detached) until something is due; false
@@ -331,7 +296,7 @@ impl Poller {
             if Self::has_work(&s, now) || s.chore_at.is_some_and(|t| t <= now) {
                 return true;
             }
-            let next_entry = s.heap.peek().map_or(now + IDLE_WAKE, |e| e.due.at);
+            let next_entry = s.heap.next_at().unwrap_or(now + IDLE_WAKE);
             let at = s.chore_at.map_or(next_entry, |t| t.min(next_entry));
             s.sleeping_until = Some(at);
             self.wake.wait_until(&mut s, at);
@@ -370,8 +335,10 @@ impl Poller {
             return;
         }
         let now = Instant::now();
-        while s.ready.len() < MAX_BATCH && s.heap.peek().is_some_and(|e| e.due.at <= now) {
-            let due = s.heap.pop().expect("peeked").due;
+        while s.ready.len() < MAX_BATCH {
+            let Some(due) = s.heap.pop_due(now) else {
+                break;
+            };
             s.ready.push_back(due);
         }
     }
@@ -432,11 +399,9 @@ impl Poller {
     }
 
     fn take_all(s: &mut PollerState) -> Vec<Due> {
-        let heap = std::mem::take(&mut s.heap);
-        s.ready
-            .drain(..)
-            .chain(heap.into_iter().map(|e| e.due))
-            .collect()
+        let mut all: Vec<Due> = s.ready.drain(..).collect();
+        all.extend(s.heap.drain());
+        all
     }
 
     /// Removes every entry without stopping; returns them for release.
