@@ -16,6 +16,14 @@ use std::time::{Duration, Instant};
 /// How many of the earliest keys the heap holds: 512 keys are 12 KB.
 const NEAR: usize = 512;
 
+/// When an entry due at once is due: before every timed entry, so that
+/// starts waiting together go in priority order. Also the epoch of every
+/// queue's times.
+pub fn at_once() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Key {
     /// Nanoseconds after the queue's epoch.
@@ -63,7 +71,7 @@ pub struct Deadlines<T> {
 impl<T> Default for Deadlines<T> {
     fn default() -> Self {
         Deadlines {
-            epoch: crate::poller::at_once(),
+            epoch: at_once(),
             near: BinaryHeap::new(),
             far: Vec::new(),
             cutoff: None,

@@ -27,6 +27,7 @@ use crate::poller::{Action, Due, Polled, Poller};
 use crate::pool::{Jobs, Pool, StartFailed};
 use crate::progress;
 use crate::record::{unix_now, Finished, Kind, Outcome, Plan, Record, State};
+use crate::siblings::{is_live_poll, plan_poll, Families};
 use crate::store::{Retention, Store};
 
 mod history;
@@ -71,6 +72,7 @@ pub struct Engine {
     max_poll_rate: f64,
     /// How often the running polling tasks ask to be polled.
     demand: Demand,
+    families: Families<Record>,
     handoff: bool,
     run_pending_at_exit: bool,
     closed: AtomicBool,
@@ -169,6 +171,7 @@ impl Engine {
             policy: config.policy,
             max_poll_rate: config.max_poll_rate,
             demand: Demand::default(),
+            families: Families::default(),
             handoff: config.handoff,
             recover_elsewhere: config.recover_elsewhere,
             recovered: Mutex::new(Vec::new()),
@@ -748,22 +751,34 @@ impl Engine {
         if let Err(err) = record.bind_get_output(py) {
             return self.complete(py, record, failure(py, err));
         }
-        let at = since + self.next_poll_interval(record, Duration::ZERO);
-        self.schedule(
-            py,
-            vec![Due {
-                at,
-                record: record.clone(),
-                action: Action::Poll { since },
-            }],
-        );
+        // A name that is not valid text has no siblings.
+        if let Ok(name) = record.name.bind(py).to_str() {
+            let family = record.family.get_or_init(|| self.families.of(name));
+            family.join(record, since);
+        }
+        let due = self.poll_at(record, since, since);
+        self.schedule(py, vec![due]);
     }
 
     /// The entry of a running polling task's next poll.
     fn next_poll(&self, record: &Arc<Record>, since: Instant) -> Due {
-        let now = Instant::now();
+        self.poll_at(record, since, Instant::now())
+    }
+
+    /// The poll of a task polled since `since`, planned at `now`: by the
+    /// policy and the budget, or sooner at its siblings' runtime
+    /// (`siblings.rs`). It becomes the record's one live poll.
+    fn poll_at(&self, record: &Arc<Record>, since: Instant, now: Instant) -> Due {
+        let mut at = now + self.next_poll_interval(record, now - since);
+        if let Some(runtime) = record.family.get().and_then(|f| f.runtime()) {
+            let sibling_end = since + runtime;
+            if sibling_end > now && sibling_end < at {
+                at = sibling_end;
+            }
+        }
+        plan_poll(&record.next_poll, at);
         Due {
-            at: now + self.next_poll_interval(record, now - since),
+            at,
             record: record.clone(),
             action: Action::Poll { since },
         }
@@ -801,6 +816,9 @@ impl Engine {
             Action::Release => self.release(py, record),
             Action::Wake => self.wake_gate(py, record),
             Action::Poll { since } => {
+                if !is_live_poll(&record.next_poll, due.at) {
+                    return; // brought forward: this entry is spent
+                }
                 let Some(get_output) = record.get_output_for_poll(py, &self.store.counts) else {
                     return;
                 };
@@ -814,7 +832,8 @@ impl Engine {
                     }
                     Ok(value) => {
                         self.poll_progress(py, record);
-                        self.complete(py, record, Outcome::Succeeded(value.unbind()))
+                        self.complete(py, record, Outcome::Succeeded(value.unbind()));
+                        self.siblings_ended(record, since, again);
                     }
                     Err(err) => {
                         if self.poll_error_forgiven(py, record, &err) {
@@ -825,6 +844,24 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+
+    /// A polling task was found done: its running siblings are likely done
+    /// by the same runtime (`siblings.rs`).
+    fn siblings_ended(&self, record: &Record, since: Instant, again: &mut Vec<Due>) {
+        let Some(family) = record.family.get() else {
+            return;
+        };
+        let now = Instant::now();
+        for sibling in family.ended(now - since, now) {
+            again.push(Due {
+                at: sibling.at,
+                record: sibling.member,
+                action: Action::Poll {
+                    since: sibling.since,
+                },
+            });
         }
     }
 

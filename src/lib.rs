@@ -23,6 +23,7 @@ mod queue;
 mod record;
 mod retry;
 mod runner;
+mod siblings;
 mod status;
 mod store;
 mod timeline;

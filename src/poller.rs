@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub use crate::deadlines::at_once;
 use crate::deadlines::Deadlines;
 use crate::fork::{forget_waiters, release_in_child};
 use crate::record::Record;
@@ -63,13 +64,6 @@ pub enum Action {
     Release,
     /// The task's rate limit may let more tasks through.
     Wake,
-}
-
-/// When an entry due at once is due: before every timed entry, so that
-/// starts waiting together go in priority order (see `Entry`'s order).
-pub fn at_once() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
 }
 
 pub struct Due {

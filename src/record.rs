@@ -4,13 +4,14 @@ use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::attempts::{AttemptError, PastAttempt, Trail};
 use crate::limits::{Gate, Waiter};
 use crate::policy::{PollPolicy, NO_BUCKET};
 use crate::retry::Retry;
+use crate::siblings::{Family, NextPoll, Sibling};
 
 /// A task's lifecycle. `Pending` and `Running` may change; the rest are final.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -274,6 +275,10 @@ pub struct Record {
     pub unmet: AtomicUsize,
     /// Where the poll budget counts this task (`policy::Demand`).
     pub poll_bucket: AtomicU8,
+    /// When its one live poll is due (`siblings::poll_time`; 0: none).
+    pub next_poll: NextPoll,
+    /// The running polling tasks of its name, once it polls.
+    pub family: OnceLock<Arc<Family<Record>>>,
     /// The recipe given as data at submit (JSON text), which makes the task
     /// again (the HTTP API's "run again"); None for a task without one.
     pub recipe: Option<Box<str>>,
@@ -281,6 +286,16 @@ pub struct Record {
     /// written only under `progress`, with it.
     state: AtomicU8,
     pub progress: Mutex<Progress>,
+}
+
+impl Sibling for Record {
+    fn next_poll(&self) -> &NextPoll {
+        &self.next_poll
+    }
+
+    fn has_ended(&self) -> bool {
+        self.state().is_final()
+    }
 }
 
 impl Record {
@@ -301,6 +316,8 @@ impl Record {
             task_type: None,
             unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
+            next_poll: NextPoll::new(0),
+            family: OnceLock::new(),
             recipe: None,
             state: AtomicU8::new(State::Pending as u8),
             progress: Mutex::new(Progress {
@@ -341,6 +358,8 @@ impl Record {
             task_type: r.task_type,
             unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
+            next_poll: NextPoll::new(0),
+            family: OnceLock::new(),
             recipe: None,
             state: AtomicU8::new(r.state as u8),
             progress: Mutex::new(Progress {

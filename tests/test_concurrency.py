@@ -144,3 +144,41 @@ def test_many_slow_old_tasks_leave_the_poll_budget_to_a_new_one():
         for h in old:
             h.cancel()
     assert sorted(lateness)[2] < 0.03, f"noticed {lateness} s after the end (a 0.1 s floor before)"
+
+
+def test_an_ended_task_brings_its_waiting_siblings_polls_forward():
+    # The siblings ask for a poll every 5 s; each takes 0.3 s. A quick
+    # sibling of the same name, polled often, ends first and shows that
+    # tasks of this name take about 0.3 s: the others are polled then
+    # instead of at 5 s.
+    rare = taskrunner.PollPolicy(min_interval=5.0, max_interval=5.0)
+    with taskrunner.TaskRunner() as runner:
+        start = time.monotonic()
+        waiting = [
+            runner.submit(FinishesAt(start + 0.3), kind="polling", name="convert", poll=rare)
+            for _ in range(20)
+        ]
+        time.sleep(0.05)
+        runner.submit(FinishesAt(time.monotonic() + 0.3), kind="polling", name="convert").result(
+            timeout=10
+        )
+        for h in waiting:
+            h.result(timeout=10)
+        took = time.monotonic() - start
+        # Started after the end was known: its first poll comes at the siblings' runtime.
+        later = runner.submit(
+            FinishesAt(time.monotonic() + 0.3), kind="polling", name="convert", poll=rare
+        )
+        later_start = time.monotonic()
+        later.result(timeout=10)
+        later_took = time.monotonic() - later_start
+        # Another name learns nothing from "convert".
+        other = runner.submit(
+            FinishesAt(time.monotonic() + 0.3), kind="polling", name="other", poll=rare
+        )
+        time.sleep(2.0)
+        assert not other.done(), "polled at its own pace: first at 5 s"
+        other.cancel()
+    assert took < 2.0, f"the siblings took {took:.2f} s (5 s by their own policy)"
+    assert later_took < 2.0, f"a later sibling took {later_took:.2f} s (5 s by its policy)"
+    assert all(h.status()["polls"] <= 3 for h in waiting)
