@@ -48,6 +48,11 @@ pub const MAX_BATCH: usize = 4096;
 /// The most poller threads: one, plus extras while calls block.
 pub const MAX_POLLERS: usize = 4;
 
+/// How long the sleeping poller lets due entries gather: entries due
+/// within this of each other are handled in one batch, one wake-up and one
+/// GIL acquisition, however their times are spread.
+const COALESCE: Duration = Duration::from_millis(1);
+
 /// How long an idle poller sleeps before looking again (nothing is lost: a
 /// new entry wakes it).
 const IDLE_WAKE: Duration = Duration::from_secs(3600);
@@ -293,7 +298,7 @@ impl Poller {
             let next_entry = s.heap.next_at().unwrap_or(now + IDLE_WAKE);
             let at = s.chore_at.map_or(next_entry, |t| t.min(next_entry));
             s.sleeping_until = Some(at);
-            self.wake.wait_until(&mut s, at);
+            self.wake.wait_until(&mut s, at + COALESCE);
             s.sleeping_until = None;
         }
     }

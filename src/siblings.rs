@@ -10,15 +10,16 @@
 //!   at that runtime instead (a poll brought forward, never put off);
 //! - when a task ends, the siblings already waiting for a later poll are
 //!   brought forward to that runtime, or to now if they have run longer.
-//!   One such sweep per name per `max(runtime, SWEEP_GAP)`, so a sweep
-//!   costs at most one extra poll per sibling per runtime.
+//!   One such sweep per name per `max(runtime, SWEEP_GAP)`, and up to
+//!   `RESWEEPS` more in that time when a later end shows a shorter runtime
+//!   (the first end may have been noticed late): at most four extra polls
+//!   per sibling per runtime.
 //!
 //! The runtime is the shortest of the last `RECENT` ends noticed (each
 //! bounds the true runtime from above), so one late notice does not push
 //! every sibling's poll late. A sibling that is not done at that runtime
 //! goes on by the policy: a wrong guess costs one poll. These extra polls
-//! are outside the poll budget; they are at most one per sibling per
-//! runtime.
+//! are outside the poll budget.
 //!
 //! A poll that was brought forward leaves its earlier entry in the poller's
 //! queue; a record keeps the time of its one live poll (`Record::next_poll`)
@@ -35,8 +36,13 @@ use crate::deadlines::at_once;
 /// How many recent runtimes a name keeps.
 const RECENT: usize = 8;
 
-/// The least time between two sweeps of one name's siblings.
+/// The least time between two sweeps of one name's siblings...
 const SWEEP_GAP: Duration = Duration::from_secs(1);
+
+/// ...but for this many, each for a shorter runtime than the last: the
+/// first end noticed may have been noticed late, and the next few tell
+/// the runtime closer.
+const RESWEEPS: u32 = 3;
 
 /// What a family needs of its members (task records).
 pub trait Sibling {
@@ -88,7 +94,7 @@ impl<M> Default for Family<M> {
                 compact_at: 0,
                 recent: [Duration::ZERO; RECENT],
                 known: 0,
-                swept_at: None,
+                sweep: None,
             }),
         }
     }
@@ -101,7 +107,18 @@ struct Members<M> {
     compact_at: usize,
     recent: [Duration; RECENT],
     known: usize,
-    swept_at: Option<Instant>,
+    sweep: Option<Sweep>,
+}
+
+/// The last sweep of a family.
+#[derive(Clone, Copy)]
+struct Sweep {
+    /// When its gap began.
+    at: Instant,
+    /// The runtime it brought polls forward to.
+    runtime: Duration,
+    /// Sweeps since the gap began, for a shorter runtime.
+    resweeps: u32,
 }
 
 impl<M: Sibling> Members<M> {
@@ -145,13 +162,29 @@ impl<M: Sibling> Family<M> {
         let slot = m.known % RECENT;
         m.recent[slot] = ran;
         m.known += 1;
-        let gap = ran.max(SWEEP_GAP);
-        if m.swept_at.is_some_and(|at| now < at + gap) {
-            return Vec::new();
-        }
-        m.swept_at = Some(now);
-        m.compact();
         let runtime = m.runtime().unwrap_or(ran);
+        let gap = ran.max(SWEEP_GAP);
+        match m.sweep {
+            Some(last) if now < last.at + gap => {
+                // Within the gap, only a shorter runtime sweeps again, a few times.
+                if runtime >= last.runtime || last.resweeps >= RESWEEPS {
+                    return Vec::new();
+                }
+                m.sweep = Some(Sweep {
+                    runtime,
+                    resweeps: last.resweeps + 1,
+                    ..last
+                });
+            }
+            _ => {
+                m.sweep = Some(Sweep {
+                    at: now,
+                    runtime,
+                    resweeps: 0,
+                })
+            }
+        }
+        m.compact();
         m.running
             .iter()
             .filter_map(|(member, since)| {
@@ -266,7 +299,20 @@ mod tests {
         assert!(is_live_poll(&soon.next_poll, start + ms(1_000)));
         assert!(
             family.ended(ms(2_000), start + ms(2_500)).is_empty(),
-            "one sweep per runtime"
+            "one sweep per runtime..."
+        );
+        plan_poll(&late.next_poll, start + ms(9_000));
+        let moved = family.ended(ms(1_900), start + ms(2_600));
+        assert_eq!(moved.len(), 1, "...but a shorter runtime sweeps again");
+        for shorter in 1..RESWEEPS {
+            plan_poll(&late.next_poll, start + ms(9_000));
+            let runtime = ms(1_900 - 100 * u64::from(shorter));
+            assert_eq!(family.ended(runtime, start + ms(2_700)).len(), 1);
+        }
+        plan_poll(&late.next_poll, start + ms(9_000));
+        assert!(
+            family.ended(ms(900), start + ms(2_800)).is_empty(),
+            "a few times"
         );
     }
 
