@@ -24,13 +24,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import queue
 import random
-import re
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -38,11 +34,14 @@ from typing import Any, Optional
 import requests
 
 DOCS = Path(__file__).resolve().parent
+# The tests' helpers: the server's start-up and shutdown are theirs.
+sys.path.insert(0, str(DOCS.parent / "tests"))
+from conftest_web import ServerProcess  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WIDE = (1400, 1000)
 PHONE_WIDTH = 390
-LISTENING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)/")
 # Where the main page's charts may be, by the ids and classes it may use.
 CHART_SELECTORS = ("#charts", "#charts-panel", "section.charts", ".charts")
 
@@ -124,7 +123,7 @@ TASK_TYPES = {"thumbnail": Thumbnail, "upload": Upload, "crawl": Crawl, "report"
 '''
 
 
-class Server:
+class Server(ServerProcess):
     """``taskrunner serve`` on a free loopback port, journaling to ``folder``."""
 
     def __init__(self, folder: Path) -> None:
@@ -134,43 +133,11 @@ class Server:
             "--db", str(folder / "tasks.db"),
             "--types", "demo_types:TASK_TYPES", "--types", "taskrunner.web:FAKE_TASK_TYPES",
         ]  # fmt: skip
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("TASKRUNNER_")}
-        environ["PYTHONPATH"] = os.pathsep.join(
-            [str(folder), *filter(None, [environ.get("PYTHONPATH")])]
-        )
-        self.process = subprocess.Popen(
-            command,
-            cwd=folder,
-            env={**environ, "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.url = self._wait_for_url(timeout=30)
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line)
-
-    def _wait_for_url(self, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        seen = []
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            seen.append(line)
-            match = LISTENING.search(line)
-            if match:
-                return match.group(1)
-        self.process.kill()
-        raise SystemExit("the server did not start:\n" + "".join(seen))
+        pythonpath = os.pathsep.join([str(folder), *filter(None, [os.environ.get("PYTHONPATH")])])
+        try:
+            super().__init__(command, db=None, cwd=str(folder), PYTHONPATH=pythonpath)
+        except RuntimeError as error:
+            raise SystemExit(str(error)) from None
 
     def post(self, **body: Any) -> dict[str, Any]:
         response = requests.post(f"{self.url}/api/tasks", json=body, timeout=10)
@@ -179,13 +146,6 @@ class Server:
 
     def status(self, id: int) -> dict[str, Any]:
         return requests.get(f"{self.url}/api/tasks/{id}", timeout=10).json()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 FILES = ["beach", "city", "forest", "harbour", "market", "mountain", "river", "station"]

@@ -10,8 +10,9 @@ import pytest
 
 import taskrunner
 
-# The cluster tests' shared fixtures: a real Dask cluster and a server in front of it.
-pytest_plugins = ["dask_cluster", "browser"]
+# Shared fixtures: a real Dask cluster and a server in front of it, a headless
+# browser, and an app through Flask's test client.
+pytest_plugins = ["dask_cluster", "browser", "web_app"]
 
 
 @pytest.fixture

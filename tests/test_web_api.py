@@ -14,13 +14,12 @@ from typing import Any, Optional
 
 import pytest
 from conftest_web import (
-    CheckedClient,
     OpenAPIChecker,
     assert_problem,
     invalid_names,
-    parse_sse,
 )
 from prometheus_client.parser import text_string_to_metric_families
+from web_app import ReturnsTask, Server, open_events, read_until
 
 import taskrunner
 from taskrunner import STATES, STATS_KEYS, STATUS_KEYS, TaskRunner
@@ -29,7 +28,7 @@ from taskrunner.web.openapi import openapi_document
 from taskrunner.web.pollrate import PollRateMeter
 from taskrunner.web.settings import Settings
 
-from conftest import Gate, wait_for
+from conftest import wait_for
 
 WAIT = 10.0  # generous: how long a test waits for a task to finish
 
@@ -39,96 +38,6 @@ class Opaque:
 
     def __repr__(self) -> str:
         return "<Opaque thing>"
-
-
-class ReturnsTask:
-    """A blocking task whose result is whatever the test chose."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def run(self) -> Any:
-        return self.value
-
-    def get_output(self) -> Any:
-        return self.value
-
-
-def broken_factory(input: Any) -> Any:
-    """A task type whose factory crashes."""
-    raise RuntimeError("the factory is broken")
-
-
-def strict_factory(input: Any) -> Any:
-    """A task type that takes only integers (and no wait)."""
-    if not isinstance(input, int):
-        raise TypeError("input must be an integer")
-    return ReturnsTask(input)
-
-
-class Server:
-    """An app over its own runner, with a checked client and a gate factory."""
-
-    def __init__(self, task_types: Optional[dict] = None, **settings: Any) -> None:
-        self.gates: list[Gate] = []
-        types = dict(default_task_types())
-        types.update(gate=self._gate, broken=broken_factory, strict=strict_factory)
-        types["once"] = self._once
-        types["returns"] = ReturnsTask
-        self.runner = TaskRunner()
-        config = {"TESTING": True, "TASKRUNNER_TOKEN": None}
-        config.update({f"TASKRUNNER_{k.upper()}": v for k, v in settings.items()})
-        self.app = create_app(runner=self.runner, task_types=task_types or types, config=config)
-        self.state = self.app.extensions["taskrunner"]
-        self.client = CheckedClient(self.app)
-
-    def _gate(self, input: Any) -> Gate:
-        gate = Gate(input)
-        self.gates.append(gate)
-        return gate
-
-    def _once(self, input: Any) -> ReturnsTask:
-        """A task type whose factory works once, then crashes (as on a run again)."""
-        if getattr(self, "made_once", False):
-            raise RuntimeError("this factory works once")
-        self.made_once = True
-        return ReturnsTask(input)
-
-    def submit(self, type: str = "fake_blocking", input: Any = 21, **fields: Any) -> dict:
-        response = self.client.post("/api/tasks", json={"type": type, "input": input, **fields})
-        assert response.status_code == 202, response.get_json()
-        return response.get_json()
-
-    def until_running(self, task: dict) -> dict:
-        """Waits for a submitted task to start; returns it."""
-        assert wait_for(lambda: self.runner.status(task["id"])["state"] == "running", WAIT)
-        return task
-
-    def finish(self, *ids: int) -> None:
-        done, not_done = self.runner.wait(ids, timeout=WAIT)
-        assert not not_done, f"tasks {sorted(not_done)} did not finish"
-
-    def close(self) -> None:
-        for gate in self.gates:
-            gate.release.set()
-        for id in self.runner.ids():
-            self.runner.cancel(id)
-        self.state.close()
-        self.runner.shutdown(wait=True, cancel_pending=True)
-
-
-@pytest.fixture
-def make_server():
-    servers: list[Server] = []
-
-    def make(**kwargs: Any) -> Server:
-        server = Server(**kwargs)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.close()
 
 
 @pytest.fixture
@@ -667,25 +576,6 @@ def test_dashboard_page_is_served_and_self_contained(server):
 
 
 # ---- GET /api/events ---------------------------------------------------------
-
-
-def read_until(stream, predicate, limit: int = 500):
-    """Events from ``stream`` up to and including the first that matches."""
-    seen = []
-    for name, data in stream:
-        seen.append((name, data))
-        if predicate(name, data):
-            return seen
-        assert len(seen) < limit, seen
-    raise AssertionError(f"the stream ended first: {seen}")
-
-
-def open_events(server: Server):
-    response = server.client.get("/api/events")
-    assert response.status_code == 200
-    assert response.headers["Cache-Control"] == "no-cache"
-    chunks = (chunk.decode() for chunk in response.response)
-    return response, parse_sse(chunks)
 
 
 def test_events_stream_state_changes(server):

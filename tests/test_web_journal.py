@@ -12,6 +12,7 @@ from typing import Any, Optional
 import pytest
 from conftest_web import CheckedClient, assert_problem, invalid_names
 from prometheus_client.parser import text_string_to_metric_families
+from web_app import Fails, closing_factory
 
 from taskrunner import TaskRunner
 from taskrunner.faketasks import FakeTaskBlocking, FakeTaskPolling
@@ -27,19 +28,6 @@ def strict_factory(input: Any) -> Any:
     if not isinstance(input, int):
         raise TypeError("input must be an integer")
     return FakeTaskBlocking(input, wait=0)
-
-
-class Fails:
-    """Fails in run()."""
-
-    def __init__(self, input: Any) -> None:
-        self.input = input
-
-    def run(self) -> Any:
-        raise ValueError(f"cannot do {self.input!r}")
-
-    def get_output(self) -> Any:
-        return None
 
 
 TYPES = {**default_task_types(), "strict": strict_factory, "fails": Fails}
@@ -88,16 +76,7 @@ def db(tmp_path) -> str:
 
 @pytest.fixture
 def open_app():
-    apps: list[JournaledApp] = []
-
-    def open(db: Optional[str], **settings: Any) -> JournaledApp:
-        app = JournaledApp(db, **settings)
-        apps.append(app)
-        return app
-
-    yield open
-    for app in apps:
-        app.close()
+    yield from closing_factory(JournaledApp)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from conftest_web import assert_problem, invalid_names
 from prometheus_client.parser import text_string_to_metric_families
-from test_web_api import Server, open_events, read_until
+from web_app import Server, open_events, read_until
 
 from taskrunner import TaskRunner
 from taskrunner.web import create_app, events
@@ -18,20 +18,6 @@ from taskrunner.web import create_app, events
 from conftest import wait_for
 
 WAIT = 10.0
-
-
-@pytest.fixture
-def make_server():
-    servers: list[Server] = []
-
-    def make(**settings: Any) -> Server:
-        server = Server(**settings)
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.close()
 
 
 @pytest.fixture

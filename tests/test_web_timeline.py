@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import pytest
 from conftest_web import CheckedClient, assert_problem, invalid_names
+from web_app import Fails, closing_factory
 
 from taskrunner import TaskRunner
 from taskrunner.web import create_app, default_task_types
@@ -17,19 +18,6 @@ from conftest import Gate
 
 WAIT = 10.0
 CANNOT_RUN_AGAIN = "/problems/cannot-run-again"
-
-
-class Fails:
-    """Fails in run(), saying what it was given."""
-
-    def __init__(self, input: Any) -> None:
-        self.input = input
-
-    def run(self) -> Any:
-        raise ValueError(f"cannot do {self.input!r}")
-
-    def get_output(self) -> Any:
-        return None
 
 
 class Picky:
@@ -102,16 +90,7 @@ class App:
 
 @pytest.fixture
 def make_app():
-    apps: list[App] = []
-
-    def make(**kwargs: Any) -> App:
-        app = App(**kwargs)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in reversed(apps):
-        app.close()
+    yield from closing_factory(App, reverse=True)
 
 
 @pytest.fixture

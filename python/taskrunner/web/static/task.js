@@ -188,41 +188,20 @@ function showStatus(current) {
   showStatusList(current);
   showActions(current);
   showDependencies();
-  if (!timeline) showAttempts(); // else the timeline's attempts stand
   $("missing").hidden = true;
   $("task").hidden = false;
 }
 
 // ---- the timeline, attempts and dependencies ---------------------------------------
 
-// What the status alone tells, for a server without the timeline endpoint.
-function eventsFromStatus(current) {
-  const list = [{ at: current.submitted_at, state: "pending", attempt: 1, error: null }];
-  if (current.started_at) list.push({ at: current.started_at, state: "running", attempt: current.attempt, error: null });
-  if (current.done) list.push({ at: current.finished_at, state: current.state, attempt: current.attempt, error: current.error });
-  return list;
-}
-
-function attemptsFromStatus(current) {
-  if (!current.started_at) return [];
-  return [
-    {
-      attempt: current.attempt,
-      started_at: current.started_at,
-      ended_at: current.finished_at,
-      error: current.error,
-    },
-  ];
-}
-
 function showTimeline() {
-  const list = timeline ? timeline.events : status ? eventsFromStatus(status) : [];
+  const list = timeline ? timeline.events : [];
   const items = list.map((event, i) => {
     const li = document.createElement("li");
     li.dataset.state = event.state;
     if (typeof event.at === "number") li.appendChild(tr.timeElement(event.at));
     li.appendChild(tr.badge(event.state));
-    if (event.attempt > 1 || (timeline && timeline.attempts.length > 1)) li.appendChild(muted(`attempt ${event.attempt}`));
+    if (event.attempt > 1 || timeline.attempts.length > 1) li.appendChild(muted(`attempt ${event.attempt}`));
     const previous = list[i - 1];
     if (previous && typeof previous.at === "number" && typeof event.at === "number") {
       li.appendChild(muted(`+${tr.formatSeconds(Math.max(0, event.at - previous.at))}`));
@@ -276,7 +255,7 @@ function attemptSection(attempt, isLast) {
 }
 
 function showAttempts() {
-  const list = timeline ? timeline.attempts : status ? attemptsFromStatus(status) : [];
+  const list = timeline ? timeline.attempts : [];
   const sections = list.map((attempt, i) => attemptSection(attempt, i === list.length - 1));
   if (!sections.length) sections.push(muted("Not started yet."));
   $("attempts").replaceChildren(...sections);
@@ -313,7 +292,6 @@ function showDependencies() {
   const after = timeline ? timeline.after : status ? status.after || [] : [];
   fillLinks($("after"), after, "none: it waits for no other task");
   if (timeline) fillLinks($("dependents"), timeline.dependents, "none: no task waits for it");
-  else fillLinks($("dependents"), [], "not known to this server");
 }
 
 // ---- loading, live updates --------------------------------------------------------
@@ -352,7 +330,7 @@ async function loadTimeline() {
   try {
     timeline = await tr.api(`api/tasks/${taskId}/timeline`);
   } catch (error) {
-    // An older server has no timeline: the status alone tells the main steps.
+    // 404: the task was just forgotten (the status says so next); 401: the token prompt asks.
     if (!(error instanceof tr.ApiError && (error.status === 404 || error.status === 401))) {
       tr.notify(`Timeline: ${tr.problemText(error)}`);
     }
