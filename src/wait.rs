@@ -16,6 +16,12 @@ use crate::record::{Record, State};
 
 const WAIT_STEP: Duration = Duration::from_millis(50);
 
+/// A waiter woken twice within `FLOOD_GAP` sleeps `GATHER` before it looks
+/// again: waking it for each of thousands of completions would cost each
+/// finishing thread a system call, and the waiter a context switch.
+const FLOOD_GAP: Duration = Duration::from_millis(1);
+const GATHER: Duration = Duration::from_micros(500);
+
 /// Seconds as a Duration, refusing what cannot be one.
 pub fn seconds(what: &str, value: f64) -> PyResult<Duration> {
     if value >= 0.0 {
@@ -54,6 +60,7 @@ pub fn wait_until(
     mut on_event: impl FnMut(Event) -> bool + Send,
     done: impl Fn() -> bool + Sync,
 ) -> PyResult<bool> {
+    let mut last_wake: Option<Instant> = None;
     loop {
         let settled = py.detach(|| {
             let now = Instant::now();
@@ -65,11 +72,19 @@ pub fn wait_until(
                 let Some(left) = stretch_end.checked_duration_since(Instant::now()) else {
                     break;
                 };
-                if let Ok(event) = sub.rx.recv_timeout(left) {
-                    if on_event(event) {
-                        return Some(true);
-                    }
+                let Ok(event) = sub.rx.recv_timeout(left) else {
+                    continue;
+                };
+                if on_event(event) || sub.rx.try_iter().any(&mut on_event) {
+                    return Some(true);
                 }
+                // Woken again within a gap: events flood in. Let them gather
+                // rather than cost whoever finishes a task a wake-up each.
+                let woke = Instant::now();
+                if last_wake.is_some_and(|at| woke - at < FLOOD_GAP) {
+                    std::thread::sleep(GATHER.min(stretch_end.saturating_duration_since(woke)));
+                }
+                last_wake = Some(woke);
             }
             deadline
                 .is_some_and(|d| Instant::now() >= d)
