@@ -1,9 +1,10 @@
 //! The poller: one thread and a deadline queue for every timed action.
 //!
-//! Every timed action lives in one deadline queue (`deadlines.rs`): starting a polling task,
-//! polling it again, and expiring a task at its timeout. The poller thread
-//! sleeps until the earliest entry is due, takes every due entry (up to
-//! `MAX_BATCH`), and handles them under one GIL acquisition.
+//! Every timed action lives in one deadline queue (`deadlines.rs`):
+//! starting a polling task, polling it again, and expiring a task at its
+//! timeout. The poller thread sleeps until the earliest entry is due (and
+//! `COALESCE` more), takes every due entry (up to `MAX_BATCH`), and handles
+//! them under one GIL acquisition.
 //!
 //! A `get_output()` that blocks would hold up every other poll, so a
 //! watchdog thread (which never touches Python) starts an extra poller when
