@@ -63,6 +63,9 @@ pub struct Config {
 /// enough for a thread to get a CPU on a loaded machine.
 const TAKER_WAIT: Duration = Duration::from_millis(100);
 
+/// The longest it then waits for that worker to start the task it took.
+const CLAIM_WAIT: Duration = Duration::from_millis(20);
+
 pub struct Engine {
     store: Store,
     events: Arc<Events>,
@@ -636,7 +639,17 @@ impl Engine {
             // the task first, as ThreadPoolExecutor's submit waits for a new
             // thread to start. Only the first task after a lull pays, and
             // only where the runner asks for it (the Executor does).
-            py.detach(|| self.pool.wait_taken(TAKER_WAIT));
+            py.detach(|| {
+                if self.pool.wait_taken(TAKER_WAIT) {
+                    // Taken is not yet started: the worker claims the task
+                    // just after it leaves the queue's lock. Until then a
+                    // shutdown(cancel_futures=True) would still cancel it.
+                    let until = Instant::now() + CLAIM_WAIT;
+                    while record.state() == State::Pending && Instant::now() < until {
+                        std::thread::yield_now();
+                    }
+                }
+            });
         }
         Ok(record)
     }

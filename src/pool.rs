@@ -294,9 +294,10 @@ impl<J: Send + 'static> Pool<J> {
     }
 
     /// Waits, up to `timeout`, until a worker holds a job (or none is left
-    /// queued). Called detached by a submitter that would otherwise go on
-    /// holding the GIL while the worker it woke (or a new one) gets going.
-    pub fn wait_taken(&self, timeout: Duration) {
+    /// queued); true when one does. Called detached by a submitter that
+    /// would otherwise go on holding the GIL while the worker it woke (or a
+    /// new one) gets going.
+    pub fn wait_taken(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut s = self.state.lock();
         while s.busy == 0 && s.has_work() && !s.shutdown {
@@ -307,6 +308,7 @@ impl<J: Send + 'static> Pool<J> {
                 break;
             }
         }
+        s.busy > 0
     }
 
     /// Starts a first worker and the monitor, so that no push pays for them.
