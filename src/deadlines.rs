@@ -25,9 +25,16 @@ pub fn at_once() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+/// `at` as nanoseconds after `at_once()`, half the size of an `Instant`;
+/// an earlier time counts as `at_once()` (it is due at once anyway).
+pub fn nanos_after_epoch(at: Instant) -> u64 {
+    let nanos = at.saturating_duration_since(at_once()).as_nanos();
+    u64::try_from(nanos).unwrap_or(u64::MAX)
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Key {
-    /// Nanoseconds after the queue's epoch.
+    /// `nanos_after_epoch` of its time.
     at: u64,
     priority: i32,
     slot: u32,
@@ -55,9 +62,6 @@ impl Ord for Key {
 }
 
 pub struct Deadlines<T> {
-    /// Times are kept as nanoseconds after this, half the size of an
-    /// `Instant`; an earlier time counts as this (it is due at once anyway).
-    epoch: Instant,
     /// The earliest keys, all before `cutoff`; empty only when `far` is too.
     near: BinaryHeap<Key>,
     /// The other keys, none before `cutoff`, in no order.
@@ -71,8 +75,8 @@ pub struct Deadlines<T> {
 
 impl<T> Default for Deadlines<T> {
     fn default() -> Self {
+        at_once(); // the epoch is set before any time this queue is asked about
         Deadlines {
-            epoch: at_once(),
             near: BinaryHeap::new(),
             far: Vec::new(),
             cutoff: None,
@@ -98,9 +102,8 @@ impl<T> Deadlines<T> {
             }
         };
         self.seq += 1;
-        let at = at.saturating_duration_since(self.epoch).as_nanos();
         let key = Key {
-            at: u64::try_from(at).unwrap_or(u64::MAX),
+            at: nanos_after_epoch(at),
             priority,
             slot,
             seq: self.seq,
@@ -130,7 +133,7 @@ impl<T> Deadlines<T> {
     /// When the first item is due.
     pub fn next_at(&self) -> Option<Instant> {
         let at = self.near.peek()?.at;
-        Some(self.epoch + Duration::from_nanos(at))
+        Some(at_once() + Duration::from_nanos(at))
     }
 
     /// The first item, if it is due by `now`.

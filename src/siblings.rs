@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::deadlines::at_once;
+use crate::deadlines::nanos_after_epoch;
 
 /// How many recent runtimes a name keeps.
 const RECENT: usize = 8;
@@ -202,9 +202,8 @@ impl<M: Sibling> Family<M> {
 
 /// A poll's time as the record keeps it: nanoseconds after the poller's
 /// epoch, never 0 (which stands for none).
-pub fn poll_time(at: Instant) -> u64 {
-    let nanos = at.saturating_duration_since(at_once()).as_nanos();
-    u64::try_from(nanos).unwrap_or(u64::MAX).max(1)
+fn poll_time(at: Instant) -> u64 {
+    nanos_after_epoch(at).max(1)
 }
 
 /// The record's one live poll, by `poll_time`.
@@ -280,7 +279,7 @@ mod tests {
 
     #[test]
     fn an_end_brings_forward_the_siblings_waiting_longer() {
-        let _ = at_once();
+        let _ = crate::deadlines::at_once();
         let start = Instant::now();
         let family = Family::<Task>::default();
         let (late, soon) = (task(1), task(2));
