@@ -203,6 +203,10 @@ pub struct Writer {
     backoff: Duration,
     degraded: bool,
     prune_at: Instant,
+    /// Rows committed since pruning last caught up: a round deletes at least
+    /// as many before it yields, so that pruning keeps pace with a stream
+    /// of writes that never lets up.
+    owed: usize,
 }
 
 pub fn spawn(
@@ -227,6 +231,7 @@ pub fn spawn(
         retry_at: now,
         backoff: FIRST_RETRY,
         degraded: false,
+        owed: 0,
     };
     std::thread::Builder::new()
         .name("taskrunner-journal".into())
@@ -337,6 +342,8 @@ impl Writer {
                 }
                 self.backoff = FIRST_RETRY;
                 self.publish();
+                let b = &self.backlog;
+                self.owed += b.tasks.len() + b.keys.len() + b.audits.len();
                 self.backlog.clear();
             }
             Err(e) => {
@@ -490,6 +497,7 @@ impl Writer {
                 if left {
                     Duration::ZERO
                 } else {
+                    self.owed = 0;
                     self.options.prune_interval
                 }
             }
@@ -525,14 +533,18 @@ impl Writer {
     }
 
     /// True when nothing past retention is left (`args`: the cutoff, the
-    /// chunk, and what else `sql` takes).
+    /// chunk, and what else `sql` takes). Yields to waiting writes, or after
+    /// a round's chunks, only once it has deleted what is owed.
     fn prune_one(&mut self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<bool> {
-        for _ in 0..PRUNE_CHUNKS_PER_ROUND {
-            let deleted = self.conn.prepare_cached(sql)?.execute(args)?;
-            if deleted < PRUNE_CHUNK as usize {
+        let mut deleted = 0;
+        for chunk in 1.. {
+            let n = self.conn.prepare_cached(sql)?.execute(args)?;
+            if n < PRUNE_CHUNK as usize {
                 return Ok(true);
             }
-            if !self.rx.is_empty() {
+            deleted += n;
+            let paid = deleted >= self.owed;
+            if paid && (chunk >= PRUNE_CHUNKS_PER_ROUND || !self.rx.is_empty()) {
                 break;
             }
         }
@@ -654,6 +666,7 @@ mod tests {
             backoff: FIRST_RETRY,
             degraded: false,
             prune_at: Instant::now(),
+            owed: 0,
         };
         // Write 3 was sent before 4 and 5 but reaches the writer after them.
         for seq in [1, 2, 4, 5] {
