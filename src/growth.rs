@@ -7,6 +7,11 @@
 //! queue every tick while work waits, and asks `Growth::decide`:
 //! - a worker is still on its way to the queue, or waits for the GIL with a
 //!   job in hand: change nothing yet;
+//! - a submitter floods the queue (`FLOOD_RATE` jobs a second or more): it
+//!   holds the GIL for most of the time, so workers stall whatever their
+//!   jobs do. Change nothing, and judge afresh once the flood ends: a flood
+//!   of instant jobs then meets the one worker that keeps up with it, and
+//!   a flood of sleeping ones is seen blocked a tick later;
 //! - a new worker waited longer than a switch interval for the GIL: the GIL,
 //!   not the workers, is the bottleneck (another thread runs Python). Take
 //!   back the workers just added and add none for a back-off;
@@ -37,6 +42,11 @@ use std::time::{Duration, Instant};
 const WINDOW: Duration = Duration::from_millis(20);
 const WINDOW_JOBS: u64 = 16;
 const MAX_WINDOW: Duration = Duration::from_millis(50);
+
+/// Jobs queued a second from which a submitter is taken to hold the GIL
+/// most of the time: a submit costs about a microsecond with the GIL held,
+/// and a loop of submits spends as much again in its own Python.
+const FLOOD_RATE: f64 = 200_000.0;
 
 /// The wait after a trial that raised nothing; it doubles up to the maximum
 /// while trials keep failing.
@@ -84,6 +94,8 @@ pub struct Growth {
     /// Jobs finished by the last look, and when that count last rose.
     completed: u64,
     progress_at: Instant,
+    /// When the monitor last looked.
+    looked_at: Instant,
     /// Jobs queued by the last look, and by the start of the window.
     pushed: u64,
     window_pushed: u64,
@@ -105,6 +117,7 @@ impl Growth {
             blocked_after,
             completed: load.completed,
             progress_at: now,
+            looked_at: now,
             pushed: load.pushed,
             window_pushed: load.pushed,
             slow_attaches: load.slow_attaches,
@@ -139,10 +152,19 @@ impl Growth {
         // While a submitter queues work it holds the GIL for long spells:
         // the rates and waits seen meanwhile say little about the workers.
         let pushing = load.pushed != self.pushed;
+        let pushed = (load.pushed - self.pushed) as f64;
+        let flooding = pushed >= FLOOD_RATE * now.duration_since(self.looked_at).as_secs_f64();
         self.pushed = load.pushed;
+        self.looked_at = now;
         if load.slow_attaches != self.slow_attaches {
             self.slow_attaches = load.slow_attaches;
             return self.no_gain(now);
+        }
+        if pushing && flooding {
+            // What the workers did meanwhile says nothing of their jobs.
+            self.progress_at = now;
+            self.restart_window(load, now);
+            return Change::Keep;
         }
         if load.queued == 0 || load.searching > 0 || load.attaching > 0 {
             return Change::Keep;
@@ -293,6 +315,26 @@ mod tests {
     }
 
     #[test]
+    fn nothing_changes_while_a_submitter_floods_the_queue() {
+        let start = Instant::now();
+        let mut growth = Growth::new(&load(0, 0, 0), BLOCKED_AFTER, start);
+        // A thousand jobs queued a millisecond and none finished for 30 ms:
+        // the submitter, not the jobs, holds the worker up.
+        let mut flood = load(0, 1, 0);
+        for tick in 1..=30 {
+            flood.pushed = tick * 1000;
+            flood.queued = flood.pushed as usize;
+            let change = growth.decide(&flood, start + ms(tick));
+            assert_eq!(change, Change::Keep, "tick {tick}");
+        }
+        // The flood is over and still no job finishes: blocked, once
+        // `blocked_after` has passed since the flood's end.
+        assert_eq!(growth.decide(&flood, start + ms(31)), Change::Keep);
+        let blocked = start + ms(30) + BLOCKED_AFTER;
+        assert_eq!(growth.decide(&flood, blocked), Change::Add(1));
+    }
+
+    #[test]
     fn growth_takes_back_a_trial_when_a_new_worker_waited_for_the_gil() {
         let start = Instant::now();
         let mut growth = Growth::new(&load(0, 0, 0), BLOCKED_AFTER, start);
@@ -413,12 +455,12 @@ mod tests {
         let start = Instant::now();
         let mut growth = Growth::new(&load(0, 0, 0), BLOCKED_AFTER, start);
         let mut pushing = load(5_000, 1, 0);
-        pushing.pushed = 5_000;
+        pushing.pushed = 1_000; // 100,000 a second: no flood
         assert_eq!(
             growth.decide(&pushing, start + BLOCKED_AFTER),
             Change::Add(1)
         );
-        pushing.pushed = 6_000;
+        pushing.pushed = 1_100;
         pushing.busy = 2;
         let next_tick = start + BLOCKED_AFTER + ms(1);
         assert_eq!(
@@ -428,17 +470,17 @@ mod tests {
         );
         let w = WINDOW;
         let mut flowing = load(9_000, 3, 1_000);
-        flowing.pushed = 7_000;
+        flowing.pushed = 1_200;
         assert_eq!(
             growth.decide(&flowing, next_tick + w),
             Change::Keep,
             "a wave stays"
         );
         flowing.completed = 2_000;
-        flowing.pushed = 8_000;
+        flowing.pushed = 1_300;
         assert_eq!(growth.decide(&flowing, next_tick + w * 2), Change::Add(1));
         flowing.completed = 4_000;
-        flowing.pushed = 9_000;
+        flowing.pushed = 1_400;
         flowing.busy = 4;
         assert_eq!(
             growth.decide(&flowing, next_tick + w * 3),
