@@ -57,6 +57,20 @@ pub struct TaskHandle {
     pub(crate) record: Arc<Record>,
 }
 
+impl TaskHandle {
+    /// The handle as a Python object the cycle collector leaves alone: it
+    /// holds no Python object itself (its task sits behind the record, which
+    /// the collector cannot see into), so tracking it would only make
+    /// collections come more often while tasks are submitted.
+    pub fn into_untracked(self, py: Python<'_>) -> PyResult<Bound<'_, TaskHandle>> {
+        let handle = Bound::new(py, self)?;
+        // SAFETY: the object is alive and its type supports the collector;
+        // its dealloc untracks again, which does nothing when untracked.
+        unsafe { pyo3::ffi::PyObject_GC_UnTrack(handle.as_ptr().cast()) };
+        Ok(handle)
+    }
+}
+
 #[pymethods]
 impl TaskHandle {
     #[getter]

@@ -333,9 +333,9 @@ impl Runner {
         r#type=None, _elsewhere=false
     ))]
     #[allow(clippy::too_many_arguments)]
-    fn submit(
+    fn submit<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         task: Bound<'_, PyAny>,
         kind: Option<&str>,
         timeout: Option<f64>,
@@ -352,7 +352,7 @@ impl Runner {
         limit: Option<&str>,
         r#type: Option<&str>,
         _elsewhere: bool,
-    ) -> PyResult<TaskHandle> {
+    ) -> PyResult<Bound<'py, TaskHandle>> {
         let kind = classify(&task, parse_kind(kind)?)?;
         let task_type = checked_type(r#type)?;
         // A recipe given as data is kept (`recipe(id)`) with or without a
@@ -384,10 +384,11 @@ impl Runner {
             // hold (a limit not declared since a restart, an `after` task forgotten).
             Err(err) => match key.as_deref().map(|k| self.engine.task_of_key(py, k)) {
                 Some(Ok(Some(record))) => {
-                    return Ok(TaskHandle {
+                    let handle = TaskHandle {
                         engine: self.engine.clone(),
                         record,
-                    })
+                    };
+                    return handle.into_untracked(py);
                 }
                 _ => return Err(err),
             },
@@ -423,10 +424,11 @@ impl Runner {
             task_type,
         };
         let record = self.engine.submit(py, submission)?;
-        Ok(TaskHandle {
+        let handle = TaskHandle {
             engine: self.engine.clone(),
             record,
-        })
+        };
+        handle.into_untracked(py)
     }
 
     /// The tasks recovered from the journal for a cluster to run (a runner

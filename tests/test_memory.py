@@ -115,3 +115,13 @@ def test_a_million_tasks_keep_memory_bounded():
     # The default retention keeps the newest 100,000 finished records.
     small, large = peak_rss_kib(100_000), peak_rss_kib(1_000_000)
     assert large <= small * 1.10 + 8 * 1024, (small, large)
+
+
+def test_handles_are_left_out_of_the_cycle_collector():
+    # A handle holds no Python object the collector could see: tracking
+    # 100,000 of them would only make each collection walk them.
+    with taskrunner.TaskRunner() as runner:
+        handle = runner.submit(MakesPayload(), kind="blocking")
+        assert not gc.is_tracked(handle)
+        handle.result(timeout=10)
+        assert not gc.is_tracked(handle) and isinstance(handle.result(), Payload)
