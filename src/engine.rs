@@ -290,6 +290,8 @@ impl Engine {
             return false;
         }
         drop(self.store.remove(record.id));
+        // Ids forgotten one by one are compacted out of the finished list.
+        self.expire();
         true
     }
 
@@ -914,7 +916,10 @@ impl Engine {
         }
         self.upstream_ended(py, record, to, dependents);
         run_callbacks(py, callbacks);
-        self.expire();
+        // Records past their age go at the poller's chores.
+        if self.store.over_count() {
+            self.expire();
+        }
         if self.is_closed() && self.store.unfinished() == 0 {
             drop(self.poller.stop());
         }

@@ -88,6 +88,11 @@ impl Store {
         finished.front().map(|&(_, at)| at + self.retention.seconds)
     }
 
+    /// More finished records are kept than the retention count allows.
+    pub fn over_count(&self) -> bool {
+        self.finished_count() > self.retention.count
+    }
+
     fn finished_count(&self) -> usize {
         State::ALL
             .iter()
