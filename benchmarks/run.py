@@ -21,7 +21,7 @@ Options:
     --impl taskrunner,tpe100_50ms   run only these implementations
     --repeat N                      runs of each pair, median taken (default 3;
                                     --quick 1); a pair whose run takes over
-                                    --repeat-limit seconds (default 8) is not repeated
+                                    --repeat-limit seconds (default 20) is not repeated
     --tr KEY=VALUE                  a taskrunner option (repeatable, both taskrunner rows):
                                     max_workers, poll_min, poll_max, poll_ratio,
                                     max_poll_rate, keep_alive; wait=wait|counts (how the
@@ -534,7 +534,7 @@ def main() -> int:
     parser.add_argument("--only", default="", help="scenarios, comma-separated")
     parser.add_argument("--impl", default="", help="implementations, comma-separated")
     parser.add_argument("--repeat", type=int, default=None, help="runs per pair (median)")
-    parser.add_argument("--repeat-limit", type=float, default=8.0, metavar="SECONDS")
+    parser.add_argument("--repeat-limit", type=float, default=20.0, metavar="SECONDS")
     parser.add_argument("--tr", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL:K=V,K=V")
     parser.add_argument("--json", default="", metavar="PATH")
