@@ -151,16 +151,17 @@ impl Growth {
         }
         // While a submitter queues work it holds the GIL for long spells:
         // the rates and waits seen meanwhile say little about the workers.
-        let pushing = load.pushed != self.pushed;
-        let pushed = (load.pushed - self.pushed) as f64;
-        let flooding = pushed >= FLOOD_RATE * now.duration_since(self.looked_at).as_secs_f64();
+        let pushed = load.pushed - self.pushed;
+        let pushing = pushed > 0;
+        let since = now.duration_since(self.looked_at).as_secs_f64();
+        let flooding = pushing && pushed as f64 >= FLOOD_RATE * since;
         self.pushed = load.pushed;
         self.looked_at = now;
         if load.slow_attaches != self.slow_attaches {
             self.slow_attaches = load.slow_attaches;
             return self.no_gain(now);
         }
-        if pushing && flooding {
+        if flooding {
             // What the workers did meanwhile says nothing of their jobs.
             self.progress_at = now;
             self.restart_window(load, now);

@@ -136,6 +136,13 @@ impl Runner {
         self.engine.record(py, id)?.ok_or_else(|| unknown(id))
     }
 
+    fn handle_of(&self, id: &Bound<'_, PyAny>) -> PyResult<TaskHandle> {
+        Ok(TaskHandle {
+            engine: self.engine.clone(),
+            record: self.record_of(id)?,
+        })
+    }
+
     /// The record of an id as Python gives it: an int out of range is
     /// simply an unknown id.
     fn record_of(&self, id: &Bound<'_, PyAny>) -> PyResult<Arc<Record>> {
@@ -560,11 +567,8 @@ impl Runner {
     }
 
     /// The handle of a task by id.
-    fn handle(&self, id: &Bound<'_, PyAny>) -> PyResult<TaskHandle> {
-        Ok(TaskHandle {
-            engine: self.engine.clone(),
-            record: self.record_of(id)?,
-        })
+    fn handle<'py>(&self, id: &Bound<'py, PyAny>) -> PyResult<Bound<'py, TaskHandle>> {
+        self.handle_of(id)?.into_untracked(id.py())
     }
 
     /// True once the task is final; builds no status dict.
@@ -705,7 +709,7 @@ impl Runner {
         id: &Bound<'_, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
-        self.handle(id)?.result(py, timeout)
+        self.handle_of(id)?.result(py, timeout)
     }
 
     /// Cancels a pending task or a running polling task.

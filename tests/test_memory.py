@@ -125,3 +125,4 @@ def test_handles_are_left_out_of_the_cycle_collector():
         assert not gc.is_tracked(handle)
         handle.result(timeout=10)
         assert not gc.is_tracked(handle) and isinstance(handle.result(), Payload)
+        assert not gc.is_tracked(runner.handle(handle.id))

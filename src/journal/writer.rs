@@ -116,7 +116,7 @@ impl Shared {
 }
 
 /// Hashes task ids, which are small and sequential, by one multiply that
-/// spreads them over the hash's bits (SipHash cost the writer about 5% of
+/// spreads them over the hash's bits (SipHash cost the writer about 4% of
 /// its time).
 #[derive(Default)]
 struct IdHasher(u64);
