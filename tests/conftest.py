@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -99,3 +102,28 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.005)
     return predicate()
+
+
+READ_JOURNAL = """
+import json, sqlite3, sys
+connection = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+print(json.dumps(connection.execute(sys.argv[2]).fetchall()))
+"""
+
+
+def query_journal(db: str, sql: str) -> list[tuple]:
+    """The rows of `sql` on a journal that a runner of this process may hold.
+
+    Read from another process: Python's sqlite3 is a second copy of SQLite,
+    and two copies in one process do not see each other's POSIX locks. One
+    could take the WAL index for its own and truncate it under the runner's
+    writer (a bus error).
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", READ_JOURNAL, db, sql],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return [tuple(row) for row in json.loads(done.stdout)]

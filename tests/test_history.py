@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import math
 import os
-import sqlite3
 import time
 
 import pytest
 
 from taskrunner import TaskRunner
 
-from conftest import Blocking, Gate, wait_for
+from conftest import Blocking, Gate, query_journal, wait_for
 
 FINAL = ("succeeded", "failed", "cancelled", "timed_out")
 # A runtime bucket's midpoint is within 1/16 of any runtime in it.
@@ -254,8 +253,7 @@ def test_minutes_of_history_are_written_as_they_close(tmp_path):
         assert wait_for(lambda: time.time() >= minute + 61, timeout=75)
         runner.history("1m")  # the tick that closes it, if the poller's has not yet
         assert runner.flush(timeout=10)
-        with sqlite3.connect(path) as db:
-            rows = db.execute("SELECT at, succeeded FROM history_minutes").fetchall()
+        rows = query_journal(path, "SELECT at, succeeded FROM history_minutes")
         assert (minute, 1) in rows
     finally:
         runner.shutdown(wait=True)

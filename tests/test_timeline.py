@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,7 @@ import pytest
 import taskrunner
 from taskrunner import Retry, TaskRunner
 
-from conftest import Gate, wait_for
+from conftest import Gate, query_journal, wait_for
 
 WAIT = 10.0  # generous: how long a test waits for a task to finish
 
@@ -373,11 +372,8 @@ def test_attempts_and_dependents_are_pruned_with_their_task(db):
         assert runner.flush(WAIT)
 
         def rows(table: str) -> int:
-            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-            try:
-                return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            finally:
-                conn.close()
+            [(count,)] = query_journal(db, f"SELECT count(*) FROM {table}")
+            return count
 
         assert rows("attempts") == 1 and rows("task_after") == 1
         assert wait_for(lambda: rows("tasks") == 0, WAIT), "retention deletes the tasks"

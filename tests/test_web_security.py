@@ -20,6 +20,8 @@ from taskrunner.web import create_app
 from taskrunner.web.serve import is_loopback
 from taskrunner.web.settings import Settings
 
+from conftest import query_journal
+
 FULL, READ = "full-s3cret", "read-s3cret"
 # An address that is not loopback, on the loopback interface of a network
 # namespace of the test's own: nothing outside the namespace can reach it.
@@ -253,8 +255,8 @@ def test_a_submit_a_cancel_and_a_run_again_are_audited_with_the_tokens_label(app
         again = client.post(f"/api/tasks/{task['id']}/again", headers=bearer(FULL)).get_json()
     runner = app.extensions["taskrunner"].runner
     assert runner.flush(10)
-    with sqlite3.connect(runner.journal) as db:
-        rows = db.execute("SELECT route, task_id, token_label FROM audit ORDER BY rowid").fetchall()
+    audit = "SELECT route, task_id, token_label FROM audit ORDER BY rowid"
+    rows = query_journal(runner.journal, audit)
     assert rows == [
         ("POST /api/tasks", task["id"], "ops"),
         (f"DELETE /api/tasks/{task['id']}", task["id"], "ops"),
