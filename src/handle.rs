@@ -60,8 +60,8 @@ pub struct TaskHandle {
 impl TaskHandle {
     /// The handle as a Python object the cycle collector leaves alone: it
     /// holds no Python object itself (its task sits behind the record, which
-    /// the collector cannot see into), so tracking it would only make
-    /// collections come more often while tasks are submitted.
+    /// the collector cannot see into), so tracking it would only make each
+    /// collection walk it.
     pub fn into_untracked(self, py: Python<'_>) -> PyResult<Bound<'_, TaskHandle>> {
         let handle = Bound::new(py, self)?;
         // SAFETY: the object is alive and its type supports the collector;

@@ -137,10 +137,14 @@ impl Runner {
     }
 
     fn handle_of(&self, id: &Bound<'_, PyAny>) -> PyResult<TaskHandle> {
-        Ok(TaskHandle {
+        Ok(self.handle_for(self.record_of(id)?))
+    }
+
+    fn handle_for(&self, record: Arc<Record>) -> TaskHandle {
+        TaskHandle {
             engine: self.engine.clone(),
-            record: self.record_of(id)?,
-        })
+            record,
+        }
     }
 
     /// The record of an id as Python gives it: an int out of range is
@@ -391,11 +395,7 @@ impl Runner {
             // hold (a limit not declared since a restart, an `after` task forgotten).
             Err(err) => match key.as_deref().map(|k| self.engine.task_of_key(py, k)) {
                 Some(Ok(Some(record))) => {
-                    let handle = TaskHandle {
-                        engine: self.engine.clone(),
-                        record,
-                    };
-                    return handle.into_untracked(py);
+                    return self.handle_for(record).into_untracked(py);
                 }
                 _ => return Err(err),
             },
@@ -431,11 +431,7 @@ impl Runner {
             task_type,
         };
         let record = self.engine.submit(py, submission)?;
-        let handle = TaskHandle {
-            engine: self.engine.clone(),
-            record,
-        };
-        handle.into_untracked(py)
+        self.handle_for(record).into_untracked(py)
     }
 
     /// The tasks recovered from the journal for a cluster to run (a runner
@@ -446,11 +442,7 @@ impl Runner {
             .into_iter()
             .map(|record| {
                 let task = record.task(py);
-                let handle = TaskHandle {
-                    engine: self.engine.clone(),
-                    record,
-                };
-                (handle, task)
+                (self.handle_for(record), task)
             })
             .collect()
     }
