@@ -612,7 +612,8 @@ impl Engine {
         handoff: bool,
     ) -> PyResult<Arc<Record>> {
         let kind = record.kind();
-        let mut timed: Vec<Due> = Vec::with_capacity(2);
+        // Most tasks have neither a poll nor a deadline: no allocation, no poller lock.
+        let mut timed: Vec<Due> = Vec::new();
         let mut pool_idle = false;
         if kind == Some(Kind::Polling) {
             timed.push(Due {
@@ -667,6 +668,9 @@ impl Engine {
     }
 
     fn schedule(self: &Arc<Self>, py: Python<'_>, entries: Vec<Due>) {
+        if entries.is_empty() {
+            return;
+        }
         if let Err(err) = self.poller.schedule(self, entries) {
             poller_start_error(err).print(py);
         }
@@ -674,37 +678,39 @@ impl Engine {
 
     /// A worker's job: run one claimed blocking (or not yet classified) task.
     fn run_blocking(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>) {
-        let known = record.kind();
+        let (known, task) = record.kind_and_task(py);
         if known.is_none() && !self.start(record, None) {
             return; // cancelled or timed out before its worker got the GIL
         }
-        let Some(task) = record.task(py) else {
+        let Some(task) = task else {
             // It ended (timed out) between its claim and now.
-            return record.leave_worker(&self.store.counts);
+            return record.leave_worker(None, &self.store.counts);
         };
         if progress::has_progress(task.bind(py)) {
             self.watch_progress(record);
         }
         let ran = catch_unwind(AssertUnwindSafe(|| run_and_collect(py, task.bind(py))));
-        record.leave_worker(&self.store.counts);
-        let outcome = match ran {
-            Ok(Ok(Ran::Coroutine(coroutine))) => {
-                record.classified(Kind::Polling, &self.store.counts);
-                return self.begin_coroutine(py, record, task.bind(py), coroutine);
-            }
+        // What run() showed the task to be: a value (or a task known to be
+        // blocking) ends it; no value yet, or a coroutine, makes it polled.
+        let shown = match &ran {
             Ok(Ok(Ran::Output(value))) if !value.is_none() || known == Some(Kind::Blocking) => {
-                record.classified(Kind::Blocking, &self.store.counts);
-                Outcome::Succeeded(value.unbind())
+                Some(Kind::Blocking)
             }
-            Ok(Ok(Ran::Output(_))) => {
-                // run() returned at once with no output yet: a polling task.
-                record.classified(Kind::Polling, &self.store.counts);
-                return self.begin_polling(py, record, Instant::now());
-            }
-            Ok(Err(err)) => return self.fail(py, record, err),
-            Err(_) => internal_error(py, "running the task"),
+            Ok(Ok(_)) => Some(Kind::Polling),
+            _ => None,
         };
-        self.complete(py, record, outcome);
+        record.leave_worker(shown, &self.store.counts);
+        match (ran, shown) {
+            (Ok(Ok(Ran::Coroutine(coroutine))), _) => {
+                self.begin_coroutine(py, record, task.bind(py), coroutine)
+            }
+            (Ok(Ok(Ran::Output(value))), Some(Kind::Blocking)) => {
+                self.complete(py, record, Outcome::Succeeded(value.unbind()))
+            }
+            (Ok(Ok(Ran::Output(_))), _) => self.begin_polling(py, record, Instant::now()),
+            (Ok(Err(err)), _) => self.fail(py, record, err),
+            (Err(_), _) => self.complete(py, record, internal_error(py, "running the task")),
+        }
     }
 
     /// A task whose `run()` returned a coroutine (`async def run`): it runs
@@ -754,12 +760,17 @@ impl Engine {
     fn start(&self, record: &Arc<Record>, kind: Option<Kind>) -> bool {
         let started = record.start(kind, &self.store.counts);
         if started {
-            if let Some(journal) = self.journal() {
-                journal.started(record);
-            }
-            self.events.publish(record, State::Running);
+            self.announce_start(record);
         }
         started
+    }
+
+    /// Tells the journal and the listeners that `record` started.
+    fn announce_start(&self, record: &Arc<Record>) {
+        if let Some(journal) = self.journal() {
+            journal.started(record);
+        }
+        self.events.publish(record, State::Running);
     }
 
     fn begin_polling(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>, since: Instant) {
@@ -885,6 +896,8 @@ impl Engine {
     pub fn complete(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>, outcome: Outcome) {
         let Some(Finished {
             to,
+            at,
+            runtime,
             was_running,
             callbacks,
             task,
@@ -894,13 +907,14 @@ impl Engine {
         else {
             return;
         };
-        if let Some(limit) = self.store.finished(record.id, unix_now()) {
+        if let Some(limit) = self.store.finished(record.id, at) {
             if let Some(at) = Self::age_limit_instant(limit) {
                 self.poller.chore_at(at);
             }
         }
         self.demand.place(&record.poll_bucket, NO_BUCKET);
-        self.note_finished(record, to);
+        // Its runtime is its last attempt's, None if it never started.
+        self.history.finished(to, runtime);
         if let Some(journal) = self.journal() {
             journal.finished(py, record);
         }
@@ -1063,7 +1077,7 @@ impl Engine {
             p.error = row
                 .error
                 .as_ref()
-                .map(|e| crate::journaling::error_of(py, e));
+                .map(|e| Box::new(crate::journaling::error_of(py, e)));
             Trail::of(&mut p.trail).attempts = attempts;
             let record = self.store.insert_recovered(record);
             journal.resubmitted(&record, row);
@@ -1193,9 +1207,14 @@ impl Jobs for Engine {
     /// no one sees it running before its kind is known (a polling one stays
     /// cancellable).
     fn claim(&self, record: &Arc<Record>) -> bool {
-        match record.kind() {
-            Some(Kind::Blocking) => self.start(record, Some(Kind::Blocking)),
-            _ => !record.state().is_final(),
+        match record.start_if_blocking(&self.store.counts) {
+            Some(started) => {
+                if started {
+                    self.announce_start(record);
+                }
+                started
+            }
+            None => !record.state().is_final(),
         }
     }
 

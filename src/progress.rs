@@ -8,6 +8,7 @@
 use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyInt, PyType};
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use crate::names::names;
@@ -19,12 +20,28 @@ type ByClass = HashMap<usize, (Py<PyType>, bool)>;
 
 static HAS_PROGRESS: RwLock<Option<ByClass>> = RwLock::new(None);
 
+thread_local! {
+    /// The last class this thread asked about (its address), and the answer:
+    /// a worker mostly runs tasks of one class. The address stays that
+    /// class's, since `HAS_PROGRESS` holds every class it was asked about.
+    static LAST_ASKED: Cell<(usize, bool)> = const { Cell::new((0, false)) };
+}
+
 /// True when `task`'s class has a callable `progress`.
 pub fn has_progress(task: &Bound<'_, PyAny>) -> bool {
     let cls = task.get_type();
     let address = cls.as_ptr() as usize;
-    if let Some((_, has)) = HAS_PROGRESS.read().as_ref().and_then(|m| m.get(&address)) {
-        return *has;
+    let (last, last_has) = LAST_ASKED.get();
+    if last == address {
+        return last_has;
+    }
+    let known = HAS_PROGRESS
+        .read()
+        .as_ref()
+        .and_then(|m| m.get(&address).map(|(_, has)| *has));
+    if let Some(has) = known {
+        LAST_ASKED.set((address, has));
+        return has;
     }
     let has = cls
         .getattr(names().progress.bind(task.py()))
@@ -33,6 +50,7 @@ pub fn has_progress(task: &Bound<'_, PyAny>) -> bool {
         .write()
         .get_or_insert_with(HashMap::new)
         .insert(address, (cls.unbind(), has));
+    LAST_ASKED.set((address, has));
     has
 }
 

@@ -179,7 +179,7 @@ pub struct Progress {
     pub finished_at: Option<f64>,
     pub polls: u64,
     pub result: Option<Py<PyAny>>,
-    pub error: Option<ErrorInfo>,
+    pub error: Option<Box<ErrorInfo>>,
     /// The task object; released once the task is final.
     pub task: Option<Py<PyAny>>,
     /// The task's bound `get_output`, while it is polled (or, for a task
@@ -203,7 +203,7 @@ pub struct Progress {
     /// `get_output()` calls in a row that raised (see `PollPolicy::errors`).
     pub poll_errors: u32,
     /// What the task last said of its progress (its optional `progress()`).
-    pub report: Option<Report>,
+    pub report: Option<Box<Report>>,
     /// Its `progress()` raised once already (and was logged).
     pub report_failed: bool,
     /// Its past attempts and the tasks submitted after it, for its
@@ -369,7 +369,7 @@ impl Record {
                 finished_at: r.finished_at,
                 polls: r.polls,
                 result: r.result,
-                error: r.error,
+                error: r.error.map(Box::new),
                 task: None,
                 get_output: None,
                 callbacks: Vec::new(),
@@ -411,6 +411,24 @@ impl Record {
         counts: &Counts,
     ) -> bool {
         let mut p = self.progress.lock();
+        self.start_locked(&mut p, kind, worker, counts)
+    }
+
+    /// A worker's claim, detached: a task known to be blocking starts now.
+    /// None when its kind is not known to be blocking (it starts, if at
+    /// all, once its worker has the GIL); else whether it started.
+    pub fn start_if_blocking(&self, counts: &Counts) -> Option<bool> {
+        let mut p = self.progress.lock();
+        (p.kind == Some(Kind::Blocking)).then(|| self.start_locked(&mut p, None, None, counts))
+    }
+
+    fn start_locked(
+        &self,
+        p: &mut Progress,
+        kind: Option<Kind>,
+        worker: Option<Py<PyString>>,
+        counts: &Counts,
+    ) -> bool {
         if p.state != State::Pending {
             return false;
         }
@@ -492,7 +510,7 @@ impl Record {
             traceback: error.traceback.clone(),
         };
         let attempt = self.run_again(&mut p, Some(why), counts)?;
-        p.error = Some(error);
+        p.error = Some(Box::new(error));
         p.not_before = Some(not_before);
         p.get_output = None;
         p.poll_errors = 0;
@@ -522,18 +540,32 @@ impl Record {
         self.progress.lock().task.as_ref().map(|t| t.clone_ref(py))
     }
 
-    /// The worker is done with the task's `run()`. If the task ended
-    /// meanwhile, its worker no longer counts as held by an ended task.
-    pub fn leave_worker(&self, counts: &Counts) {
+    /// Its kind so far, and the task object (None once it is final).
+    pub fn kind_and_task(&self, py: Python<'_>) -> (Option<Kind>, Option<Py<PyAny>>) {
+        let p = self.progress.lock();
+        (p.kind, p.task.as_ref().map(|t| t.clone_ref(py)))
+    }
+
+    /// The worker is done with the task's `run()`, which showed the task to
+    /// be `kind` (None: it raised, and the kind stays as it was). If the
+    /// task ended meanwhile, its worker no longer counts as held by an
+    /// ended task.
+    pub fn leave_worker(&self, kind: Option<Kind>, counts: &Counts) {
         let mut p = self.progress.lock();
         if std::mem::take(&mut p.on_worker) && p.state.is_final() {
             counts.ended_on_worker.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(kind) = kind {
+            Self::classified_locked(&mut p, kind, counts);
         }
     }
 
     /// A running task whose kind was not known turned out to be `kind`.
     pub fn classified(&self, kind: Kind, counts: &Counts) {
-        let mut p = self.progress.lock();
+        Self::classified_locked(&mut self.progress.lock(), kind, counts);
+    }
+
+    fn classified_locked(p: &mut Progress, kind: Kind, counts: &Counts) {
         if p.kind.is_none() && kind == Kind::Polling && p.state == State::Running {
             counts.polling.fetch_add(1, Ordering::Relaxed);
         }
@@ -615,6 +647,10 @@ impl Waiter for Record {
 /// what must be released or called while attached to Python.
 pub struct Finished {
     pub to: State,
+    /// Unix time it finished at.
+    pub at: f64,
+    /// Seconds from its start to its end; None if it never started.
+    pub runtime: Option<f64>,
     /// The task had started: its work may still be going on somewhere.
     pub was_running: bool,
     pub callbacks: Vec<(Py<PyAny>, Py<PyAny>)>,
@@ -648,18 +684,23 @@ impl Record {
         if p.on_worker {
             counts.ended_on_worker.fetch_add(1, Ordering::Relaxed);
         }
-        p.finished_at = Some(unix_now());
+        let at = unix_now();
+        p.finished_at = Some(at);
         match outcome {
             Outcome::Succeeded(value) => {
                 p.result = Some(value);
                 p.error = None; // an earlier attempt's, kept while a retry waited
             }
-            Outcome::Failed(error) | Outcome::CancelledBecause(error) => p.error = Some(error),
+            Outcome::Failed(error) | Outcome::CancelledBecause(error) => {
+                p.error = Some(Box::new(error))
+            }
             Outcome::Cancelled | Outcome::TimedOut => {}
         }
         p.not_before = None;
         Some(Finished {
             to,
+            at,
+            runtime: p.started_at.map(|started| (at - started).max(0.0)),
             was_running: from == State::Running,
             callbacks: std::mem::take(&mut p.callbacks),
             task: (p.task.take(), p.get_output.take()),
@@ -709,8 +750,7 @@ mod tests {
         known.start(Some(Kind::Polling), &counts);
         found.start(None, &counts);
         assert_eq!(counts.polling(), 1);
-        found.leave_worker(&counts);
-        found.classified(Kind::Polling, &counts);
+        found.leave_worker(Some(Kind::Polling), &counts);
         assert_eq!(counts.polling(), 2);
         drop(known.finish(Outcome::Cancelled, &counts));
         drop(found.finish(Outcome::TimedOut, &counts));
@@ -726,14 +766,33 @@ mod tests {
         task.start(Some(Kind::Blocking), &counts);
         drop(task.finish(Outcome::TimedOut, &counts));
         assert_eq!(counts.ended_on_worker(), 1);
-        task.leave_worker(&counts);
+        task.leave_worker(None, &counts);
         assert_eq!(counts.ended_on_worker(), 0);
         // A task that ends after its worker left it holds no worker.
         let task = counted(Some(Kind::Blocking), &counts);
         task.start(Some(Kind::Blocking), &counts);
-        task.leave_worker(&counts);
+        task.leave_worker(Some(Kind::Blocking), &counts);
         drop(task.finish(Outcome::Cancelled, &counts));
         assert_eq!(counts.ended_on_worker(), 0);
+    }
+
+    #[test]
+    fn a_worker_claim_starts_only_a_task_known_to_be_blocking() {
+        let counts = Counts::default();
+        assert_eq!(counted(None, &counts).start_if_blocking(&counts), None);
+        let blocking = counted(Some(Kind::Blocking), &counts);
+        assert_eq!(blocking.start_if_blocking(&counts), Some(true));
+        assert_eq!(blocking.state(), State::Running);
+        assert_eq!(
+            blocking.start_if_blocking(&counts),
+            Some(false),
+            "already running"
+        );
+        let finished = blocking
+            .finish(Outcome::Cancelled, &counts)
+            .expect("it was running");
+        assert!(finished.runtime.is_some_and(|r| r >= 0.0));
+        assert_eq!(counts.get(State::Running), 0);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 
 from taskrunner.faketasks import FakeTaskBlocking
@@ -107,6 +109,12 @@ def test_non_callable_methods_are_refused(runner):
 
     with pytest.raises(TypeError):
         runner.submit(Attr())
+
+
+def test_methods_set_on_the_instance_alone_are_accepted(runner):
+    # The shape check looks on the class first, then on the object.
+    task = types.SimpleNamespace(run=lambda: None, get_output=lambda: 7)
+    assert runner.submit(task, kind="blocking").result(timeout=10) == 7
 
 
 @pytest.mark.parametrize("timeout", [0, -1, float("nan")])

@@ -8,24 +8,12 @@ use std::time::{Duration, Instant};
 use super::Engine;
 use crate::history::{Bucket, Runtimes, Sample, View, Window, MINUTES_KEPT};
 use crate::journal::MinuteRow;
-use crate::record::{unix_now, Record, State};
+use crate::record::{unix_now, State};
 
 /// A tick lands just after a second ends, so that the second it closes is whole.
 const TICK_AFTER: Duration = Duration::from_millis(5);
 
 impl Engine {
-    /// Counts a task that just reached final state `to`: its runtime is
-    /// its last attempt's, None if it never started.
-    pub(super) fn note_finished(&self, record: &Record, to: State) {
-        let runtime = {
-            let p = record.progress.lock();
-            p.started_at
-                .zip(p.finished_at)
-                .map(|(s, f)| (f - s).max(0.0))
-        };
-        self.history.finished(to, runtime);
-    }
-
     /// The poller's chore: closes the seconds that ended; returns when to
     /// tick again.
     pub(super) fn tick_history(&self) -> Instant {

@@ -21,7 +21,7 @@ impl Engine {
         let said = progress::read(task);
         let mut p = record.progress.lock();
         match said {
-            Ok(report) => p.report = report,
+            Ok(report) => p.report = report.map(Box::new),
             Err(err) => {
                 p.report = None;
                 if !std::mem::replace(&mut p.report_failed, true) {
