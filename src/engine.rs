@@ -219,6 +219,11 @@ impl Engine {
         self.policy
     }
 
+    /// How `record` is polled: its own policy, or the runner's.
+    pub fn policy_of<'a>(&'a self, record: &'a Record) -> &'a PollPolicy {
+        record.policy.as_deref().unwrap_or(&self.policy)
+    }
+
     pub fn max_poll_rate(&self) -> f64 {
         self.max_poll_rate
     }
@@ -479,12 +484,11 @@ impl Engine {
                 .cast_into::<PyString>()?
                 .unbind(),
         };
-        let policy = sub.policy.unwrap_or(self.policy);
         let (plan, not_before, task_type) = (sub.plan, sub.not_before, sub.task_type);
         let recipe = sub.recipe.as_ref().and_then(crate::journaling::recipe_text);
         let record = self.store.insert(|id| {
-            let mut record = Record::new(id, name, sub.task.unbind(), sub.kind, policy);
-            record.plan = plan;
+            let mut record = Record::new(id, name, sub.task.unbind(), sub.kind, sub.policy);
+            record.set_plan(plan);
             record.task_type = task_type;
             record.recipe = recipe;
             record.progress.get_mut().not_before = not_before;
@@ -622,7 +626,7 @@ impl Engine {
                 action: Action::Start,
             });
         } else {
-            match self.pool.push(self, record.clone(), record.plan.priority) {
+            match self.pool.push(self, record.clone(), record.plan().priority) {
                 Ok(idle) => pool_idle = idle && handoff,
                 // As with ThreadPoolExecutor, a thread that cannot start is the submitter's error.
                 Err(failed) => return Err(self.fail_orphans(py, failed)),
@@ -811,7 +815,7 @@ impl Engine {
     }
 
     fn next_poll_interval(&self, record: &Record, elapsed: Duration) -> Duration {
-        let own = record.policy.own_interval(elapsed);
+        let own = self.policy_of(record).own_interval(elapsed);
         self.demand.place(&record.poll_bucket, bucket_of(own));
         own.max(self.demand.floor(self.max_poll_rate))
     }
@@ -850,7 +854,7 @@ impl Engine {
                 };
                 match get_output.bind(py).call0().and_then(resolved) {
                     Ok(value) if value.is_none() => {
-                        if record.policy.errors > 0 {
+                        if self.policy_of(record).errors > 0 {
                             record.progress.lock().poll_errors = 0;
                         }
                         self.poll_progress(py, record);
@@ -1061,10 +1065,10 @@ impl Engine {
                 }
             };
             let name = PyString::new(py, &row.name).unbind();
-            let mut record = Record::new(row.id, name, task.unbind(), kind, self.policy);
+            let mut record = Record::new(row.id, name, task.unbind(), kind, None);
             record.submitted_at = row.submitted_at;
             record.attempt = row.attempt + 1;
-            record.plan = plan;
+            record.set_plan(plan);
             record.task_type = row.task_type.clone();
             record.recipe = crate::journaling::recipe_text(recipe);
             // The attempts it made before, and the one lost with the process.
@@ -1085,7 +1089,7 @@ impl Engine {
             self.events.publish(&record, State::Pending);
             if self.recover_elsewhere {
                 self.recovered.lock().push(record);
-            } else if record.plan.is_plain() && row.schedule.not_before.is_none() {
+            } else if record.plan().is_plain() && row.schedule.not_before.is_none() {
                 self.route(py, record, None, false)?;
             } else {
                 held.push(record);
@@ -1094,7 +1098,7 @@ impl Engine {
         // Held once all are back, so that a task finds the ones it comes after.
         for record in held {
             let mut upstream = Vec::new();
-            for id in record.plan.after.iter() {
+            for id in record.plan().after.iter() {
                 match self.record(py, *id)? {
                     Some(up) => upstream.push(up),
                     // Retention forgets only finished rows, long after they finished.

@@ -272,14 +272,14 @@ pub fn error_of(py: Python<'_>, e: &ErrorRow) -> ErrorInfo {
 }
 
 /// The ids of a row's `after_ids` ("1,2,3"); none for a text not of that form.
-pub fn after_ids(text: Option<&str>) -> Box<[u64]> {
+pub fn after_ids(text: Option<&str>) -> Vec<u64> {
     text.map(|t| t.split(',').filter_map(|id| id.parse().ok()).collect())
         .unwrap_or_default()
 }
 
 /// What a task waits for, as its rows keep it.
 pub fn schedule_of(py: Python<'_>, record: &Record) -> PyResult<Schedule> {
-    let plan = &record.plan;
+    let plan = record.plan();
     let join = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
     Ok(Schedule {
         priority: plan.priority,

@@ -132,7 +132,7 @@ impl Poller {
         let mut earliest: Option<Instant> = None;
         for due in entries {
             earliest = Some(earliest.map_or(due.at, |e| e.min(due.at)));
-            s.heap.push(due.at, due.record.plan.priority, due);
+            s.heap.push(due.at, due.record.plan().priority, due);
         }
         let Some(earliest) = earliest else {
             return false;

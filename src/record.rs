@@ -230,8 +230,17 @@ pub struct Plan {
     pub limit_label: Option<Arc<str>>,
     pub retry: Option<Py<Retry>>,
     /// The tasks this one starts after.
-    pub after: Box<[u64]>,
+    pub after: Vec<u64>,
 }
+
+/// The plan of a task submitted with none of the options a plan holds.
+static PLAIN: Plan = Plan {
+    priority: 0,
+    limit: None,
+    limit_label: None,
+    retry: None,
+    after: Vec::new(),
+};
 
 impl Plan {
     /// Nothing but the defaults: the task is routed at submit.
@@ -266,8 +275,12 @@ pub struct Record {
     /// 1 for a task's first run; a task that runs again after a crash has a
     /// new record with the next number.
     pub attempt: u32,
-    pub policy: PollPolicy,
-    pub plan: Plan,
+    /// How it is polled, if not by the runner's policy (see `Engine::policy_of`).
+    pub policy: Option<Box<PollPolicy>>,
+    /// See `plan()`: None for the plain plan, which most tasks have, so
+    /// that they carry none of its memory (a record's every byte is a
+    /// page touched per few thousand tasks).
+    plan: Option<Box<Plan>>,
     /// The label it was submitted with: `submit(type=...)`, an HTTP task's type.
     pub task_type: Option<Arc<str>>,
     /// Tasks in `plan.after` not yet succeeded, plus one while the submit
@@ -298,21 +311,36 @@ impl Sibling for Record {
     }
 }
 
+/// None for a plan like `PLAIN` (its limit's label too: a record read back
+/// from the journal has the label without the gate).
+fn boxed_unless_plain(plan: Plan) -> Option<Box<Plan>> {
+    (!plan.is_plain() || plan.limit_label.is_some()).then(|| Box::new(plan))
+}
+
 impl Record {
+    /// What it waits for and how it is ordered: fixed at submit.
+    pub fn plan(&self) -> &Plan {
+        self.plan.as_deref().unwrap_or(&PLAIN)
+    }
+
+    pub fn set_plan(&mut self, plan: Plan) {
+        self.plan = boxed_unless_plain(plan);
+    }
+
     pub fn new(
         id: u64,
         name: Py<PyString>,
         task: Py<PyAny>,
         kind: Option<Kind>,
-        policy: PollPolicy,
+        policy: Option<PollPolicy>,
     ) -> Record {
         Record {
             id,
             name,
             submitted_at: unix_now(),
             attempt: 1,
-            policy,
-            plan: Plan::default(),
+            policy: policy.map(Box::new),
+            plan: None,
             task_type: None,
             unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
@@ -353,8 +381,8 @@ impl Record {
             name: r.name,
             submitted_at: r.submitted_at,
             attempt: r.attempt,
-            policy: PollPolicy::default(),
-            plan: r.plan,
+            policy: None,
+            plan: boxed_unless_plain(r.plan),
             task_type: r.task_type,
             unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
@@ -626,7 +654,7 @@ impl Record {
 
 impl Waiter for Record {
     fn priority(&self) -> i32 {
-        self.plan.priority
+        self.plan().priority
     }
 
     fn is_final(&self) -> bool {
@@ -723,7 +751,7 @@ impl Record {
         Python::initialize();
         Python::attach(|py| {
             let name = PyString::new(py, "t").unbind();
-            Record::new(id, name, py.None(), kind, PollPolicy::default())
+            Record::new(id, name, py.None(), kind, None)
         })
     }
 }

@@ -129,10 +129,10 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
                 r.into_any()
             }
         },
-        record.plan.priority.into_pyobject(py)?.into_any(),
+        record.plan().priority.into_pyobject(py)?.into_any(),
         not_before.into_pyobject(py)?.into_any(),
-        PyList::new(py, record.plan.after.iter())?.into_any(),
-        match &record.plan.limit_label {
+        PyList::new(py, record.plan().after.iter())?.into_any(),
+        match &record.plan().limit_label {
             Some(label) => PyString::new(py, label).into_any(),
             None => py.None().into_bound(py),
         },

@@ -200,7 +200,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::PollPolicy;
     use pyo3::types::PyString;
     use pyo3::Python;
 
@@ -211,7 +210,7 @@ mod tests {
             for _ in 0..n {
                 store.insert(|id| {
                     let name = PyString::new(py, "t").unbind();
-                    Record::new(id, name, py.None(), None, PollPolicy::default())
+                    Record::new(id, name, py.None(), None, None)
                 });
             }
         });
@@ -240,13 +239,7 @@ mod tests {
         Python::attach(|py| {
             for _ in 0..4 {
                 let record = store.insert(|id| {
-                    Record::new(
-                        id,
-                        PyString::new(py, "t").unbind(),
-                        py.None(),
-                        None,
-                        PollPolicy::default(),
-                    )
+                    Record::new(id, PyString::new(py, "t").unbind(), py.None(), None, None)
                 });
                 record.finish(crate::record::Outcome::Cancelled, &store.counts);
                 store.finished(record.id, 10.0 + record.id as f64);

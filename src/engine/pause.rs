@@ -72,7 +72,7 @@ impl Engine {
                 _ => at_once(),
             };
         }
-        held.sort_by_key(|due| (std::cmp::Reverse(due.record.plan.priority), due.record.id));
+        held.sort_by_key(|due| (std::cmp::Reverse(due.record.plan().priority), due.record.id));
         self.schedule(py, held);
         true
     }

@@ -105,7 +105,7 @@ impl Engine {
 
     /// The task's limit lets it through, or holds it in priority order.
     pub(super) fn admit(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>) {
-        if let Some(gate) = &record.plan.limit {
+        if let Some(gate) = &record.plan().limit {
             if let Admission::Held(wake) = gate.admit(record) {
                 if let Some(at) = wake {
                     self.wake_gate_at(py, at, record.clone());
@@ -142,14 +142,14 @@ impl Engine {
 
     /// A task gave back its slot: the limit lets the next ones through.
     pub(super) fn leave_gate(self: &Arc<Self>, py: Python<'_>, record: &Record) {
-        if let Some(gate) = &record.plan.limit {
+        if let Some(gate) = &record.plan().limit {
             self.let_through(py, gate.leave());
         }
     }
 
     /// A rate limit's window moved on (the poller's `Wake`).
     pub(super) fn wake_gate(self: &Arc<Self>, py: Python<'_>, record: &Record) {
-        if let Some(gate) = &record.plan.limit {
+        if let Some(gate) = &record.plan().limit {
             self.let_through(py, gate.wake());
         }
     }
@@ -220,7 +220,7 @@ impl Engine {
     /// policy covers the error, and fails otherwise.
     pub(super) fn fail(self: &Arc<Self>, py: Python<'_>, record: &Arc<Record>, err: PyErr) {
         let attempt = record.attempt_now();
-        let Some(retry) = record.plan.retry.as_ref().map(|r| r.get()) else {
+        let Some(retry) = record.plan().retry.as_ref().map(|r| r.get()) else {
             return self.complete(py, record, failure(py, err));
         };
         if !retry.covers(py, attempt, &err) || self.cancelling.load(Ordering::Acquire) {
@@ -263,7 +263,7 @@ impl Engine {
     /// True when a `get_output()` that raised is forgiven by the task's
     /// poll policy (`errors` in a row): it is polled again, and a warning logged.
     pub(super) fn poll_error_forgiven(&self, py: Python<'_>, record: &Record, err: &PyErr) -> bool {
-        let allowed = record.policy.errors;
+        let allowed = self.policy_of(record).errors;
         if allowed == 0 {
             return false;
         }
