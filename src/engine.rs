@@ -489,8 +489,7 @@ impl Engine {
         let record = self.store.insert(|id| {
             let mut record = Record::new(id, name, sub.task.unbind(), sub.kind, sub.policy);
             record.set_plan(plan);
-            record.task_type = task_type;
-            record.recipe = recipe;
+            record.set_given(task_type, recipe);
             record.progress.get_mut().not_before = not_before;
             record
         });
@@ -903,9 +902,8 @@ impl Engine {
             at,
             runtime,
             was_running,
-            callbacks,
+            listeners,
             task,
-            dependents,
             slot,
         }) = record.finish(outcome, &self.store.counts)
         else {
@@ -932,8 +930,8 @@ impl Engine {
         if slot {
             self.leave_gate(py, record);
         }
-        self.upstream_ended(py, record, to, dependents);
-        run_callbacks(py, callbacks);
+        self.upstream_ended(py, record, to, listeners.dependents);
+        run_callbacks(py, listeners.callbacks);
         // Records past their age go at the poller's chores.
         if self.store.over_count() {
             self.expire();
@@ -1069,8 +1067,10 @@ impl Engine {
             record.submitted_at = row.submitted_at;
             record.attempt = row.attempt + 1;
             record.set_plan(plan);
-            record.task_type = row.task_type.clone();
-            record.recipe = crate::journaling::recipe_text(recipe);
+            record.set_given(
+                row.task_type.clone(),
+                crate::journaling::recipe_text(recipe),
+            );
             // The attempts it made before, and the one lost with the process.
             let lost = crate::journaling::lost_attempt(row);
             let mut attempts = journal.past_attempts(py, row.id)?;
@@ -1318,7 +1318,7 @@ pub fn run_callbacks(py: Python<'_>, callbacks: Vec<(Py<PyAny>, Py<PyAny>)>) {
 fn passes_labels(py: Python<'_>, f: &Filter, record: &Record) -> bool {
     let same =
         |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
-    if !same(&f.task_type, record.task_type.as_deref()) {
+    if !same(&f.task_type, record.task_type().map(|t| &**t)) {
         return false;
     }
     if f.kind.is_none() && f.worker.is_none() && f.error_type.is_none() {

@@ -167,7 +167,7 @@ impl Codec {
             None => None,
         };
         let error = row.error.as_ref().map(|e| error_of(py, e));
-        let mut record = Record::restored(Recorded {
+        let record = Record::restored(Recorded {
             id: row.id,
             name: PyString::new(py, &row.name).unbind(),
             kind: row.kind.and_then(Kind::parse),
@@ -188,8 +188,8 @@ impl Codec {
             },
             not_before: row.schedule.not_before.filter(|_| !row.is_final()),
             task_type: row.task_type.clone(),
+            recipe: row.recipe.as_ref().and_then(recipe_text),
         });
-        record.recipe = row.recipe.as_ref().and_then(recipe_text);
         Ok(record)
     }
 }
@@ -417,7 +417,7 @@ impl Journaling {
         row.attempt = record.attempt;
         row.schedule = schedule;
         row.kind = record.kind().map(Kind::as_str);
-        row.task_type = record.task_type.clone();
+        row.task_type = record.task_type().cloned();
         self.live
             .lock()
             .insert(record.id, (row.clone(), recipe.is_some()));

@@ -185,8 +185,8 @@ pub struct Progress {
     /// The task's bound `get_output`, while it is polled (or, for a task
     /// whose `run()` is a coroutine, what stands for the running coroutine).
     pub get_output: Option<Py<PyAny>>,
-    /// Done callbacks, each with the argument it is called with.
-    pub callbacks: Vec<(Py<PyAny>, Py<PyAny>)>,
+    /// Who hears when it ends, if anyone (most tasks: no one).
+    pub listeners: Option<Box<Listeners>>,
     /// A worker is inside the task's `run()` (or collecting its output).
     pub on_worker: bool,
     /// The cluster worker's address where the task runs or ran; None here.
@@ -198,8 +198,6 @@ pub struct Progress {
     pub not_before: Option<f64>,
     /// The task holds a slot of its concurrency limit.
     pub slot: bool,
-    /// Tasks submitted `after` this one, waiting for it to end.
-    pub dependents: Vec<Arc<Record>>,
     /// `get_output()` calls in a row that raised (see `PollPolicy::errors`).
     pub poll_errors: u32,
     /// What the task last said of its progress (its optional `progress()`).
@@ -209,6 +207,22 @@ pub struct Progress {
     /// Its past attempts and the tasks submitted after it, for its
     /// timeline; None until it has either.
     pub trail: Option<Box<Trail>>,
+}
+
+/// What is told when a task ends.
+#[derive(Default)]
+pub struct Listeners {
+    /// Done callbacks, each with the argument it is called with.
+    pub callbacks: Vec<(Py<PyAny>, Py<PyAny>)>,
+    /// Tasks submitted `after` this one, waiting for it to end.
+    pub dependents: Vec<Arc<Record>>,
+}
+
+impl Listeners {
+    /// The listeners in `slot`, made on first use.
+    fn of(slot: &mut Option<Box<Listeners>>) -> &mut Listeners {
+        slot.get_or_insert_with(Box::default)
+    }
 }
 
 /// A task's progress as the status dict shows it.
@@ -266,6 +280,7 @@ pub struct Recorded {
     pub plan: Plan,
     pub not_before: Option<f64>,
     pub task_type: Option<Arc<str>>,
+    pub recipe: Option<Box<str>>,
 }
 
 pub struct Record {
@@ -281,8 +296,8 @@ pub struct Record {
     /// that they carry none of its memory (a record's every byte is a
     /// page touched per few thousand tasks).
     plan: Option<Box<Plan>>,
-    /// The label it was submitted with: `submit(type=...)`, an HTTP task's type.
-    pub task_type: Option<Arc<str>>,
+    /// Its type label and its recipe, if it was given either (see `Given`).
+    given: Option<Box<Given>>,
     /// Tasks in `plan.after` not yet succeeded, plus one while the submit
     /// that registers them is under way.
     pub unmet: AtomicUsize,
@@ -292,9 +307,6 @@ pub struct Record {
     pub next_poll: NextPoll,
     /// The running polling tasks of its name, once it polls.
     pub family: OnceLock<Arc<Family<Record>>>,
-    /// The recipe given as data at submit (JSON text), which makes the task
-    /// again (the HTTP API's "run again"); None for a task without one.
-    pub recipe: Option<Box<str>>,
     /// The state, also readable without the lock (a done check takes no lock);
     /// written only under `progress`, with it.
     state: AtomicU8,
@@ -308,6 +320,21 @@ impl Sibling for Record {
 
     fn has_ended(&self) -> bool {
         self.state().is_final()
+    }
+}
+
+/// What some tasks are submitted with, and most are not.
+pub struct Given {
+    /// The label it was submitted with: `submit(type=...)`, an HTTP task's type.
+    task_type: Option<Arc<str>>,
+    /// The recipe given as data at submit (JSON text), which makes the task
+    /// again (the HTTP API's "run again").
+    recipe: Option<Box<str>>,
+}
+
+impl Given {
+    fn boxed(task_type: Option<Arc<str>>, recipe: Option<Box<str>>) -> Option<Box<Given>> {
+        (task_type.is_some() || recipe.is_some()).then(|| Box::new(Given { task_type, recipe }))
     }
 }
 
@@ -327,6 +354,20 @@ impl Record {
         self.plan = boxed_unless_plain(plan);
     }
 
+    /// The label it was submitted with: `submit(type=...)`, an HTTP task's type.
+    pub fn task_type(&self) -> Option<&Arc<str>> {
+        self.given.as_ref()?.task_type.as_ref()
+    }
+
+    /// The recipe given as data at submit (JSON text), if any.
+    pub fn recipe(&self) -> Option<&str> {
+        self.given.as_ref()?.recipe.as_deref()
+    }
+
+    pub fn set_given(&mut self, task_type: Option<Arc<str>>, recipe: Option<Box<str>>) {
+        self.given = Given::boxed(task_type, recipe);
+    }
+
     pub fn new(
         id: u64,
         name: Py<PyString>,
@@ -341,12 +382,11 @@ impl Record {
             attempt: 1,
             policy: policy.map(Box::new),
             plan: None,
-            task_type: None,
+            given: None,
             unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
             next_poll: NextPoll::new(0),
             family: OnceLock::new(),
-            recipe: None,
             state: AtomicU8::new(State::Pending as u8),
             progress: Mutex::new(Progress {
                 state: State::Pending,
@@ -358,13 +398,12 @@ impl Record {
                 error: None,
                 task: Some(task),
                 get_output: None,
-                callbacks: Vec::new(),
+                listeners: None,
                 on_worker: false,
                 worker: None,
                 reruns: 0,
                 not_before: None,
                 slot: false,
-                dependents: Vec::new(),
                 poll_errors: 0,
                 report: None,
                 report_failed: false,
@@ -383,12 +422,11 @@ impl Record {
             attempt: r.attempt,
             policy: None,
             plan: boxed_unless_plain(r.plan),
-            task_type: r.task_type,
+            given: Given::boxed(r.task_type, r.recipe),
             unmet: AtomicUsize::new(0),
             poll_bucket: AtomicU8::new(NO_BUCKET),
             next_poll: NextPoll::new(0),
             family: OnceLock::new(),
-            recipe: None,
             state: AtomicU8::new(r.state as u8),
             progress: Mutex::new(Progress {
                 state: r.state,
@@ -400,13 +438,12 @@ impl Record {
                 error: r.error.map(Box::new),
                 task: None,
                 get_output: None,
-                callbacks: Vec::new(),
+                listeners: None,
                 on_worker: false,
                 worker: r.worker,
                 reruns: 0,
                 not_before: r.not_before,
                 slot: false,
-                dependents: Vec::new(),
                 poll_errors: 0,
                 report: None,
                 report_failed: false,
@@ -553,7 +590,9 @@ impl Record {
         if p.state.is_final() {
             return Some(p.state);
         }
-        p.dependents.push(dependent.clone());
+        Listeners::of(&mut p.listeners)
+            .dependents
+            .push(dependent.clone());
         None
     }
 
@@ -647,7 +686,9 @@ impl Record {
         if p.state.is_final() {
             return Some((callback, arg));
         }
-        p.callbacks.push((callback, arg));
+        Listeners::of(&mut p.listeners)
+            .callbacks
+            .push((callback, arg));
         None
     }
 }
@@ -681,11 +722,9 @@ pub struct Finished {
     pub runtime: Option<f64>,
     /// The task had started: its work may still be going on somewhere.
     pub was_running: bool,
-    pub callbacks: Vec<(Py<PyAny>, Py<PyAny>)>,
+    pub listeners: Listeners,
     /// The task object and its bound method, to release while attached.
     pub task: (Option<Py<PyAny>>, Option<Py<PyAny>>),
-    /// Tasks that waited for this one.
-    pub dependents: Vec<Arc<Record>>,
     /// The task gave back a slot of its concurrency limit.
     pub slot: bool,
 }
@@ -730,9 +769,8 @@ impl Record {
             at,
             runtime: p.started_at.map(|started| (at - started).max(0.0)),
             was_running: from == State::Running,
-            callbacks: std::mem::take(&mut p.callbacks),
+            listeners: p.listeners.take().map(|l| *l).unwrap_or_default(),
             task: (p.task.take(), p.get_output.take()),
-            dependents: std::mem::take(&mut p.dependents),
             slot: std::mem::take(&mut p.slot),
         })
     }
@@ -821,6 +859,14 @@ mod tests {
             .expect("it was running");
         assert!(finished.runtime.is_some_and(|r| r >= 0.0));
         assert_eq!(counts.get(State::Running), 0);
+    }
+
+    #[test]
+    fn a_record_stays_small() {
+        // A record is the memory a submit touches first (a page fault per
+        // few thousand tasks); with its Arc's counts it takes 256 bytes.
+        let size = std::mem::size_of::<Record>();
+        assert!(size <= 232, "a record takes {size} bytes");
     }
 
     #[test]

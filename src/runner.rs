@@ -2,7 +2,7 @@
 
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyInt, PyList, PyString};
+use pyo3::types::{PyDict, PyInt, PyList, PySet, PyString};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -595,11 +595,11 @@ impl Runner {
         id: &Bound<'_, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let record = self.record_of(id)?;
-        let Some(text) = &record.recipe else {
+        let Some(text) = record.recipe() else {
             return Ok(None);
         };
         let loads = py.import("json")?.getattr("loads")?;
-        loads.call1((&**text,)).map(Some)
+        loads.call1((text,)).map(Some)
     }
 
     /// The status dict of one task.
@@ -722,28 +722,40 @@ impl Runner {
     }
 
     /// Waits until `return_when` holds for `ids` (all tasks when None).
-    /// Returns the lists (done, not_done).
+    /// Returns the sets (done, not_done).
     #[pyo3(signature = (ids=None, timeout=None, return_when="ALL_COMPLETED"))]
-    fn _wait(
+    fn _wait<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         ids: Option<Vec<Bound<'_, PyAny>>>,
         timeout: Option<f64>,
         return_when: &str,
-    ) -> PyResult<(Vec<u64>, Vec<u64>)> {
+    ) -> PyResult<(Bound<'py, PySet>, Bound<'py, PySet>)> {
         let condition = WaitFor::parse(return_when)?;
         let deadline = deadline_of(timeout)?;
-        wait_for(py, &self.engine, self.records_of(ids)?, deadline, condition)
+        let (done, not_done) = wait_for(
+            py,
+            &self.engine,
+            self.records_of(py, ids)?,
+            deadline,
+            condition,
+        )?;
+        Ok((PySet::new(py, done)?, PySet::new(py, not_done)?))
     }
 
     /// An iterator of ids as their tasks finish (all tasks when None).
     #[pyo3(signature = (ids=None, timeout=None))]
     fn _completions(
         &self,
+        py: Python<'_>,
         ids: Option<Vec<Bound<'_, PyAny>>>,
         timeout: Option<f64>,
     ) -> PyResult<Completions> {
-        Completions::new(&self.engine, self.records_of(ids)?, deadline_of(timeout)?)
+        Completions::new(
+            &self.engine,
+            self.records_of(py, ids)?,
+            deadline_of(timeout)?,
+        )
     }
 
     /// A stream of every state change, for dashboards. A consumer that falls
@@ -875,9 +887,14 @@ impl Runner {
     /// The records of ids and handles (every record when None). A handle of
     /// this runner brings its own record, so waiting on it works even once
     /// its task has been forgotten.
-    fn records_of(&self, tasks: Option<Vec<Bound<'_, PyAny>>>) -> PyResult<Vec<Arc<Record>>> {
+    fn records_of(
+        &self,
+        py: Python<'_>,
+        tasks: Option<Vec<Bound<'_, PyAny>>>,
+    ) -> PyResult<Vec<Arc<Record>>> {
         let Some(tasks) = tasks else {
-            return Ok(self.engine.records());
+            // Detached: workers go on finishing tasks while this copies.
+            return Ok(py.detach(|| self.engine.records()));
         };
         tasks
             .iter()

@@ -136,7 +136,7 @@ pub fn status_dict<'py>(py: Python<'py>, record: &Record) -> PyResult<Bound<'py,
             Some(label) => PyString::new(py, label).into_any(),
             None => py.None().into_bound(py),
         },
-        match &record.task_type {
+        match record.task_type() {
             Some(label) => PyString::new(py, label).into_any(),
             None => py.None().into_bound(py),
         },

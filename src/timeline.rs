@@ -61,7 +61,7 @@ impl Facts {
             past: Trail::attempts_in(&p.trail).to_vec(),
             after: record.plan().after.to_vec(),
             dependents: Trail::dependents_in(&p.trail).to_vec(),
-            again: record.recipe.is_some() && p.state.is_final(),
+            again: record.recipe().is_some() && p.state.is_final(),
         }
     }
 

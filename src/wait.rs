@@ -150,6 +150,9 @@ pub fn wait_for(
 ) -> PyResult<(Vec<u64>, Vec<u64>)> {
     // Subscribe before looking at states, so that no completion slips between.
     let sub = engine.subscribe(false, None);
+    if let WaitFor::All = condition {
+        return wait_all(py, &sub, records, deadline);
+    }
     let progress = Mutex::new(WaitProgress::default());
     for record in records {
         progress.lock().add(record);
@@ -161,7 +164,31 @@ pub fn wait_for(
     Ok((progress.done, progress.pending.into_keys().collect()))
 }
 
-/// The state of one `wait()`: O(1) per completion event.
+/// Waits until all of `records` are final: an event only says "look
+/// again", and a cursor passes each record once it is final, so that a
+/// flood of completions costs the waiter no bookkeeping per task.
+fn wait_all(
+    py: Python<'_>,
+    sub: &Subscription,
+    records: Vec<Arc<Record>>,
+    deadline: Option<Instant>,
+) -> PyResult<(Vec<u64>, Vec<u64>)> {
+    let cursor = Mutex::new(0);
+    let all_final = || {
+        let mut at = cursor.lock();
+        while records.get(*at).is_some_and(|r| r.state().is_final()) {
+            *at += 1;
+        }
+        *at == records.len()
+    };
+    wait_until(py, sub, deadline, |_| all_final(), all_final)?;
+    let (done, not_done): (Vec<_>, Vec<_>) = records.iter().partition(|r| r.state().is_final());
+    let ids = |records: Vec<&Arc<Record>>| records.iter().map(|r| r.id).collect();
+    Ok((ids(done), ids(not_done)))
+}
+
+/// The state of one `wait()` for a first completion or failure: O(1) per
+/// completion event.
 #[derive(Default)]
 struct WaitProgress {
     done: Vec<u64>,

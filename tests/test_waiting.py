@@ -48,6 +48,19 @@ def test_wait_all_completed(runner):
     assert done == {h.id for h in handles} and not_done == set()
 
 
+def test_wait_all_sees_tasks_end_in_any_order(runner):
+    release = threading.Event()
+    first = runner.submit(Released(0, release), kind="polling")
+    rest = [runner.submit(FakeTaskPolling(i, wait=0.01 * i)) for i in range(1, 6)]
+    runner.wait(rest, timeout=10)
+    # The first task is still running while those after it have ended.
+    done, not_done = runner.wait([first, *rest], timeout=0.1)
+    assert done == {h.id for h in rest} and not_done == {first.id}
+    threading.Timer(0.1, release.set).start()
+    done, not_done = runner.wait([first, *rest], timeout=10)
+    assert done == {first.id, *(h.id for h in rest)} and not_done == set()
+
+
 def test_wait_first_completed(runner):
     fast = runner.submit(FakeTaskPolling(1, wait=0.01))
     slow = runner.submit(FakeTaskPolling(1, wait=60))

@@ -199,8 +199,7 @@ class TaskRunner(Runner):
         Raises:
             KeyError: for an unknown id.
         """
-        done, not_done = self._wait(_refs(ids), timeout, return_when)
-        return DoneAndNotDone(set(done), set(not_done))
+        return DoneAndNotDone(*self._wait(_refs(ids), timeout, return_when))
 
     def as_completed(
         self, ids: Optional[Iterable[TaskRef]] = None, timeout: Optional[float] = None
