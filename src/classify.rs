@@ -3,11 +3,11 @@
 //! Tasks of other classes are classified by behaviour on a worker (see
 //! `Engine::run_blocking`).
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyType;
+use pyo3::types::{PyString, PyType};
 use std::sync::Arc;
 
 use crate::record::Kind;
@@ -58,13 +58,14 @@ pub fn classify(task: &Bound<'_, PyAny>, requested: Option<Kind>) -> PyResult<Op
     }
 }
 
-/// True when `task` has callable `run` and `get_output`; a TypeError otherwise.
+/// Whether `task` has callable `run` and `get_output` (a TypeError if not):
+/// true when its class has them, false when only the object itself does.
 /// Looks on the class first: reading a method off the instance would make
-/// (and free) a bound method each time, a third of a submit's cost. An
-/// object whose methods live on the instance alone is checked there.
-pub fn check_task_shape(task: &Bound<'_, PyAny>) -> PyResult<()> {
+/// (and free) a bound method each time, a third of a submit's cost.
+pub fn check_task_shape(task: &Bound<'_, PyAny>) -> PyResult<bool> {
     let py = task.py();
     let task_type = task.get_type();
+    let mut class_alone = true;
     for method in [intern!(py, "run"), intern!(py, "get_output")] {
         let callable = |owner: &Bound<'_, PyAny>| {
             owner
@@ -72,7 +73,11 @@ pub fn check_task_shape(task: &Bound<'_, PyAny>) -> PyResult<()> {
                 .map(|m| m.is_callable())
                 .unwrap_or(false)
         };
-        if !callable(task_type.as_any()) && !callable(task) {
+        if callable(task_type.as_any()) {
+            continue;
+        }
+        class_alone = false;
+        if !callable(task) {
             let type_name = task_type
                 .name()
                 .map_or_else(|_| "?".into(), |n| n.to_string());
@@ -81,5 +86,37 @@ pub fn check_task_shape(task: &Bound<'_, PyAny>) -> PyResult<()> {
             )));
         }
     }
-    Ok(())
+    Ok(class_alone)
+}
+
+/// The class a runner last took a task of, checked, and its name: a loop
+/// submitting tasks of one class looks up `run`, `get_output` and
+/// `__name__` once rather than for each task (a tenth of a submit). A class
+/// changed after its check (a method deleted) is not checked again; its
+/// tasks then fail when they run, saying what is missing.
+#[derive(Default)]
+pub struct CheckedClass(Mutex<Option<(Py<PyType>, Py<PyString>)>>);
+
+impl CheckedClass {
+    /// Refuses a task without callable `run` and `get_output` (see
+    /// `check_task_shape`); returns the name of its class.
+    pub fn name_of<'py>(&self, task: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+        let py = task.py();
+        let class = task.get_type();
+        if let Some((checked, name)) = &*self.0.lock() {
+            if class.is(checked.bind(py)) {
+                return Ok(name.bind(py).clone());
+            }
+        }
+        let class_alone = check_task_shape(task)?;
+        let name = class.name()?.cast_into::<PyString>()?;
+        if class_alone {
+            let old = self
+                .0
+                .lock()
+                .replace((class.unbind(), name.clone().unbind()));
+            drop(old); // outside the lock: freeing a class may run Python code
+        }
+        Ok(name)
+    }
 }

@@ -104,7 +104,8 @@ pub struct Submission<'py> {
     pub task: Bound<'py, PyAny>,
     pub kind: Option<Kind>,
     pub deadline: Option<Instant>,
-    pub name: Option<Bound<'py, PyString>>,
+    /// The task's name: as given, else its class's.
+    pub name: Bound<'py, PyString>,
     pub policy: Option<PollPolicy>,
     /// How to re-create the task after a crash (see `Journaling::recipe`).
     pub recipe: Option<Stored>,
@@ -475,15 +476,7 @@ impl Engine {
                 "cannot submit a task after shutdown",
             ));
         }
-        let name = match sub.name {
-            Some(name) => name.unbind(),
-            None => sub
-                .task
-                .get_type()
-                .name()?
-                .cast_into::<PyString>()?
-                .unbind(),
-        };
+        let name = sub.name.unbind();
         let (plan, not_before, task_type) = (sub.plan, sub.not_before, sub.task_type);
         let recipe = sub.recipe.as_ref().and_then(crate::journaling::recipe_text);
         let record = self.store.insert(|id| {

@@ -11,7 +11,7 @@ const MIN_PRUNE_INTERVAL: Duration = Duration::from_millis(100);
 /// How long `flush` waits between looks for Ctrl-C.
 const FLUSH_STEP: Duration = Duration::from_millis(100);
 
-use crate::classify::classify;
+use crate::classify::CheckedClass;
 use crate::engine::{Config, Engine, Listing, Submission};
 use crate::handle::TaskHandle;
 use crate::journal::{Durability, Filter};
@@ -107,6 +107,7 @@ pub fn parse_state(state: &str) -> PyResult<State> {
 )]
 pub struct Runner {
     engine: Arc<Engine>,
+    checked_class: CheckedClass,
 }
 
 impl Drop for Runner {
@@ -334,7 +335,10 @@ impl Runner {
         engine.load_history(py);
         engine.warm_up(py);
         engine.recover(py)?;
-        Ok(Runner { engine })
+        Ok(Runner {
+            engine,
+            checked_class: CheckedClass::default(),
+        })
     }
 
     /// Starts a task without waiting for it; returns its handle.
@@ -364,7 +368,12 @@ impl Runner {
         r#type: Option<&str>,
         _elsewhere: bool,
     ) -> PyResult<Bound<'py, TaskHandle>> {
-        let kind = classify(&task, parse_kind(kind)?)?;
+        let requested = parse_kind(kind)?;
+        let class_name = self.checked_class.name_of(&task)?;
+        let kind = match requested {
+            Some(kind) => Some(kind),
+            None => crate::classify::registered_kind(&task)?,
+        };
         let task_type = checked_type(r#type)?;
         // A recipe given as data is kept (`recipe(id)`) with or without a
         // journal; with one, it also makes the task durable.
@@ -420,7 +429,7 @@ impl Runner {
             task,
             kind,
             deadline,
-            name,
+            name: name.unwrap_or(class_name),
             policy: poll,
             recipe,
             key,

@@ -115,6 +115,25 @@ def test_methods_set_on_the_instance_alone_are_accepted(runner):
     # The shape check looks on the class first, then on the object.
     task = types.SimpleNamespace(run=lambda: None, get_output=lambda: 7)
     assert runner.submit(task, kind="blocking").result(timeout=10) == 7
+    # A class is remembered as checked only when it has the methods itself.
+    with pytest.raises(TypeError, match="run\\(\\) and get_output\\(\\)"):
+        runner.submit(types.SimpleNamespace(run=lambda: None))
+
+
+def test_each_task_is_checked_and_named_by_its_own_class(runner):
+    class Other(Blocking):
+        pass
+
+    first = runner.submit(Blocking(1))
+    with pytest.raises(TypeError, match="int"):
+        runner.submit(42)
+    second = runner.submit(Other(2))
+    third = runner.submit(Blocking(3))
+    assert [runner.status(h.id)["name"] for h in (first, second, third)] == [
+        "Blocking",
+        "Other",
+        "Blocking",
+    ]
 
 
 @pytest.mark.parametrize("timeout", [0, -1, float("nan")])
