@@ -7,11 +7,11 @@
 //! GIL (a worker claims its task detached), so the rows of unfinished tasks
 //! are kept here as Rust values, and a change only copies and updates one.
 
+use crate::idmap::IdMap;
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -330,8 +330,10 @@ fn plain_json(value: &Bound<'_, PyAny>) -> Option<String> {
 pub struct Journaling {
     journal: Journal,
     /// The rows of unfinished tasks as last written (less their recipe,
-    /// written once), and whether each is durable.
-    live: Mutex<HashMap<u64, (TaskRow, bool)>>,
+    /// written once), and whether each is durable. Boxed: a flood of
+    /// submits grows the map, and moving whole rows at each growth cost
+    /// more than the rest of a journaled submit.
+    live: Mutex<IdMap<(Box<TaskRow>, bool)>>,
     codec: Codec,
     /// Re-creates a task from a JSON recipe (the runner's `recreate`).
     recreate: Option<Py<PyAny>>,
@@ -354,7 +356,7 @@ impl Journaling {
         journal.watch_health(move |health| log_health(&shown, health));
         Ok(Journaling {
             journal,
-            live: Mutex::new(HashMap::new()),
+            live: Mutex::new(IdMap::default()),
             codec,
             recreate,
             exiting: AtomicBool::new(false),
@@ -420,7 +422,7 @@ impl Journaling {
         row.task_type = record.task_type().cloned();
         self.live
             .lock()
-            .insert(record.id, (row.clone(), recipe.is_some()));
+            .insert(record.id, (Box::new(row.clone()), recipe.is_some()));
         row.recipe = recipe;
         // Refused only as `write` says.
         let _ = match key {
@@ -491,8 +493,15 @@ impl Journaling {
         row.kind = last.kind;
         row.schedule = last.schedule.clone();
         row.task_type = last.task_type.clone();
-        self.live.lock().insert(record.id, (row.clone(), true));
+        self.live
+            .lock()
+            .insert(record.id, (Box::new(row.clone()), true));
         self.write(row);
+    }
+
+    /// A copy of the live row of task `id`, if it is unfinished.
+    fn live_row(&self, id: u64) -> Option<TaskRow> {
+        self.live.lock().get(&id).map(|(row, _)| (**row).clone())
     }
 
     pub fn begin_exit(&self) {
@@ -501,7 +510,7 @@ impl Journaling {
 
     /// A task started (or was classified): needs no GIL.
     pub fn started(&self, record: &Record) {
-        let Some((mut row, _)) = self.live.lock().get(&record.id).cloned() else {
+        let Some(mut row) = self.live_row(record.id) else {
             return;
         };
         let p = record.progress.lock();
@@ -517,7 +526,7 @@ impl Journaling {
     /// A task whose run failed waits to run again: pending, at its next
     /// attempt, with the error of the last one.
     pub fn retrying(&self, record: &Record) {
-        let Some((mut row, _)) = self.live.lock().get(&record.id).cloned() else {
+        let Some(mut row) = self.live_row(record.id) else {
             return;
         };
         let p = record.progress.lock();
@@ -587,7 +596,7 @@ impl Journaling {
                 return;
             };
             row.worker = Some(worker);
-            row.clone()
+            (**row).clone()
         };
         let p = record.progress.lock();
         row.state = p.state.as_str();
@@ -600,9 +609,10 @@ impl Journaling {
 
     /// A task ended: its last row, with its result or error.
     pub fn finished(&self, py: Python<'_>, record: &Record) {
-        let Some((mut row, durable)) = self.live.lock().remove(&record.id) else {
+        let Some((row, durable)) = self.live.lock().remove(&record.id) else {
             return;
         };
+        let mut row = *row;
         let p = record.progress.lock();
         if durable && p.state == State::Cancelled && self.exiting.load(Ordering::Acquire) {
             return; // cancelled by the exit: it runs again next time

@@ -10,6 +10,7 @@ mod fork;
 mod growth;
 mod handle;
 mod history;
+mod idmap;
 mod journal;
 mod journaling;
 mod keys;

@@ -3,11 +3,11 @@
 //! then tells waiters how far it got. It also prunes old rows, and keeps
 //! what it could not write until writing works again.
 
+use crate::idmap::IdMap;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::{Condvar, Mutex};
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -115,35 +115,13 @@ impl Shared {
     }
 }
 
-/// Hashes task ids, which are small and sequential, by one multiply that
-/// spreads them over the hash's bits (SipHash cost the writer about 4% of
-/// its time).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(self.0 ^ u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
 /// What is received and not yet committed. A task's writes collapse as they
 /// arrive, by the rule the SQL upsert applies, so one id costs one row.
 #[derive(Default)]
 struct Backlog {
     tasks: Vec<TaskRow>,
     /// Index in `tasks` of each id's last kept row.
-    last: HashMap<u64, usize, BuildHasherDefault<IdHasher>>,
+    last: IdMap<usize>,
     keys: Vec<KeyRow>,
     audits: Vec<AuditRow>,
     attempts: Vec<AttemptRow>,
