@@ -188,7 +188,7 @@ impl Codec {
             },
             not_before: row.schedule.not_before.filter(|_| !row.is_final()),
             task_type: row.task_type.clone(),
-            recipe: row.recipe.as_ref().and_then(recipe_text),
+            recipe: row.recipe.as_deref().and_then(recipe_text),
         });
         Ok(record)
     }
@@ -326,6 +326,15 @@ fn plain_json(value: &Bound<'_, PyAny>) -> Option<String> {
     None
 }
 
+/// A task's error as its row keeps it.
+fn error_row(error: &ErrorInfo) -> Box<ErrorRow> {
+    Box::new(ErrorRow {
+        type_name: error.type_name.clone(),
+        message: error.message.clone(),
+        traceback: Some(error.traceback.clone()),
+    })
+}
+
 /// The journal of one runner, and the rows of its unfinished tasks.
 pub struct Journaling {
     journal: Journal,
@@ -423,7 +432,7 @@ impl Journaling {
         self.live
             .lock()
             .insert(record.id, (Box::new(row.clone()), recipe.is_some()));
-        row.recipe = recipe;
+        row.recipe = recipe.map(Box::new);
         // Refused only as `write` says.
         let _ = match key {
             None => self.journal.write(row),
@@ -535,11 +544,7 @@ impl Journaling {
         row.polls = p.polls;
         row.attempt = record.attempt + p.reruns;
         row.schedule.not_before = p.not_before;
-        row.error = p.error.as_ref().map(|e| ErrorRow {
-            type_name: e.type_name.clone(),
-            message: e.message.clone(),
-            traceback: Some(e.traceback.clone()),
-        });
+        row.error = p.error.as_deref().map(error_row);
         let ended = crate::attempts::Trail::attempts_in(&p.trail)
             .last()
             .cloned();
@@ -624,11 +629,7 @@ impl Journaling {
         row.polls = p.polls;
         row.attempt = record.attempt + p.reruns;
         let result = p.result.as_ref().map(|r| r.clone_ref(py));
-        row.error = p.error.as_ref().map(|e| ErrorRow {
-            type_name: e.type_name.clone(),
-            message: e.message.clone(),
-            traceback: Some(e.traceback.clone()),
-        });
+        row.error = p.error.as_deref().map(error_row);
         drop(p);
         row.result = result.map(|value| self.codec.encode(py, value.bind(py)));
         self.write(row);
@@ -639,11 +640,11 @@ impl Journaling {
         let mut row = row.clone();
         row.state = State::Failed.as_str();
         row.finished_at = Some(crate::record::unix_now());
-        row.error = Some(ErrorRow {
+        row.error = Some(Box::new(ErrorRow {
             type_name: "TaskLost".into(),
             message: format!("its process ended before it finished{why}"),
             traceback: None,
-        });
+        }));
         row.recipe = None;
         self.write(row);
     }

@@ -206,7 +206,7 @@ impl Journal {
     pub fn write_keyed(&self, row: TaskRow, key: KeyRow) -> Result<u64, JournalError> {
         self.check_task(&row)?;
         self.check_key(&key)?;
-        self.send(|seq| Msg::Keyed(seq, row, key))
+        self.send(|seq| Msg::Keyed(seq, row, Box::new(key)))
     }
 
     /// Remembers that idempotency key `key` started task `task_id` at `at`.

@@ -95,9 +95,9 @@ pub struct TaskRow {
     /// 1 for a task's first run.
     pub attempt: u32,
     pub result: Option<Stored>,
-    pub error: Option<ErrorRow>,
+    pub error: Option<Box<ErrorRow>>,
     /// How to re-create the task after a crash; None when it cannot be.
-    pub recipe: Option<Stored>,
+    pub recipe: Option<Box<Stored>>,
     /// Who submitted it ("library", ...).
     pub origin: Cow<'static, str>,
     /// The cluster worker it runs or ran on; None in the process itself.
@@ -188,8 +188,8 @@ fn to_u64(n: i64) -> u64 {
 impl TaskRow {
     /// Runs `statement` (whose 24 parameters are [`TASK_COLUMNS`]) for this row.
     pub fn execute(&self, statement: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<()> {
-        let (result_encoding, result) = split(&self.result);
-        let (recipe_encoding, recipe) = split(&self.recipe);
+        let (result_encoding, result) = split(self.result.as_ref());
+        let (recipe_encoding, recipe) = split(self.recipe.as_deref());
         let error = self.error.as_ref();
         statement.execute(rusqlite::params![
             to_i64(self.id),
@@ -224,11 +224,11 @@ impl TaskRow {
     pub fn from_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
         let error = match row.get::<_, Option<String>>(11)? {
             None => None,
-            Some(type_name) => Some(ErrorRow {
+            Some(type_name) => Some(Box::new(ErrorRow {
                 type_name,
                 message: row.get(12)?,
                 traceback: row.get(13)?,
-            }),
+            })),
         };
         Ok(TaskRow {
             id: to_u64(row.get(0)?),
@@ -250,7 +250,7 @@ impl TaskRow {
             attempt: row.get(8)?,
             result: stored(row.get(9)?, row.get(10)?),
             error,
-            recipe: stored(row.get(14)?, row.get(15)?),
+            recipe: stored(row.get(14)?, row.get(15)?).map(Box::new),
             origin: Cow::Owned(row.get(16)?),
             worker: row.get::<_, Option<String>>(17)?.map(Arc::from),
             schedule: Schedule {
@@ -270,7 +270,7 @@ fn known(names: &[&'static str], name: &str) -> Option<&'static str> {
     names.iter().copied().find(|n| *n == name)
 }
 
-fn split(value: &Option<Stored>) -> (Option<Encoding>, Option<&[u8]>) {
+fn split(value: Option<&Stored>) -> (Option<Encoding>, Option<&[u8]>) {
     match value {
         Some(s) => (Some(s.encoding), Some(&s.bytes)),
         None => (None, None),

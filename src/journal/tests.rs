@@ -75,15 +75,15 @@ fn a_row_reads_back_as_written() {
     let mut failed = row(7, "failed");
     failed.polls = 3;
     failed.attempt = 2;
-    failed.error = Some(ErrorRow {
+    failed.error = Some(Box::new(ErrorRow {
         type_name: "ValueError".into(),
         message: "bad".into(),
         traceback: Some("Traceback...".into()),
-    });
-    failed.recipe = Some(Stored {
+    }));
+    failed.recipe = Some(Box::new(Stored {
         encoding: Encoding::Pickle,
         bytes: vec![0x80, 4, 0],
-    });
+    }));
     failed.task_type = Some("resize".into());
     let mut done = row(8, "succeeded");
     done.result = Some(Stored {
@@ -284,10 +284,12 @@ fn pages_follow_the_filter_in_id_order() {
             }
             r.task_type = (id % 3 == 0).then(|| format!("type-{}", id % 4).into());
             r.worker = (id % 11 == 0).then(|| "tcp://w:1".into());
-            r.error = (id % 13 == 0).then(|| ErrorRow {
-                type_name: format!("Error{}", id % 2),
-                message: "m".into(),
-                traceback: None,
+            r.error = (id % 13 == 0).then(|| {
+                Box::new(ErrorRow {
+                    type_name: format!("Error{}", id % 2),
+                    message: "m".into(),
+                    traceback: None,
+                })
             });
             r
         })
@@ -601,10 +603,10 @@ fn a_full_disk_degrades_the_journal_and_it_recovers_without_losing_a_row() {
     let mut last = 0;
     for id in 1..=5_000 {
         let mut r = row(id, "running");
-        r.recipe = Some(Stored {
+        r.recipe = Some(Box::new(Stored {
             encoding: Encoding::Pickle,
             bytes: vec![1; 100],
-        });
+        }));
         last = journal.write(r).unwrap();
     }
     assert!(!journal.wait_committed(last, Duration::from_millis(300)));

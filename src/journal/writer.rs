@@ -39,7 +39,8 @@ pub enum Msg {
     Task(u64, TaskRow),
     Key(u64, KeyRow),
     /// A task's first row and its idempotency key, for the same commit.
-    Keyed(u64, TaskRow, KeyRow),
+    /// The key is boxed: the largest variant sets every message's size.
+    Keyed(u64, TaskRow, Box<KeyRow>),
     Audit(u64, AuditRow),
     /// An attempt a task left behind (a retry, a lost run).
     Attempt(u64, AttemptRow),
@@ -293,7 +294,7 @@ impl Writer {
             Msg::Keyed(seq, row, key) => {
                 self.backlog.received(seq);
                 self.backlog.add_task(row);
-                self.backlog.keys.push(key);
+                self.backlog.keys.push(*key);
             }
             Msg::Audit(seq, audit) => {
                 self.backlog.received(seq);
@@ -626,9 +627,11 @@ mod tests {
                 r.attempt = 1 + next(3) as u32;
                 r.polls = next(3);
                 // A recipe is sent once, at submit; later writes carry none.
-                r.recipe = (next(3) == 0).then(|| Stored {
-                    encoding: Encoding::Pickle,
-                    bytes: vec![next(250) as u8],
+                r.recipe = (next(3) == 0).then(|| {
+                    Box::new(Stored {
+                        encoding: Encoding::Pickle,
+                        bytes: vec![next(250) as u8],
+                    })
                 });
                 r
             };
