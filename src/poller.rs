@@ -145,6 +145,10 @@ impl Poller {
             return self.reserve_main();
         }
         if s.sleeping_until.is_some_and(|t| earliest < t) {
+            // Woken after the lock is let go: notified under it, the
+            // poller could be handed the lock before it runs again, and a
+            // submitter's next add would wait for it to be scheduled.
+            drop(s);
             self.wake.notify_one();
         }
         false
