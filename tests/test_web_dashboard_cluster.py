@@ -4,6 +4,8 @@ own browser test does (or fails with ``TASKRUNNER_REQUIRE_BROWSER=1``)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import requests
 import test_web_dashboard as dashboard
@@ -17,6 +19,11 @@ distributed = pytest.importorskip("distributed", reason="the cluster tests need 
 from taskrunner.cluster.link import live_workers  # noqa: E402
 
 wait_until = dashboard.wait_until
+
+
+def fits(widths: list[int]) -> bool:
+    """Neither the page nor the workers table is wider than its box."""
+    return widths[0] <= widths[1] and widths[2] <= widths[3]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -85,6 +92,8 @@ def test_each_task_shows_the_worker_it_ran_on(browser, server, dask_processes):
 
 
 def test_a_narrow_window_with_the_workers_panel_scrolls_only_down(browser, server):
+    from selenium.common.exceptions import TimeoutException
+
     open_page(browser, server.url)
     wait_until(
         browser,
@@ -94,11 +103,19 @@ def test_a_narrow_window_with_the_workers_panel_scrolls_only_down(browser, serve
     try:
         browser.set_window_size(360, 800)
         wait_until(browser, lambda d: d.execute_script("return innerWidth") == 360, "no resize")
-        widths = browser.execute_script(
-            "return [document.documentElement.scrollWidth, innerWidth,"
-            " document.querySelector('#workers-panel .table-wrap').scrollWidth,"
-            " document.querySelector('#workers-panel .table-wrap').clientWidth]"
-        )
+
+        def measure(d) -> list[int]:
+            return d.execute_script(
+                "return [document.documentElement.scrollWidth, innerWidth,"
+                " document.querySelector('#workers-panel .table-wrap').scrollWidth,"
+                " document.querySelector('#workers-panel .table-wrap').clientWidth]"
+            )
+
+        # The layout follows innerWidth a frame or more later (the charts are
+        # redrawn for the new width): judge the page once it had time to settle.
+        with contextlib.suppress(TimeoutException):
+            wait_until(browser, lambda d: fits(measure(d)), "the page never fit")
+        widths = measure(browser)
         assert widths[0] <= widths[1], widths  # the page does not scroll sideways
         assert widths[2] <= widths[3], widths  # nor does the workers table
     finally:
