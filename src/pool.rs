@@ -38,18 +38,14 @@ const WORKER_STACK: usize = 8 << 20;
 /// default, so a task's `time.sleep(0)` (CPython >= 3.11) takes 60 us instead
 /// of 10. Workers run tasks, whose short sleeps should stay short.
 #[cfg(target_os = "linux")]
-const WORKER_TIMER_SLACK_NS: std::ffi::c_ulong = 1_000;
+const WORKER_TIMER_SLACK_NS: libc::c_ulong = 1_000;
 
 #[cfg(target_os = "linux")]
 fn shorten_timer_slack() {
-    extern "C" {
-        fn prctl(option: std::ffi::c_int, ...) -> std::ffi::c_int;
-    }
-    const PR_SET_TIMERSLACK: std::ffi::c_int = 29;
     // SAFETY: PR_SET_TIMERSLACK takes one unsigned long and changes only the
     // calling thread's slack. A failure leaves the default, which is harmless.
     unsafe {
-        prctl(PR_SET_TIMERSLACK, WORKER_TIMER_SLACK_NS);
+        libc::prctl(libc::PR_SET_TIMERSLACK, WORKER_TIMER_SLACK_NS);
     }
 }
 
