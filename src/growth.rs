@@ -26,13 +26,17 @@
 //!   length. 100 sleeping jobs all run within about 25 ms;
 //! - jobs finish but work still waits: a trial. Measure the jobs finished
 //!   per second over a window (20 to 50 ms and 16 jobs or more), add a step
-//!   of workers (a quarter of the busy ones at least), measure again. If the rate rose by at least a tenth, keep
-//!   them; the next step doubles when the rise was at least half of what
-//!   workers blocked off the GIL would give (k more on top of n: k/n) and
-//!   nothing was queued meanwhile, else it is one. If not, retire them (each leaves after its current job) and
-//!   back off, 100 ms at first, doubling to 1 s while trials keep failing. A flood of instant
-//!   jobs that each release the GIL once thus settles on the two or three
-//!   workers that keep the GIL busy, not on dozens that fight for it.
+//!   of workers (a quarter of the busy ones at least), measure again. If
+//!   the rate rose by at least a tenth, keep them; the next step doubles
+//!   when the rise was at least three quarters of what workers blocked off
+//!   the GIL would give (k more on top of n: k/n) and nothing was queued
+//!   meanwhile, else it is one. (Half was too little: a second worker on
+//!   `sleep(0)` jobs gives +25 to +70% on two cores, so the step doubled
+//!   into a trial of four, and a noisy window could keep them.) If not,
+//!   retire them (each leaves after its current job) and back off, 100 ms
+//!   at first, doubling to 1 s while trials keep failing. A flood of
+//!   instant jobs that each release the GIL once thus settles on the two or
+//!   three workers that keep the GIL busy, not on dozens that fight for it.
 
 use std::time::{Duration, Instant};
 
@@ -234,7 +238,7 @@ impl Growth {
                 // at half of that or more, the next step may double (unless
                 // a submitter's spells with the GIL blur the measure).
                 let ideal = trial.added as f64 / trial.busy_before.max(1) as f64;
-                let near_ideal = rate >= before * (1.0 + ideal / 2.0);
+                let near_ideal = rate >= before * (1.0 + ideal * 0.75);
                 self.step = if near_ideal && quiet {
                     trial.added * 2
                 } else {
@@ -447,6 +451,23 @@ mod tests {
                 (2, 100, Change::Add(1)),
                 // +15% where a blocked worker would give +50%: one more, not two.
                 (3, 115, Change::Add(1)),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_second_worker_short_of_three_quarters_of_the_ideal_grows_one_at_a_time() {
+        let start = Instant::now();
+        let mut growth = Growth::new(&load(0, 0, 0), BLOCKED_AFTER, start);
+        windows(
+            &mut growth,
+            start,
+            &[
+                (1, 100, Change::Add(1)),
+                // +60% where a blocked worker would give +100% (sleep(0)
+                // jobs on two cores): a trial of one more, not of two.
+                (2, 160, Change::Add(1)),
+                (3, 165, Change::Retire(1)),
             ],
         );
     }
