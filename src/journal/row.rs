@@ -187,36 +187,51 @@ fn to_u64(n: i64) -> u64 {
 
 impl TaskRow {
     /// Runs `statement` (whose 24 parameters are [`TASK_COLUMNS`]) for this row.
+    /// Binds only the values present, after clearing every parameter to
+    /// NULL: most of a row's columns are empty, and binding each of them
+    /// was about a fifth of the writer's time.
     pub fn execute(&self, statement: &mut rusqlite::CachedStatement<'_>) -> rusqlite::Result<()> {
+        fn bind(
+            statement: &mut rusqlite::Statement<'_>,
+            column: usize,
+            value: Option<impl rusqlite::ToSql>,
+        ) -> rusqlite::Result<()> {
+            match value {
+                Some(value) => statement.raw_bind_parameter(column, value),
+                None => Ok(()),
+            }
+        }
         let (result_encoding, result) = split(self.result.as_ref());
         let (recipe_encoding, recipe) = split(self.recipe.as_deref());
         let error = self.error.as_ref();
-        statement.execute(rusqlite::params![
-            to_i64(self.id),
-            &*self.name,
-            self.kind,
-            self.state,
-            self.submitted_at,
-            self.started_at,
-            self.finished_at,
-            to_i64(self.polls),
-            self.attempt,
-            result_encoding,
-            result,
-            error.map(|e| &e.type_name),
-            error.map(|e| &e.message),
-            error.and_then(|e| e.traceback.as_ref()),
-            recipe_encoding,
-            recipe,
-            self.origin.as_ref(),
-            self.worker.as_deref(),
-            self.schedule.priority,
-            self.schedule.not_before,
-            self.schedule.limit.as_deref(),
-            self.schedule.after.as_deref(),
-            self.schedule.retry.as_deref(),
-            self.task_type.as_deref(),
-        ])?;
+        let schedule = &self.schedule;
+        statement.clear_bindings();
+        let s: &mut rusqlite::Statement<'_> = statement;
+        s.raw_bind_parameter(1, to_i64(self.id))?;
+        s.raw_bind_parameter(2, &*self.name)?;
+        bind(s, 3, self.kind)?;
+        s.raw_bind_parameter(4, self.state)?;
+        s.raw_bind_parameter(5, self.submitted_at)?;
+        bind(s, 6, self.started_at)?;
+        bind(s, 7, self.finished_at)?;
+        s.raw_bind_parameter(8, to_i64(self.polls))?;
+        s.raw_bind_parameter(9, self.attempt)?;
+        bind(s, 10, result_encoding)?;
+        bind(s, 11, result)?;
+        bind(s, 12, error.map(|e| &e.type_name))?;
+        bind(s, 13, error.map(|e| &e.message))?;
+        bind(s, 14, error.and_then(|e| e.traceback.as_ref()))?;
+        bind(s, 15, recipe_encoding)?;
+        bind(s, 16, recipe)?;
+        s.raw_bind_parameter(17, self.origin.as_ref())?;
+        bind(s, 18, self.worker.as_deref())?;
+        s.raw_bind_parameter(19, schedule.priority)?;
+        bind(s, 20, schedule.not_before)?;
+        bind(s, 21, schedule.limit.as_deref())?;
+        bind(s, 22, schedule.after.as_deref())?;
+        bind(s, 23, schedule.retry.as_deref())?;
+        bind(s, 24, self.task_type.as_deref())?;
+        s.raw_execute()?;
         Ok(())
     }
 
