@@ -235,7 +235,7 @@ impl Growth {
             Some(before) if rate >= before * 1.1 => {
                 self.backoff = NO_GAIN_BACKOFF;
                 // Workers blocked off the GIL raise the rate in proportion:
-                // at half of that or more, the next step may double (unless
+                // at three quarters of that or more, the next step may double (unless
                 // a submitter's spells with the GIL blur the measure).
                 let ideal = trial.added as f64 / trial.busy_before.max(1) as f64;
                 let near_ideal = rate >= before * (1.0 + ideal * 0.75);
